@@ -1,0 +1,37 @@
+"""The engine: hooks, records, statistics, diagnosis. Imports torch and the stdlib only."""
+
+from inspector.engine.recorder import InspectorWarning, Recorder, Stop
+from inspector.engine.records import (
+    Call,
+    Diagnosis,
+    OpInfo,
+    SourceLine,
+    Stats,
+    Struct,
+    TensorInfo,
+    Value,
+    first_tensor,
+    format_shape,
+    tensors_in,
+)
+from inspector.engine.trace import RecordedError, Trace, trace
+
+__all__ = [
+    "Call",
+    "Diagnosis",
+    "InspectorWarning",
+    "OpInfo",
+    "RecordedError",
+    "Recorder",
+    "SourceLine",
+    "Stats",
+    "Stop",
+    "Struct",
+    "TensorInfo",
+    "Trace",
+    "Value",
+    "first_tensor",
+    "format_shape",
+    "tensors_in",
+    "trace",
+]

@@ -1,0 +1,166 @@
+"""Turn live values (tensors, nested containers, anything) into immutable records.
+
+A tensor that travels from one module to the next is the same Python object, so it is
+described once: the registry maps a live tensor to the TensorInfo it already got, checked
+against its version counter (an in-place op such as `ReLU(inplace=True)` makes it a new
+value). This halves the statistics work and tells each input which call produced it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from inspector.engine.records import Struct, TensorInfo, Value
+from inspector.engine.stats import compute_stats
+
+MAX_ITEMS = 64  # items of one sequence or mapping to describe; the rest is counted
+MAX_DEPTH = 8
+MAX_TEXT = 60
+
+_SHORT_REPR = (str, torch.Size, torch.dtype, torch.device, slice, range, enum.Enum)
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """'float32' for torch.float32."""
+    return str(dtype).removeprefix("torch.")
+
+
+def tensor_version(t: torch.Tensor) -> int | None:
+    """The in-place version counter, or None where torch keeps none (inference tensors)."""
+    try:
+        return int(t._version)
+    except (RuntimeError, AttributeError):
+        return None
+
+
+class TensorRegistry:
+    """Remembers the TensorInfo given to each live tensor, without keeping the tensor alive."""
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[weakref.ref[torch.Tensor], int | None, TensorInfo]] = {}
+
+    def lookup(self, t: torch.Tensor, *, any_version: bool = False) -> TensorInfo | None:
+        entry = self._entries.get(id(t))
+        if entry is None or entry[0]() is not t:
+            return None
+        if any_version:
+            return entry[2]
+        version = tensor_version(t)
+        if version is None or version != entry[1]:
+            return None
+        return entry[2]
+
+    def remember(self, t: torch.Tensor, info: TensorInfo) -> None:
+        key = id(t)
+        entries = self._entries
+
+        def forget(ref: weakref.ref[torch.Tensor], key: int = key) -> None:
+            entry = entries.get(key)
+            if entry is not None and entry[0] is ref:
+                del entries[key]
+
+        try:
+            ref = weakref.ref(t, forget)
+        except TypeError:
+            return
+        entries[key] = (ref, tensor_version(t), info)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+class Describer:
+    """Describes values as records; one per pass, sharing the pass's tensor registry."""
+
+    def __init__(self, *, stats: bool = True, registry: TensorRegistry | None = None) -> None:
+        self.stats = stats
+        self.registry = registry if registry is not None else TensorRegistry()
+
+    def describe(self, value: Any, producer: int | None = None, _depth: int = 0) -> Value:
+        """The record of `value`; tensors not seen before are attributed to `producer`."""
+        if isinstance(value, torch.Tensor):
+            return self.tensor(value, producer)
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+        if _depth >= MAX_DEPTH:
+            return f"<{type(value).__name__}>"
+        if isinstance(value, tuple) and hasattr(value, "_fields"):  # namedtuple
+            items = [(name, getattr(value, name)) for name in value._fields]
+            return self._struct(type(value).__name__, items, producer, _depth)
+        if isinstance(value, (tuple, list)):
+            described = [self.describe(v, producer, _depth + 1) for v in value[:MAX_ITEMS]]
+            if len(value) > MAX_ITEMS:
+                described.append(f"... {len(value) - MAX_ITEMS} more")
+            return tuple(described)
+        if isinstance(value, Mapping):
+            items = [(str(k), v) for k, v in list(value.items())[: MAX_ITEMS + 1]]
+            return self._struct(type(value).__name__, items, producer, _depth)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            items = [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)]
+            return self._struct(type(value).__name__, items, producer, _depth)
+        return short_repr(value)
+
+    def _struct(
+        self, type_name: str, items: list[tuple[str, Any]], producer: int | None, depth: int
+    ) -> Struct:
+        fields = tuple(
+            (name, self.describe(v, producer, depth + 1)) for name, v in items[:MAX_ITEMS]
+        )
+        return Struct(type_name, fields)
+
+    def tensor(self, t: torch.Tensor, producer: int | None) -> TensorInfo:
+        known = self.registry.lookup(t)
+        if known is not None:
+            return known
+        view_of = None
+        base = getattr(t, "_base", None)
+        if isinstance(base, torch.Tensor):
+            base_info = self.registry.lookup(base, any_version=True)
+            if base_info is not None:
+                view_of = base_info.producer
+        info = TensorInfo(
+            shape=_shape(t),
+            dtype=dtype_name(t.dtype),
+            device=str(t.device),
+            requires_grad=bool(t.requires_grad),
+            stats=compute_stats(t) if self.stats else None,
+            layout=str(t.layout).removeprefix("torch."),
+            contiguous=_is_contiguous(t),
+            producer=producer,
+            view_of=view_of,
+        )
+        self.registry.remember(t, info)
+        return info
+
+
+def short_repr(value: Any) -> str:
+    """A short, safe text for a non-tensor value: never calls an arbitrary object's repr."""
+    if isinstance(value, _SHORT_REPR):
+        text = repr(value) if not isinstance(value, str) else value
+    elif callable(value):
+        text = f"<{getattr(value, '__name__', type(value).__name__)}>"
+    else:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "..."
+
+
+def _shape(t: torch.Tensor) -> tuple[int, ...]:
+    if t.is_nested:  # ragged: only the number of components and the rank are fixed
+        return (t.size(0),) + tuple(-1 for _ in range(t.dim() - 1))
+    try:
+        return tuple(int(d) for d in t.shape)
+    except (TypeError, RuntimeError):  # symbolic sizes
+        return tuple(-1 for _ in t.shape)
+
+
+def _is_contiguous(t: torch.Tensor) -> bool:
+    try:
+        return bool(t.is_contiguous())
+    except RuntimeError:  # sparse layouts have no strides
+        return False

@@ -1,0 +1,22 @@
+"""Findings over a recorded pass: the error explained, then warnings about silent bugs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from inspector.engine.diagnose.errors import explain_failure
+from inspector.engine.records import Diagnosis
+
+if TYPE_CHECKING:
+    from inspector.engine.recorder import Recorder
+    from inspector.engine.trace import Trace
+
+__all__ = ["collect_findings", "explain_failure"]
+
+
+def collect_findings(trace: Trace, recorder: Recorder) -> list[Diagnosis]:
+    """The error's diagnosis first (if the pass failed), then warnings."""
+    findings: list[Diagnosis] = []
+    if trace.error is not None:
+        findings.append(explain_failure(trace, recorder.failure_for(trace.error), trace.error))
+    return findings

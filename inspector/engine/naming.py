@@ -1,0 +1,143 @@
+"""Names of modules and places in the user's code.
+
+With a model in hand, a module's name is its path in `model.named_modules()`. With global
+hooks (no model given), a module entered with nothing on the stack is a root, named after the
+variable that holds it in the user's calling frame (`model`, `criterion`), and its submodules
+are indexed once under that name.
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+import sys
+import weakref
+from types import FrameType
+
+import torch
+from torch import nn
+
+from inspector.engine.records import SourceLine
+
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+_INSPECTOR_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def is_library_file(filename: str) -> bool:
+    """Frames of torch or of the inspector itself, which a user does not want to be shown."""
+    return filename.startswith(_TORCH_DIR) or filename.startswith(_INSPECTOR_DIR)
+
+
+def user_frame(start: FrameType | None) -> FrameType | None:
+    """The first frame at or above `start` that is the user's code."""
+    frame = start
+    while frame is not None and is_library_file(frame.f_code.co_filename):
+        frame = frame.f_back
+    return frame
+
+
+def source_line(filename: str, lineno: int, function: str = "") -> SourceLine:
+    text = linecache.getline(filename, lineno).rstrip("\n")
+    return SourceLine(file=filename, lineno=lineno, text=text, function=function)
+
+
+def frame_line(frame: FrameType) -> SourceLine:
+    return source_line(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+
+
+def call_site() -> SourceLine | None:
+    """The user's line that made the module call now being entered."""
+    frame = user_frame(sys._getframe(1))
+    return frame_line(frame) if frame is not None else None
+
+
+def module_line(module: nn.Module) -> str:
+    """The module's own line: `Linear(in_features=1024, out_features=256, bias=True)`."""
+    try:
+        extra = module.extra_repr()
+    except Exception:  # a user's extra_repr may fail; the name is still useful
+        extra = ""
+    if "\n" in extra:
+        extra = extra.split("\n", 1)[0] + ", ..."
+    return f"{type(module).__name__}({extra})"
+
+
+def count_params(module: nn.Module) -> int:
+    """Parameters of `module` and its children, each Parameter counted once (tied weights)."""
+    seen: set[int] = set()
+    total = 0
+    for p in module.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        if isinstance(p, nn.parameter.UninitializedParameter):
+            continue
+        total += p.numel()
+    return total
+
+
+class ModuleNames:
+    """Paths of modules; roots named from the model given or from the caller's variables."""
+
+    def __init__(self) -> None:
+        self._paths: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
+        self._roots: dict[str, weakref.ref[nn.Module]] = {}
+
+    def add_root(self, module: nn.Module, name: str) -> None:
+        """Index `module` and its submodules under `name` ("" for the model being traced)."""
+        self._roots[name] = weakref.ref(module)
+        for sub_path, sub in module.named_modules():
+            if sub in self._paths:
+                continue
+            if not name:
+                self._paths[sub] = sub_path
+            else:
+                self._paths[sub] = f"{name}.{sub_path}" if sub_path else name
+
+    def known(self, module: nn.Module) -> str | None:
+        return self._paths.get(module)
+
+    def path(self, module: nn.Module, parent_path: str | None) -> str:
+        """The path of `module`, entered inside `parent_path` (None when nothing is running)."""
+        known = self._paths.get(module)
+        if known is not None:
+            return known
+        if parent_path is not None:
+            # Called inside another module but not registered under it (a module kept in a
+            # plain list or made on the fly): name it under its caller.
+            prefix = f"{parent_path}." if parent_path else ""
+            path = f"{prefix}<{type(module).__name__}>"
+            self._paths[module] = path
+            return path
+        name = self._unique(variable_name(module) or type(module).__name__.lower(), module)
+        self.add_root(module, name)
+        return name
+
+    def _unique(self, name: str, module: nn.Module) -> str:
+        candidate, n = name, 1
+        while True:
+            ref = self._roots.get(candidate)
+            if ref is None or ref() is None or ref() is module:
+                return candidate
+            n += 1
+            candidate = f"{name}#{n}"
+
+
+def variable_name(obj: object) -> str | None:
+    """The name a user's frame gives `obj`: a local, a global, or an attribute of `self`."""
+    frame = user_frame(sys._getframe(1))
+    hops = 0
+    while frame is not None and hops < 8:
+        if not is_library_file(frame.f_code.co_filename):
+            for scope in (frame.f_locals, frame.f_globals):
+                for name, value in scope.items():
+                    if value is obj and not name.startswith("_"):
+                        return name
+            owner = frame.f_locals.get("self")
+            if owner is not None and not isinstance(owner, nn.Module):
+                for name, value in getattr(owner, "__dict__", {}).items():
+                    if value is obj:
+                        return name
+        frame = frame.f_back
+        hops += 1
+    return None

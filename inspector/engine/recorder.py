@@ -1,0 +1,296 @@
+"""The recorder: module hooks that turn a forward pass into a list of Call records.
+
+The whole hook lifecycle lives here (torchinfo's lesson): register, record, and remove every
+handle in `detach()`, which callers run in a `finally`. Hooks always return None: a forward
+hook that returns a value replaces the module's output. A fault inside the recorder turns it
+off with one warning; the user's forward goes on untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from torch import nn
+from torch.nn.modules import module as torch_module
+from torch.utils.hooks import RemovableHandle
+
+from inspector.engine.describe import Describer
+from inspector.engine.naming import ModuleNames, call_site, count_params, module_line
+from inspector.engine.records import Call, Struct
+
+
+class InspectorWarning(UserWarning):
+    """Raised as a warning when the inspector turns itself off; the user's run goes on."""
+
+
+class Listener(Protocol):
+    """Receives each call as it starts and ends (the stepper pauses here)."""
+
+    def call_started(self, call: Call) -> None: ...
+
+    def call_finished(self, call: Call) -> None: ...
+
+
+class Stop(BaseException):
+    """Raised by a listener to end the forward pass now (the user quit the debugger)."""
+
+
+@dataclasses.dataclass
+class Failure:
+    """A call that raised: the live pieces a diagnosis needs, dropped after it ran."""
+
+    seq: int
+    module: nn.Module | Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    exception: BaseException
+
+
+@dataclasses.dataclass
+class _Open:
+    seq: int
+    key: object  # the module or function, compared by identity
+    started: float
+    exc_before: BaseException | None
+
+
+class Recorder:
+    """Records module calls into `calls`; attach to a model, or globally, then `detach()`."""
+
+    def __init__(self, *, stats: bool = True, listener: Listener | None = None) -> None:
+        self.describer = Describer(stats=stats)
+        self.listener = listener
+        self.calls: list[Call] = []
+        self.modules: list[weakref.ref[Any]] = []  # the live module of each call, by seq
+        self.failures: list[Failure] = []
+        self.fault: Exception | None = None
+        self.names = ModuleNames()
+        self._counts: dict[str, int] = {}
+        self._handles: list[RemovableHandle] = []
+        self._local = threading.local()
+        self._module_info: dict[int, tuple[str, int]] = {}
+        self._global = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def attach(self, model: nn.Module, name: str = "") -> None:
+        """Hook every module of `model`; paths as in `named_modules()`, prefixed by `name`."""
+        self.names.add_root(model, name)
+        for module in model.modules():
+            self._handles.append(module.register_forward_pre_hook(self._pre, with_kwargs=True))
+            self._handles.append(
+                module.register_forward_hook(self._post, with_kwargs=True, always_call=True)
+            )
+
+    def attach_global(self) -> None:
+        """Hook every module call in the process; roots are named after the caller's variables."""
+        self._global = True
+        self._handles.append(torch_module.register_module_forward_pre_hook(self._pre_global))
+        self._handles.append(
+            torch_module.register_module_forward_hook(
+                self._post_global, with_kwargs=True, always_call=True
+            )
+        )
+
+    def detach(self) -> None:
+        """Remove every hook. Safe to call twice."""
+        handles, self._handles = self._handles, []
+        for handle in handles:
+            handle.remove()
+
+    @property
+    def attached(self) -> bool:
+        return bool(self._handles)
+
+    # -- hooks ------------------------------------------------------------------------------
+
+    def _pre(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.enter(module, args, kwargs)
+
+    def _post(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
+    ) -> None:
+        self.exit(module, args, kwargs, output)
+
+    def _pre_global(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        self.enter(module, args, {})
+
+    def _post_global(self, module: nn.Module, args: tuple[Any, ...], *rest: Any) -> None:
+        # torch calls always_call global hooks without kwargs when forward raised.
+        kwargs, output = (rest[0], rest[1]) if len(rest) == 2 else ({}, rest[0])
+        self.exit(module, args, kwargs, output)
+
+    # -- recording --------------------------------------------------------------------------
+
+    def enter(
+        self,
+        key: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        path: str | None = None,
+    ) -> None:
+        """A call of `key` (a module, or a function given with its `path`) starts."""
+        if self.fault is not None:
+            return
+        try:
+            call = self._start(key, args, kwargs, path)
+        except Exception as exc:
+            self._fail(exc)
+            return
+        if self.listener is not None:
+            self._notify(self.listener.call_started, call)
+
+    def exit(self, key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+        """The call of `key` ends, with `output`, or with the exception now being handled."""
+        if self.fault is not None:
+            return
+        try:
+            call = self._finish(key, args, kwargs, output)
+        except Exception as exc:
+            self._fail(exc)
+            return
+        if call is not None and self.listener is not None:
+            self._notify(self.listener.call_finished, call)
+
+    def _stack(self) -> list[_Open]:
+        stack: list[_Open] | None = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        return stack
+
+    def _start(self, key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], path: str | None):
+        stack = self._stack()
+        parent = stack[-1].seq if stack else None
+        if path is None:
+            parent_path = self.calls[parent].path if parent is not None else None
+            path = self.names.path(key, parent_path)
+        index = self._counts.get(path, 0)
+        self._counts[path] = index + 1
+        seq = len(self.calls)
+        line, params = self._describe_callable(key)
+        describe = self.describer.describe
+        call = Call(
+            seq=seq,
+            path=path,
+            index=index,
+            type=type(key).__name__ if isinstance(key, nn.Module) else _function_name(key),
+            depth=len(stack),
+            parent=parent,
+            inputs=tuple(describe(a) for a in args),
+            kwargs=Struct("kwargs", tuple((k, describe(v)) for k, v in kwargs.items()))
+            if kwargs
+            else None,
+            module_repr=line,
+            params=params,
+            call_site=call_site(),
+        )
+        self.calls.append(call)
+        self.modules.append(_weak(key))
+        stack.append(_Open(seq, key, time.perf_counter(), sys.exc_info()[1]))
+        return call
+
+    def _finish(
+        self, key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
+    ) -> Call | None:
+        stack = self._stack()
+        # Unwind to the matching entry: a BaseException (KeyboardInterrupt) skips post hooks.
+        while stack and stack[-1].key is not key:
+            stack.pop()
+        if not stack:
+            return None
+        opened = stack.pop()
+        call = self.calls[opened.seq]
+        in_flight = sys.exc_info()[1]
+        elapsed = (time.perf_counter() - opened.started) * 1e3
+        if output is None and in_flight is not None and in_flight is not opened.exc_before:
+            self.failures.append(Failure(opened.seq, key, args, kwargs, in_flight))
+            call = dataclasses.replace(
+                call,
+                status="error",
+                error=f"{type(in_flight).__name__}: {in_flight}",
+                duration_ms=elapsed,
+            )
+        else:
+            outputs = self.describer.describe(output, producer=opened.seq)
+            call = dataclasses.replace(call, outputs=outputs, status="ok", duration_ms=elapsed)
+        self.calls[opened.seq] = call
+        return call
+
+    def _describe_callable(self, key: Any) -> tuple[str, int]:
+        cached = self._module_info.get(id(key))
+        if cached is None:
+            if isinstance(key, nn.Module):
+                cached = (module_line(key), count_params(key))
+            else:
+                cached = (_function_name(key), 0)
+            self._module_info[id(key)] = cached
+        return cached
+
+    def _notify(self, method: Callable[[Call], None], call: Call) -> None:
+        try:
+            method(call)
+        except Stop:
+            raise
+        except Exception as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        self.fault = exc
+        self.detach()
+        warnings.warn(
+            f"torch-inspector stopped recording after an internal error "
+            f"({type(exc).__name__}: {exc}); the model runs on unchanged",
+            InspectorWarning,
+            stacklevel=2,
+        )
+
+    # -- functions that are not modules (a loss given as a plain function) --------------
+
+    def call_function(self, path: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run `fn(*args)` recorded as a call named `path`."""
+        self.enter(fn, args, {}, path=path)
+        try:
+            result = fn(*args)
+        except Exception:
+            self.exit(fn, args, {}, None)
+            raise
+        self.exit(fn, args, {}, result)
+        return result
+
+    def failure_for(self, exc: BaseException | None) -> Failure | None:
+        """The innermost recorded call that raised `exc` (or the last failure)."""
+        if exc is None:
+            return None
+        for failure in self.failures:
+            if failure.exception is exc:
+                return failure
+        return self.failures[-1] if self.failures else None
+
+    def release(self) -> None:
+        """Drop the live references kept for diagnosis."""
+        self.failures.clear()
+        self.describer.registry.clear()
+
+
+def _function_name(fn: Any) -> str:
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+class _Dead:
+    def __call__(self) -> None:
+        return None
+
+
+def _weak(obj: Any) -> weakref.ref[Any]:
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return _Dead()  # type: ignore[return-value]

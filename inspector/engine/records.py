@@ -1,0 +1,230 @@
+"""Immutable records of a forward pass: what crosses from the engine to every front end.
+
+Nothing here holds a live tensor, module or hook handle. Records are frozen dataclasses with
+slots, so a trace of many thousand calls stays small and can be handed to another thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Union
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Summary statistics of one tensor.
+
+    `mean`, `std`, `min` and `max` are taken over the finite values; `nan` and `inf` count the
+    others. `std` is the unbiased estimate, as `torch.std` computes it (0 for a single value). The histogram counts a
+    deterministic strided sample of `sampled` values in `histogram_range` (the full tensor's
+    finite min and max), so it costs the same for every tensor size.
+    """
+
+    numel: int
+    mean: float
+    std: float
+    min: float
+    max: float
+    nan: int = 0
+    inf: int = 0
+    zero_fraction: float = 0.0
+    histogram: tuple[int, ...] = ()
+    histogram_range: tuple[float, float] = (0.0, 0.0)
+    sampled: int = 0
+
+    @property
+    def finite(self) -> bool:
+        """True when the tensor holds no NaN and no Inf."""
+        return self.nan == 0 and self.inf == 0
+
+
+@dataclass(frozen=True, slots=True)
+class TensorInfo:
+    """What is known about one tensor: shape, dtype, device and (optionally) statistics.
+
+    `producer` is the position in `Trace.calls` of the innermost call that returned this
+    tensor, and `view_of` the producer of the tensor this one is a view of (for example the
+    pool output that a `view(-1, 216)` reshaped), so a diagnosis can say where a dimension
+    came from.
+    """
+
+    shape: tuple[int, ...]
+    dtype: str
+    device: str = "cpu"
+    requires_grad: bool = False
+    stats: Stats | None = None
+    layout: str = "strided"
+    contiguous: bool = True
+    producer: int | None = None
+    view_of: int | None = None
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    def __str__(self) -> str:
+        return f"{format_shape(self.shape)} {self.dtype}"
+
+
+@dataclass(frozen=True, slots=True)
+class Struct:
+    """A mapping-like value (dict, namedtuple, dataclass) described field by field, in order."""
+
+    type: str
+    fields: tuple[tuple[str, Value], ...]
+
+    def __getitem__(self, key: str) -> Value:
+        for name, value in self.fields:
+            if name == key:
+                return value
+        raise KeyError(key)
+
+    def keys(self) -> list[str]:
+        return [name for name, _ in self.fields]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+
+# A described value: tensors become TensorInfo, sequences tuples, mappings and records Structs,
+# None/bool/int/float stay as they are, and anything else becomes a short repr string.
+Value = Union[TensorInfo, Struct, tuple["Value", ...], None, bool, int, float, str]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLine:
+    """A line of source code: where a call was made or an error was raised."""
+
+    file: str
+    lineno: int
+    text: str
+    function: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.lineno}"
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One call of one module during a pass.
+
+    Calls are listed in the order they started (pre-order). `seq` is the call's position in
+    that list, `index` counts the calls of the same module in this pass (0 for the first, 1
+    for the second when a module is reused), `parent` is the `seq` of the enclosing call.
+    """
+
+    seq: int
+    path: str
+    index: int
+    type: str
+    depth: int
+    parent: int | None
+    inputs: tuple[Value, ...]
+    kwargs: Struct | None = None
+    outputs: Value = None
+    status: str = "running"  # "running" | "ok" | "error"
+    error: str | None = None  # "RuntimeError: ..." for a failed call
+    module_repr: str = ""  # the module's own line, e.g. "Linear(in_features=4, out_features=2)"
+    params: int = 0  # parameters of this module and its children, each Parameter counted once
+    duration_ms: float = 0.0
+    call_site: SourceLine | None = None  # the line in the caller that made this call
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """The identity of a call within a pass: (path, index)."""
+        return (self.path, self.index)
+
+    @property
+    def name(self) -> str:
+        """A display name: the path ('(root)' for the root), with the call number if reused."""
+        base = self.path or "(root)"
+        return base if self.index == 0 else f"{base} (call {self.index + 1})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status != "running"
+
+
+@dataclass(frozen=True, slots=True)
+class OpInfo:
+    """A torch operation and the shapes of its tensor operands."""
+
+    name: str
+    operands: tuple[Value, ...] = ()
+    kwargs: tuple[tuple[str, Value], ...] = ()
+
+    def operand_shapes(self) -> list[tuple[int, ...]]:
+        return [v.shape for v in tensors_in(self.operands)]
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    """A finding: an error that stopped the pass, or a warning about a silent bug or anomaly.
+
+    `str(diag)` is the whole explanation a user reads: what failed, where, actual against
+    expected, and the fixes.
+    """
+
+    kind: str  # "error" | "warning"
+    module: str  # path of the culprit module, "" for the root's own code
+    summary: str  # one line: what is wrong
+    module_type: str = ""
+    call: int | None = None  # seq of the culprit call in the trace, when there is one
+    line: SourceLine | None = None
+    op: OpInfo | None = None
+    details: tuple[str, ...] = ()  # actual vs expected, where each wrong number came from
+    fixes: tuple[str, ...] = ()
+    code: str = ""  # a stable identifier of the family: "linear-in-features", "nan-origin", ...
+    exception: str | None = None  # "RuntimeError: mat1 and mat2 shapes cannot be multiplied"
+
+    def __str__(self) -> str:
+        where = self.module if self.module else "(root)"
+        if self.module_type:
+            where += f" ({self.module_type})"
+        head = f"{self.kind}: {where}: {self.summary}"
+        lines = [head]
+        if self.line is not None:
+            lines.append(f"  at {self.line.file}:{self.line.lineno}: {self.line.text.strip()}")
+        if self.op is not None:
+            shapes = ", ".join(format_shape(s) for s in self.op.operand_shapes())
+            lines.append(f"  op: {self.op.name}({shapes})")
+        lines.extend(f"  {d}" for d in self.details)
+        if self.fixes:
+            lines.append("  fix:")
+            lines.extend(f"    - {f}" for f in self.fixes)
+        return "\n".join(lines)
+
+
+def format_shape(shape: tuple[int, ...]) -> str:
+    """`(4, 3, 32, 32)`; a 1-tuple keeps its comma: `(10,)`."""
+    if len(shape) == 1:
+        return f"({shape[0]},)"
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def tensors_in(value: Value) -> Iterator[TensorInfo]:
+    """Every TensorInfo in a described value, depth first, in order."""
+    if isinstance(value, TensorInfo):
+        yield value
+    elif isinstance(value, tuple):
+        for item in value:
+            yield from tensors_in(item)
+    elif isinstance(value, Struct):
+        for _, item in value.fields:
+            yield from tensors_in(item)
+
+
+def first_tensor(value: Value) -> TensorInfo | None:
+    """The first TensorInfo in a described value, or None."""
+    return next(tensors_in(value), None)

@@ -1,0 +1,204 @@
+"""`inspector.trace`: run a model once with hooks and return the record of the pass."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from torch import nn
+
+from inspector.engine.recorder import Recorder
+from inspector.engine.records import Call, Diagnosis
+
+
+class RecordedError(Exception):
+    """An exception read back from a saved trace: its type name and message, not the object."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(message)
+        self.type_name = type_name
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"{self.type_name}({self.message!r})"
+
+
+class Trace:
+    """The record of one forward pass (and loss, when given).
+
+    Attributes:
+        calls: every module call in the order the calls started.
+        output: the model's output, None when the pass failed.
+        loss: the loss_fn result, when a loss_fn was given and the pass got that far.
+        error: the original exception, or None. `trace()` never raises it.
+        findings: the error's diagnosis first (if any), then warnings.
+    """
+
+    def __init__(
+        self,
+        calls: list[Call],
+        *,
+        output: Any = None,
+        loss: Any = None,
+        error: BaseException | None = None,
+        findings: list[Diagnosis] | None = None,
+    ) -> None:
+        self.calls = calls
+        self.output = output
+        self.loss = loss
+        self.error = error
+        self.findings: list[Diagnosis] = findings if findings is not None else []
+        self._children: tuple[int, dict[int | None, list[int]]] | None = None
+
+    @property
+    def diagnosis(self) -> Diagnosis | None:
+        """The first finding: the error's explanation when the pass failed."""
+        return self.findings[0] if self.findings else None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def find(self, path: str, index: int = 0) -> Call:
+        """The call of module `path` ("" for the root) numbered `index` in this pass."""
+        for call in self.calls:
+            if call.path == path and call.index == index:
+                return call
+        known = sorted({c.path for c in self.calls})
+        raise KeyError(
+            f"no call of {path!r} (call {index}) in this trace; "
+            f"recorded paths: {', '.join(repr(p) for p in known[:20])}"
+        )
+
+    def children(self, seq: int | None) -> list[Call]:
+        """The direct children of call `seq` (None: the top-level calls), in order."""
+        if self._children is None or self._children[0] != len(self.calls):
+            index: dict[int | None, list[int]] = {}
+            for call in self.calls:
+                index.setdefault(call.parent, []).append(call.seq)
+            self._children = (len(self.calls), index)
+        return [self.calls[i] for i in self._children[1].get(seq, [])]
+
+    def __iter__(self) -> Iterator[Call]:
+        return iter(self.calls)
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+    def __repr__(self) -> str:
+        state = "ok" if self.error is None else f"error={type(self.error).__name__}"
+        return f"<Trace {len(self.calls)} calls, {state}, {len(self.findings)} findings>"
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """Plain JSON of the record (calls, error text, findings); no live objects."""
+        from inspector.engine.serialize import trace_to_json
+
+        return trace_to_json(self, indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> Trace:
+        """Read back `to_json()`; raises ValueError with the reason on a malformed document."""
+        from inspector.engine.serialize import trace_from_json
+
+        return trace_from_json(text)
+
+
+def trace(
+    model: nn.Module,
+    *args: Any,
+    loss_fn: Callable[..., Any] | None = None,
+    target: Any = None,
+    stats: bool = True,
+    **kwargs: Any,
+) -> Trace:
+    """Run `model(*args, **kwargs)` once with hooks (then `loss_fn(output, target)`).
+
+    Never raises the model's exception: `trace.error` holds it and the calls recorded up to
+    the failure are kept. Hooks are always removed and train/eval modes restored. A
+    KeyboardInterrupt still reaches the caller, after the hooks are gone.
+
+    Args:
+        model: the module to run.
+        *args: positional inputs of `model`.
+        loss_fn: optional loss module or function, applied as `loss_fn(output, target)` and
+            recorded under the path "loss_fn".
+        target: the loss target.
+        stats: compute statistics of every tensor (False: shapes, dtypes and devices only).
+        **kwargs: keyword inputs of `model`.
+    """
+    check_module(model, "model")
+    recorder = Recorder(stats=stats)
+    run = run_recorded(recorder, model, args, kwargs, loss_fn=loss_fn, target=target)
+    result = Trace(recorder.calls, output=run.output, loss=run.loss, error=run.error)
+    from inspector.engine.diagnose import collect_findings
+
+    result.findings = collect_findings(result, recorder)
+    result._modules = recorder.modules  # type: ignore[attr-defined]
+    recorder.release()
+    return result
+
+
+class RunResult:
+    __slots__ = ("output", "loss", "error")
+
+    def __init__(self) -> None:
+        self.output: Any = None
+        self.loss: Any = None
+        self.error: BaseException | None = None
+
+
+def run_recorded(
+    recorder: Recorder,
+    model: nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    loss_fn: Callable[..., Any] | None = None,
+    target: Any = None,
+) -> RunResult:
+    """Attach `recorder`, run the pass, and always detach and restore the modes."""
+    modes = save_modes(model, loss_fn)
+    result = RunResult()
+    recorder.attach(model)
+    if isinstance(loss_fn, nn.Module):
+        recorder.attach(loss_fn, "loss_fn")
+    try:
+        result.output = model(*args, **kwargs)
+        if loss_fn is not None:
+            if isinstance(loss_fn, nn.Module):
+                result.loss = loss_fn(result.output, target)
+            else:
+                result.loss = recorder.call_function("loss_fn", loss_fn, result.output, target)
+    except Exception as exc:
+        result.error = exc
+    finally:
+        recorder.detach()
+        restore_modes(modes)
+    return result
+
+
+def check_module(model: Any, what: str) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"inspector expects an nn.Module as `{what}`, got {type(model).__name__}; "
+            f"pass the model itself, e.g. inspector.trace(model, x)"
+        )
+
+
+def save_modes(*roots: Any) -> list[tuple[weakref.ref[nn.Module], bool]]:
+    modes = []
+    for root in roots:
+        if isinstance(root, nn.Module):
+            modes.extend((weakref.ref(m), m.training) for m in root.modules())
+    return modes
+
+
+def restore_modes(modes: list[tuple[weakref.ref[nn.Module], bool]]) -> None:
+    for ref, training in modes:
+        module = ref()
+        if module is not None and module.training != training:
+            module.training = training
