@@ -152,7 +152,7 @@ def short_repr(value: Any) -> str:
 
 def _shape(t: torch.Tensor) -> tuple[int, ...]:
     if t.is_nested:  # ragged: only the number of components and the rank are fixed
-        return (t.size(0),) + tuple(-1 for _ in range(t.dim() - 1))
+        return (t.size(0), *(-1 for _ in range(t.dim() - 1)))
     try:
         return tuple(int(d) for d in t.shape)
     except (TypeError, RuntimeError):  # symbolic sizes

@@ -16,9 +16,10 @@ class Stats:
     """Summary statistics of one tensor.
 
     `mean`, `std`, `min` and `max` are taken over the finite values; `nan` and `inf` count the
-    others. `std` is the unbiased estimate, as `torch.std` computes it (0 for a single value). The histogram counts a
-    deterministic strided sample of `sampled` values in `histogram_range` (the full tensor's
-    finite min and max), so it costs the same for every tensor size.
+    others. `std` is the unbiased estimate, as `torch.std` computes it (0 for a single value).
+    The histogram counts a deterministic strided sample of `sampled` values in
+    `histogram_range` (the full tensor's finite min and max), so it costs the same for every
+    tensor size.
     """
 
     numel: int
@@ -99,7 +100,7 @@ class Struct:
 
 # A described value: tensors become TensorInfo, sequences tuples, mappings and records Structs,
 # None/bool/int/float stay as they are, and anything else becomes a short repr string.
-Value = Union[TensorInfo, Struct, tuple["Value", ...], None, bool, int, float, str]
+Value = Union[TensorInfo, Struct, tuple["Value", ...], None, bool, int, float, str]  # noqa: UP007
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ def can_have_stats(t: torch.Tensor) -> bool:
 
 
 def compute_stats(t: torch.Tensor) -> Stats | None:
-    """Statistics of `t`, or None for tensors without values (meta, fake, sparse, complex, empty)."""
+    """Statistics of `t`; None for tensors without values (meta, fake, sparse, complex, empty)."""
     if not can_have_stats(t):
         return None
     with torch.no_grad():

@@ -143,7 +143,7 @@ def trace(
 
 
 class RunResult:
-    __slots__ = ("output", "loss", "error")
+    __slots__ = ("error", "loss", "output")
 
     def __init__(self) -> None:
         self.output: Any = None
@@ -190,7 +190,7 @@ def check_module(model: Any, what: str) -> None:
 
 
 def save_modes(*roots: Any) -> list[tuple[weakref.ref[nn.Module], bool]]:
-    modes = []
+    modes: list[tuple[weakref.ref[nn.Module], bool]] = []
     for root in roots:
         if isinstance(root, nn.Module):
             modes.extend((weakref.ref(m), m.training) for m in root.modules())

@@ -47,10 +47,15 @@ def test_non_finite_statistics_survive() -> None:
         ("not json", "invalid JSON"),
         ("[]", "format="),
         ('{"format": "torch-inspector-trace", "version": 99}', "unsupported trace version 99"),
-        ('{"format": "torch-inspector-trace", "version": 1, "calls": 3, "findings": []}',
-         "'calls' must be a list"),
-        ('{"format": "torch-inspector-trace", "version": 1, "calls": [{"seq": 0}], '
-         '"findings": []}', "malformed trace file"),
+        (
+            '{"format": "torch-inspector-trace", "version": 1, "calls": 3, "findings": []}',
+            "'calls' must be a list",
+        ),
+        (
+            '{"format": "torch-inspector-trace", "version": 1, "calls": [{"seq": 0}], '
+            '"findings": []}',
+            "malformed trace file",
+        ),
     ],
 )
 def test_malformed_documents_give_clear_errors(text: str, message: str) -> None:

@@ -32,8 +32,13 @@ def test_failure_is_recorded_not_raised() -> None:
     assert "cannot be multiplied" in str(t.error)
     assert t.output is None
     statuses = {c.path: c.status for c in t.calls}
-    assert statuses == {"": "error", "encoder": "ok", "encoder.0": "ok", "encoder.1": "ok",
-                        "head": "error"}
+    assert statuses == {
+        "": "error",
+        "encoder": "ok",
+        "encoder.0": "ok",
+        "encoder.1": "ok",
+        "head": "error",
+    }
     head = t.find("head")
     assert head.inputs[0].shape == (3, 8)
     assert head.error is not None and head.error.startswith("RuntimeError")
@@ -183,8 +188,15 @@ def test_reuse_keys_and_parents() -> None:
 
     t = inspector.trace(Reuse(), torch.randn(2, 4))
     keys = [c.key for c in t.calls]
-    assert keys == [("", 0), ("block", 0), ("block.0", 0), ("block.1", 0), ("block", 1),
-                    ("block.0", 1), ("block.1", 1)]
+    assert keys == [
+        ("", 0),
+        ("block", 0),
+        ("block.0", 0),
+        ("block.1", 0),
+        ("block", 1),
+        ("block.0", 1),
+        ("block.1", 1),
+    ]
     assert [c.parent for c in t.calls] == [None, 0, 1, 1, 0, 4, 4]
     assert [c.depth for c in t.calls] == [0, 1, 2, 2, 1, 2, 2]
     assert t.find("block.0", 1).name == "block.0 (call 2)"
@@ -251,7 +263,7 @@ def test_plain_function_loss_recorded() -> None:
 
 
 def test_not_a_module_is_a_clear_error() -> None:
-    with pytest.raises(TypeError, match="expects an nn.Module"):
+    with pytest.raises(TypeError, match=r"expects an nn\.Module"):
         inspector.trace(lambda x: x, torch.ones(1))  # type: ignore[arg-type]
 
 

@@ -1,0 +1,155 @@
+"""`python -m inspector` / `torch-inspector`: argument parsing, loading files, exit codes.
+
+A FILE is a Python file that defines `build() -> (model, args)` (or `(model, args, kwargs)`)
+and optionally `loss_fn` and `target`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for: printed without a traceback, exit code 2."""
+
+
+@dataclass
+class Target:
+    """What a FILE's build() gives: the model, its inputs, and an optional loss."""
+
+    model: Any
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    loss_fn: Any = None
+    target: Any = None
+
+    def trace_kwargs(self) -> dict[str, Any]:
+        extra = dict(self.kwargs)
+        if self.loss_fn is not None:
+            extra.update(loss_fn=self.loss_fn, target=self.target)
+        return extra
+
+
+def unpack_build(built: Any, where: str) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+    if not isinstance(built, tuple) or len(built) not in (2, 3):
+        raise UsageError(f"{where}: build() must return (model, args) or (model, args, kwargs)")
+    model, args = built[0], built[1]
+    kwargs = built[2] if len(built) == 3 else {}
+    if not isinstance(args, tuple):
+        args = (args,)
+    return model, args, dict(kwargs)
+
+
+def target_from(
+    build: Callable[[], Any], namespace: dict[str, Any] | None = None, where: str = "build()"
+) -> Target:
+    model, args, kwargs = unpack_build(build(), where)
+    namespace = namespace or {}
+    loss_fn = namespace.get("loss_fn")
+    target = namespace.get("target")
+    if callable(target) and not hasattr(target, "shape"):
+        target = target()  # a factory, so that building stays lazy
+    return Target(model, args, kwargs, loss_fn, target)
+
+
+def load_file(path: str) -> Target:
+    """Import FILE and call its build()."""
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"no such file: {path}")
+    spec = importlib.util.spec_from_file_location(f"_inspector_target_{file.stem}", file)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"{path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(file.resolve().parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.pop(0)
+    build = getattr(module, "build", None)
+    if not callable(build):
+        raise UsageError(
+            f"{path} defines no build() function; add one that returns (model, args), "
+            "e.g. `def build(): return Net(), (torch.randn(4, 3, 32, 32),)`"
+        )
+    return target_from(build, vars(module), where=path)
+
+
+def cmd_report(ns: argparse.Namespace) -> int:
+    from inspector.engine import trace
+    from inspector.report import print_trace
+
+    tgt = load_file(ns.file)
+    t = trace(tgt.model, *tgt.args, stats=not ns.shapes_only, **tgt.trace_kwargs())
+    print_trace(t)
+    if ns.json:
+        Path(ns.json).write_text(t.to_json(indent=1))
+    return EXIT_FINDINGS if t.error is not None else EXIT_OK
+
+
+def cmd_demo(ns: argparse.Namespace) -> int:
+    ns.file = str(EXAMPLES / "seed_cnn.py")
+    if not Path(ns.file).is_file():
+        raise UsageError("the bundled examples are not installed next to the package")
+    return open_target(load_file(ns.file))
+
+
+def open_target(tgt: Target) -> int:
+    """Open the inspector on a target: the report until an interactive front end exists."""
+    from inspector.engine import trace
+    from inspector.report import print_trace
+
+    t = trace(tgt.model, *tgt.args, **tgt.trace_kwargs())
+    print_trace(t)
+    return EXIT_OK
+
+
+def open_example(build: Callable[[], Any]) -> None:
+    """What running an example file as a script does."""
+    caller = sys._getframe(1).f_globals
+    sys.exit(open_target(target_from(build, caller)))
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="torch-inspector",
+        description="A terminal debugger for PyTorch models.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="open the inspector on the bundled broken CNN")
+    demo.set_defaults(func=cmd_demo)
+    report = sub.add_parser("report", help="trace FILE once and print the call table + findings")
+    report.add_argument("file", help="a Python file defining build() -> (model, args)")
+    report.add_argument("--json", metavar="PATH", help="also write the trace as JSON to PATH")
+    report.add_argument("--shapes-only", action="store_true", help="skip tensor statistics")
+    report.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser()
+    ns = parser.parse_args(argv)
+    try:
+        return int(ns.func(ns))
+    except UsageError as exc:
+        print(f"torch-inspector: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception:  # the user's file raised while loading or building
+        traceback.print_exc()
+        what = getattr(ns, "file", "the target")
+        print(f"torch-inspector: {what} failed to build", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

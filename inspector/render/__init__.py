@@ -1,0 +1,16 @@
+"""Rich renderables over engine records, shared by the report and the TUI (never Textual)."""
+
+from inspector.render.diagnosis import DiagnosisPanel, source_snippet
+from inspector.render.text import count, io_shapes, number, shape
+from inspector.render.trace_table import TraceTable, call_label
+
+__all__ = [
+    "DiagnosisPanel",
+    "TraceTable",
+    "call_label",
+    "count",
+    "io_shapes",
+    "number",
+    "shape",
+    "source_snippet",
+]

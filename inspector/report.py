@@ -1,0 +1,55 @@
+"""The non-interactive report: trace a model, print the call table and the findings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from rich.console import Console, RenderableType
+from rich.text import Text
+
+from inspector.engine import Trace, trace
+from inspector.render import DiagnosisPanel, TraceTable, count
+
+
+def summary_line(t: Trace) -> Text:
+    """`SeedCNN · 3 calls · 265k params · failed: RuntimeError · 1 finding`."""
+    root = t.calls[0] if t.calls else None
+    parts = [root.type if root is not None else "(no module calls)"]
+    parts.append(f"{len(t.calls)} calls")
+    if root is not None:
+        parts.append(f"{count(root.params)} params")
+    text = Text(" · ".join(parts), style="bold")
+    if t.error is not None:
+        text.append(" · failed: ", style="bold")
+        text.append(type(t.error).__name__, style="bold red")
+    else:
+        text.append(" · ok", style="bold green")
+    errors = sum(1 for f in t.findings if f.kind == "error")
+    warnings = len(t.findings) - errors
+    if t.findings:
+        text.append(f" · {errors} error(s), {warnings} warning(s)")
+    return text
+
+
+def report_renderables(t: Trace) -> Iterator[RenderableType]:
+    """What the report prints, in order: the summary, the table, each finding."""
+    yield summary_line(t)
+    yield TraceTable(t.calls)
+    for finding in t.findings:
+        yield DiagnosisPanel(finding)
+    if not t.findings:
+        yield Text("No findings.", style="green")
+
+
+def print_trace(t: Trace, console: Console | None = None) -> None:
+    console = console or Console()
+    for renderable in report_renderables(t):
+        console.print(renderable)
+
+
+def print_report(model: Any, *args: Any, console: Console | None = None, **kwargs: Any) -> Trace:
+    """Trace `model(*args, **kwargs)` and print it; returns the Trace."""
+    t = trace(model, *args, **kwargs)
+    print_trace(t, console)
+    return t
