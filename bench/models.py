@@ -133,6 +133,7 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(d_model, 3 * d_model)
         self.c_proj = nn.Linear(d_model, d_model)
         mask = torch.tril(torch.ones(max_seq, max_seq, dtype=torch.bool))
+        self.mask: torch.Tensor
         self.register_buffer("mask", mask.view(1, 1, max_seq, max_seq), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -51,7 +51,7 @@ def explain(model: nn.Module | None = None) -> Iterator[None]:
             from inspector.engine.diagnose import explain_failure
 
             record = Trace(recorder.calls, error=exc)
-            diag = explain_failure(record, recorder.failure_for(exc), exc)
+            diag = explain_failure(record, recorder.failure_for(exc), exc, recorder.modules)
             exc.add_note("torch-inspector:\n" + str(diag))
         except Exception:  # the explanation is a bonus; the user's exception comes first
             pass

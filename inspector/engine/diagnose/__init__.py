@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from inspector.engine.diagnose.errors import explain_failure
+from inspector.engine.diagnose.silent import silent_findings
 from inspector.engine.records import Diagnosis
 
 if TYPE_CHECKING:
@@ -18,5 +19,8 @@ def collect_findings(trace: Trace, recorder: Recorder) -> list[Diagnosis]:
     """The error's diagnosis first (if the pass failed), then warnings."""
     findings: list[Diagnosis] = []
     if trace.error is not None:
-        findings.append(explain_failure(trace, recorder.failure_for(trace.error), trace.error))
+        failure = recorder.failure_for(trace.error)
+        findings.append(explain_failure(trace, failure, trace.error, recorder.modules))
+    else:
+        findings.extend(silent_findings(trace, recorder.modules))
     return findings

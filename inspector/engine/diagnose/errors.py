@@ -1,9 +1,18 @@
-"""Explain a failed pass: which call, which line, which op, and what to change."""
+"""Explain a failed pass: which call, which line, which op, and what to change.
+
+Families are tried in order; each reads the module's attributes and the recorded shapes
+(never only the message: on meta tensors torch words errors differently). When none
+recognises the failure, the finding still names the module, the line and the op.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
+from inspector.engine.diagnose import layers, losses, ops, spatial
+from inspector.engine.diagnose.context import Context, Explanation
 from inspector.engine.diagnose.locate import replay_failing_op, user_line
 from inspector.engine.records import Diagnosis
 
@@ -11,9 +20,38 @@ if TYPE_CHECKING:
     from inspector.engine.recorder import Failure
     from inspector.engine.trace import Trace
 
+Family = Callable[[Context], "Explanation | None"]
 
-def explain_failure(trace: Trace, failure: Failure | None, error: BaseException) -> Diagnosis:
+FAMILIES: tuple[Family, ...] = (
+    ops.explain_dtype_device,
+    losses.explain_loss,
+    layers.explain_linear,
+    layers.explain_conv,
+    spatial.explain_spatial,
+    layers.explain_batchnorm,
+    layers.explain_layernorm,
+    layers.explain_embedding,
+    layers.explain_rnn,
+    layers.explain_mha,
+    ops.explain_reshape,
+    ops.explain_matmul,
+    ops.explain_cat,
+    ops.explain_broadcast,
+)
+
+# Time spent on the last explanation, for the benchmark (replay included).
+last_duration_ms = 0.0
+
+
+def explain_failure(
+    trace: Trace,
+    failure: Failure | None,
+    error: BaseException,
+    modules: list[Any] | None = None,
+) -> Diagnosis:
     """The diagnosis of `error`, raised in the recorded call `failure` (None: outside any)."""
+    global last_duration_ms
+    started = time.perf_counter()
     exception = f"{type(error).__name__}: {error}"
     line = user_line(error.__traceback__)
     if failure is None:
@@ -22,16 +60,45 @@ def explain_failure(trace: Trace, failure: Failure | None, error: BaseException)
         )
     call = trace.calls[failure.seq]
     failed = replay_failing_op(failure.module, failure.args, failure.kwargs)
+    ctx = Context(
+        trace=trace,
+        call=call,
+        module=failure.module,
+        args=failure.args,
+        kwargs=failure.kwargs,
+        op=failed,
+        error=error,
+        line=line,
+        modules=modules or [],
+    )
+    explanation = _explain(ctx)
+    if explanation is None:
+        explanation = Explanation(summary=_first_line(error), code="unexplained")
+    last_duration_ms = (time.perf_counter() - started) * 1e3
     return Diagnosis(
         kind="error",
-        module=call.path,
+        module=call.path if explanation.module is None else explanation.module,
         module_type=call.type,
         call=call.seq,
-        summary=_first_line(error),
-        line=line,
+        summary=explanation.summary,
+        line=explanation.line or line,
         op=failed.info() if failed is not None else None,
+        details=tuple(explanation.details),
+        fixes=tuple(explanation.fixes),
+        code=explanation.code,
         exception=exception,
     )
+
+
+def _explain(ctx: Context) -> Explanation | None:
+    for family in FAMILIES:
+        try:
+            found = family(ctx)
+        except Exception:  # an explainer must never hide the user's error
+            continue
+        if found is not None:
+            return found
+    return None
 
 
 def _first_line(error: BaseException) -> str:

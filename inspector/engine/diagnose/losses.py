@@ -1,0 +1,222 @@
+"""Losses given the wrong target: shape, dtype, class dimension, batch size.
+
+A loss compares the model's output with a target. Who is wrong decides where to point: an
+image passed as a BCE target is the caller's mistake (the target line); a batch of 16 where
+the data has 4 is the model's (the view that folded positions into the batch).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from inspector.engine.diagnose.context import (
+    Context,
+    Explanation,
+    dims_product_text,
+    producer_call,
+    product,
+    reshape_line,
+)
+from inspector.engine.records import Call, TensorInfo, first_tensor
+from inspector.engine.records import format_shape as fmt
+
+LOSS_OPS = {
+    "binary_cross_entropy": "BCELoss",
+    "binary_cross_entropy_with_logits": "BCEWithLogitsLoss",
+    "cross_entropy": "CrossEntropyLoss",
+    "cross_entropy_loss": "CrossEntropyLoss",
+    "nll_loss": "NLLLoss",
+    "nll_loss_nd": "NLLLoss",
+    "mse_loss": "MSELoss",
+    "l1_loss": "L1Loss",
+    "smooth_l1_loss": "SmoothL1Loss",
+    "huber_loss": "HuberLoss",
+}
+CLASS_LOSSES = {"CrossEntropyLoss", "NLLLoss"}
+
+
+def is_loss(call: Call, module: Any) -> bool:
+    return call.path == "loss_fn" or isinstance(module, nn.modules.loss._Loss)
+
+
+def loss_kind(ctx: Context) -> str | None:
+    if isinstance(ctx.module, nn.modules.loss._Loss):
+        return type(ctx.module).__name__
+    if ctx.op is not None and ctx.op.name in LOSS_OPS:
+        return LOSS_OPS[ctx.op.name]
+    return None
+
+
+def explain_loss(ctx: Context) -> Explanation | None:
+    kind = loss_kind(ctx)
+    out, target = ctx.tensor_arg(0), ctx.tensor_arg(1)
+    if kind is None or out is None or target is None:
+        return None
+    if kind in CLASS_LOSSES:
+        return _class_loss(ctx, kind, out, target)
+    if kind.startswith("BCE") and not target.is_floating_point():
+        dtype = str(target.dtype).removeprefix("torch.")
+        return Explanation(
+            summary=f"{kind} needs a floating-point target, got {dtype}",
+            fixes=["target = target.float()"],
+            code="loss-target-dtype",
+        )
+    if tuple(out.shape) == tuple(target.shape):
+        return None
+    so, st = fmt(tuple(out.shape)), fmt(tuple(target.shape))
+    ex = Explanation(
+        summary=f"{kind}: the output {so} and the target {st} have different shapes",
+        code="loss-target-shape",
+    )
+    if kind.startswith("BCE") and target.numel() > out.numel():
+        ex.details.append(
+            f"the target holds {target.numel() // max(target.shape[0], 1)} values per sample, "
+            f"the output {out.numel() // max(out.shape[0], 1)}: it looks like the input images"
+        )
+        ex.fixes.append(
+            f"pass labels shaped like the output {so}: torch.ones({', '.join(map(str, out.shape))})"
+            f" for real, torch.zeros({', '.join(map(str, out.shape))}) for fake"
+        )
+        return ex
+    if out.dim() == target.dim() + 1 and out.shape[-1] == 1:
+        ex.fixes.append(f"target.unsqueeze(-1) gives {fmt((*target.shape, 1))}")
+        ex.fixes.append(f"or output.squeeze(-1) gives {fmt(tuple(out.shape[:-1]))}")
+        return ex
+    if out.dim() == target.dim() and out.shape[0] == target.shape[0]:
+        info = ctx.input_info(0)
+        made = shape_maker(ctx.trace, info)
+        if made is not None:
+            made_in = first_tensor(made.inputs)
+            ex.line = made.call_site
+            ex.details.append(
+                f"{made.name} ({made.module_repr or made.type}) makes the output's shape"
+                + (f" from {fmt(made_in.shape)}" if made_in is not None else "")
+            )
+            ex.fixes.append(
+                f"make {made.name} produce {fmt(tuple(target.shape[1:]))} per sample instead of "
+                f"{fmt(tuple(out.shape[1:]))}, or resize: F.interpolate(out, "
+                f"size={tuple(target.shape[2:])})"
+            )
+        return ex
+    return _batch_mismatch(ctx, ex, out, target)
+
+
+def _class_loss(
+    ctx: Context, kind: str, out: torch.Tensor, target: torch.Tensor
+) -> Explanation | None:
+    so, st = fmt(tuple(out.shape)), fmt(tuple(target.shape))
+    if out.dim() == 3 and target.dim() == 2 and tuple(out.shape[:2]) == tuple(target.shape):
+        b, t, v = out.shape
+        return Explanation(
+            summary=f"{kind} reads classes from dim 1: logits {so} are taken as {t} classes at "
+            f"{v} positions, but the target {st} has {t} positions",
+            details=[
+                f"for (batch, seq, vocab) = ({b}, {t}, {v}) logits the classes are the "
+                f"last dim ({v})"
+            ],
+            fixes=[
+                f"logits.permute(0, 2, 1) gives ({b}, {v}, {t}), the (N, C, d) layout {kind} wants",
+                f"or flatten both: loss(logits.view(-1, {v}), target.view(-1))",
+            ],
+            code="loss-class-dim",
+        )
+    if out.shape[0] != target.shape[0]:
+        ex = Explanation(
+            summary=f"{kind}: the output has a batch of {out.shape[0]} but the target "
+            f"{target.shape[0]}: {so} vs {st}",
+            code="loss-batch",
+        )
+        return _batch_mismatch(ctx, ex, out, target)
+    if not target.is_floating_point() and target.numel() and target.device.type != "meta":
+        hi, classes = int(target.max()), out.shape[1] if out.dim() > 1 else out.shape[0]
+        if hi >= classes:
+            return Explanation(
+                summary=f"{kind}: target class {hi} but the output has only {classes} classes",
+                fixes=[f"the last layer must output {hi + 1} classes (out_features={hi + 1})"],
+                code="loss-class-range",
+            )
+    return None
+
+
+def _batch_mismatch(
+    ctx: Context, ex: Explanation, out: torch.Tensor, target: torch.Tensor
+) -> Explanation:
+    root = ctx.trace.calls[0] if ctx.trace.calls else None
+    data = first_tensor(root.inputs) if root is not None else None
+    batch = data.shape[0] if data is not None and data.ndim >= 1 else None
+    if batch is None or out.shape[0] == batch:
+        ex.fixes.append(f"give the target the output's batch size ({out.shape[0]})")
+        return ex
+    ex.details.append(
+        f"the model's input has a batch of {batch} but its output {out.shape[0]}: a reshape "
+        "inside the model moved features into the batch dim"
+    )
+    fold = find_fold(ctx.trace, batch)
+    if fold is not None:
+        _, before, line = fold
+        per = product(before[1:])
+        if line is not None:
+            ex.line = line
+        ex.fixes.append(
+            f"flatten per sample: x.view(x.size(0), -1) gives ({batch}, {per}) = "
+            f"{dims_product_text(before[1:])} features per sample, and size the next "
+            f"layer for {per} inputs"
+        )
+    return ex
+
+
+def find_fold(trace: Any, batch: int) -> tuple[Call, tuple[int, ...], Any] | None:
+    """The first recorded reshape that turned a batch of `batch` into another batch size.
+
+    Returns the call that received the reshaped tensor, the shape before the reshape, and the
+    line that reshaped it.
+    """
+    for call in trace.calls:
+        for value in call.inputs:
+            info = first_tensor(value)
+            if info is None or info.ndim == 0 or info.shape[0] == batch:
+                continue
+            base: Call | None = None
+            before: tuple[int, ...] | None = None
+            if info.view_of is not None:
+                base = trace.calls[info.view_of]
+                base_out = first_tensor(base.outputs)
+                before = base_out.shape if base_out is not None else None
+            elif info.producer is None and call.parent is not None:
+                # reshaped from the enclosing call's own input (no module in between)
+                parent_in = first_tensor(trace.calls[call.parent].inputs)
+                if parent_in is not None and parent_in.numel == info.numel:
+                    before = parent_in.shape
+            if before and before[0] == batch:
+                return call, before, reshape_line(trace, base, call)
+    return None
+
+
+def shape_maker(trace: Any, info: TensorInfo | None) -> Call | None:
+    """The innermost call that gave a tensor its shape: its output has that shape, its input not.
+
+    The producer of a model's output is often the root itself (a final sigmoid in forward);
+    the layer that set the shape is the last descendant that changed it.
+    """
+    made = producer_call(trace, info)
+    if made is None or info is None:
+        return made
+    for call in reversed(trace.calls[made.seq :]):
+        if call.status != "ok" or not _descends(trace, call, made.seq):
+            continue
+        out, inp = first_tensor(call.outputs), first_tensor(call.inputs)
+        if out is not None and out.shape == info.shape and (inp is None or inp.shape != out.shape):
+            return call
+    return made
+
+
+def _descends(trace: Any, call: Call, ancestor: int) -> bool:
+    seq: int | None = call.seq
+    while seq is not None:
+        if seq == ancestor:
+            return True
+        seq = trace.calls[seq].parent
+    return False

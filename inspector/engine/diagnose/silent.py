@@ -1,0 +1,248 @@
+"""Silent bugs: the pass runs, but the shapes say it computes something else.
+
+Each rule needs positive evidence, not a guess from one shape: a reshape that changed the
+batch size (and was never undone), a regression loss whose operands broadcast, a sequence
+layer whose batch dim disappears downstream, a Linear applied to a conv feature map. Head
+splits, patch embeddings and pixel shuffles keep the batch and stay quiet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from inspector.engine.diagnose.context import dims_product_text, product
+from inspector.engine.diagnose.losses import find_fold
+from inspector.engine.diagnose.ops import broadcast_mismatch
+from inspector.engine.records import Call, Diagnosis, TensorInfo, first_tensor, tensors_in
+from inspector.engine.records import format_shape as fmt
+
+if TYPE_CHECKING:
+    from inspector.engine.trace import Trace
+
+REGRESSION_LOSSES = {
+    "MSELoss",
+    "L1Loss",
+    "SmoothL1Loss",
+    "HuberLoss",
+    "mse_loss",
+    "l1_loss",
+    "smooth_l1_loss",
+    "huber_loss",
+}
+SEQUENCE_TYPES = {
+    "LSTM",
+    "GRU",
+    "RNN",
+    "MultiheadAttention",
+    "TransformerEncoderLayer",
+    "TransformerDecoderLayer",
+    "Transformer",
+}
+MAP_TYPES = ("Conv2d", "MaxPool2d", "AvgPool2d", "BatchNorm2d", "ReLU", "Dropout2d")
+
+
+def silent_findings(trace: Trace, modules: Sequence[Any] = ()) -> list[Diagnosis]:
+    """Warnings for a pass that completed; `modules` are weak references by call seq."""
+    found: list[Diagnosis] = []
+    found.extend(batch_changed(trace))
+    found.extend(loss_broadcasts(trace))
+    found.extend(sequence_batch_first(trace, modules))
+    found.extend(linear_on_feature_map(trace))
+    return found
+
+
+def _root(trace: Trace) -> Call | None:
+    return next((c for c in trace.calls if c.parent is None and c.path != "loss_fn"), None)
+
+
+def _batch(trace: Trace) -> int | None:
+    root = _root(trace)
+    if root is None or not root.inputs or not isinstance(root.inputs[0], TensorInfo):
+        return None
+    x = root.inputs[0]
+    return x.shape[0] if x.ndim >= 2 else None
+
+
+def batch_changed(trace: Trace) -> list[Diagnosis]:
+    root, batch = _root(trace), _batch(trace)
+    if root is None or batch is None:
+        return []
+    out = next((t for t in tensors_in(root.outputs) if t.ndim >= 1), None)
+    if out is None or out.shape[0] == batch:
+        return []
+    fold = find_fold(trace, batch)
+    if fold is None:
+        return []
+    consumer, before, line = fold
+    where = trace.calls[consumer.parent].path if consumer.parent is not None else ""
+    per = product(before[1:])
+    after = first_tensor(consumer.inputs)
+    return [
+        Diagnosis(
+            kind="warning",
+            module=where,
+            module_type=trace.calls[consumer.parent].type if consumer.parent is not None else "",
+            call=consumer.parent,
+            summary=f"the output has a batch of {out.shape[0]} but the input {batch}: a reshape "
+            "moved values into the batch dim",
+            line=line or consumer.call_site,
+            details=(
+                f"{fmt(before)} became {fmt(after.shape) if after else '?'} before "
+                f"{consumer.name}, so each sample was split into "
+                f"{out.shape[0] // batch if batch else '?'} rows",
+                "every later layer and the loss then treat those rows as separate samples",
+            ),
+            fixes=(
+                f"keep the batch: x.view(x.size(0), -1) or x.flatten(1) gives ({batch}, {per}) "
+                f"= {dims_product_text(before[1:])} features per sample",
+                f"and size {consumer.name} for {per} input features",
+                *(
+                    (
+                        f"or, for one prediction per position, restore the batch after the "
+                        f"per-row layers: out.view({batch}, {before[1]}, -1)",
+                    )
+                    if len(before) == 3
+                    else ()
+                ),
+            ),
+            code="batch-changed",
+        )
+    ]
+
+
+def loss_broadcasts(trace: Trace) -> list[Diagnosis]:
+    found = []
+    for call in trace.calls:
+        if call.type not in REGRESSION_LOSSES or call.status != "ok" or len(call.inputs) < 2:
+            continue
+        a, b = first_tensor(call.inputs[0]), first_tensor(call.inputs[1])
+        if a is None or b is None or a.shape == b.shape or broadcast_mismatch(a.shape, b.shape):
+            continue
+        n = max(len(a.shape), len(b.shape))
+        pa, pb = (1,) * (n - a.ndim) + a.shape, (1,) * (n - b.ndim) + b.shape
+        full = tuple(max(x, y) for x, y in zip(pa, pb, strict=True))
+        pairs, wanted = product(full), max(a.numel, b.numel)
+        if pairs == wanted:
+            continue
+        fixes = []
+        if a.ndim == b.ndim + 1 and a.shape[-1] == 1:
+            fixes = [
+                f"target.unsqueeze(-1) gives {fmt((*b.shape, 1))}",
+                f"or output.squeeze(-1) gives {fmt(a.shape[:-1])}",
+            ]
+        else:
+            fixes = [f"reshape the target to the output's shape {fmt(a.shape)}"]
+        found.append(
+            Diagnosis(
+                kind="warning",
+                module=call.path,
+                module_type=call.type,
+                call=call.seq,
+                summary=f"{call.type} compares {fmt(a.shape)} with {fmt(b.shape)}: they "
+                f"broadcast to {fmt(full)}, {pairs} pairs instead of {wanted}",
+                line=call.call_site,
+                details=(
+                    "every output is compared with every target; the loss is wrong and "
+                    "so are the gradients",
+                ),
+                fixes=tuple(fixes),
+                code="loss-broadcast",
+            )
+        )
+    return found
+
+
+def _batch_first(call: Call, modules: Sequence[Any]) -> bool:
+    module = modules[call.seq]() if call.seq < len(modules) else None
+    if module is None:
+        return "batch_first=True" in call.module_repr
+    # Transformer layers keep the flag on their attention submodule only.
+    for sub in module.modules():
+        if hasattr(sub, "batch_first"):
+            return bool(sub.batch_first)
+    return False
+
+
+def sequence_batch_first(trace: Trace, modules: Sequence[Any] = ()) -> list[Diagnosis]:
+    root = _root(trace)
+    out = next((t for t in tensors_in(root.outputs) if t.ndim >= 1), None) if root else None
+    if out is None:
+        return []
+    found = []
+    for call in trace.calls:
+        if call.type not in SEQUENCE_TYPES or _batch_first(call, modules):
+            continue
+        x = first_tensor(call.inputs[0]) if call.inputs else None
+        if x is None or x.ndim != 3 or x.shape[0] == x.shape[1]:
+            continue
+        steps, batch = x.shape[0], x.shape[1]
+        # read as (seq, batch, feature), the batch dim vanished while dim 0 reached the output
+        if out.shape[0] != steps or (out.ndim >= 2 and batch in out.shape[1:2]):
+            continue
+        found.append(
+            Diagnosis(
+                kind="warning",
+                module=call.path,
+                module_type=call.type,
+                call=call.seq,
+                summary=f"{call.path} reads {fmt(x.shape)} as (seq={steps}, batch={batch}, "
+                f"feature) because batch_first=False, but the model treats dim 0 as the batch",
+                line=call.call_site,
+                details=(
+                    f"the output {fmt(out.shape)} keeps dim 0 ({steps}) and drops dim 1 "
+                    f"({batch}): the batch of {steps} is processed as {steps} time steps",
+                ),
+                fixes=(
+                    f"construct it with batch_first=True for (batch={steps}, seq={batch}, "
+                    "feature) data",
+                    "or pass x.transpose(0, 1) and index the last step with out[-1]",
+                ),
+                code="batch-first",
+            )
+        )
+    return found
+
+
+def linear_on_feature_map(trace: Trace) -> list[Diagnosis]:
+    found = []
+    for call in trace.calls:
+        if call.type != "Linear" or call.status != "ok" or not call.inputs:
+            continue
+        x = first_tensor(call.inputs[0])
+        if x is None or x.ndim != 4 or not _from_feature_map(trace, call, x):
+            continue
+        per = product(x.shape[1:])
+        out = first_tensor(call.outputs)
+        found.append(
+            Diagnosis(
+                kind="warning",
+                module=call.path,
+                module_type=call.type,
+                call=call.seq,
+                summary=f"{call.path} is applied to the last axis (width {x.shape[-1]}) of the "
+                f"feature map {fmt(x.shape)}, not to its {per} features",
+                line=call.call_site,
+                details=(
+                    f"nn.Linear mixes only the last dim; the output "
+                    f"{fmt(out.shape) if out else ''} keeps channels and rows apart",
+                ),
+                fixes=(
+                    f"flatten first: x.flatten(1) gives ({x.shape[0]}, {per}) = "
+                    f"{dims_product_text(x.shape[1:])}, then nn.Linear({per}, "
+                    f"{out.shape[-1] if out else '...'})",
+                ),
+                code="linear-on-map",
+            )
+        )
+    return found
+
+
+def _from_feature_map(trace: Trace, call: Call, x: TensorInfo) -> bool:
+    seq = x.producer if x.producer is not None else x.view_of
+    if seq is not None:
+        return trace.calls[seq].type in MAP_TYPES
+    for prev in reversed(trace.calls[: call.seq]):
+        if prev.parent == call.parent and prev.status == "ok":
+            return prev.type in MAP_TYPES
+    return False
