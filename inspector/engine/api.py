@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from torch import nn
@@ -26,37 +25,48 @@ def diagnose(
     return trace(model, *args, loss_fn=loss_fn, target=target, stats=True, **kwargs).diagnosis
 
 
-@contextlib.contextmanager
-def explain(model: nn.Module | None = None) -> Iterator[None]:
+class explain:  # noqa: N801 - used like a function: `with inspector.explain():`
     """On a failure inside the block, add the diagnosis to the ORIGINAL exception as a note.
 
-    The exception's type, message and traceback are unchanged (PEP 678 `add_note`).
+    The exception's type, message and traceback are unchanged (PEP 678 `add_note`): the
+    exception is not caught and re-raised, only annotated on its way out. Exceptions raised
+    outside any module call pass through untouched.
 
         with inspector.explain():
             model(x)
-    """
-    from inspector.engine.recorder import Recorder
-    from inspector.engine.trace import Trace
 
-    recorder = Recorder(stats=False)
-    if model is not None:
-        recorder.attach(model)
-    else:
-        recorder.attach_global()
-    try:
-        yield
-    except Exception as exc:
+    Args:
+        model: hook only this model; by default every module called in the block.
+    """
+
+    def __init__(self, model: nn.Module | None = None) -> None:
+        from inspector.engine.recorder import Recorder
+
+        self._model = model
+        self._recorder = Recorder(stats=False)
+
+    def __enter__(self) -> explain:
+        if self._model is not None:
+            self._recorder.attach(self._model)
+        else:
+            self._recorder.attach_global()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        recorder = self._recorder
         recorder.detach()
         try:
-            from inspector.engine.diagnose import explain_failure
+            if isinstance(exc, Exception):
+                failure = recorder.failure_for(exc)
+                if failure is not None:
+                    from inspector.engine.diagnose import explain_failure
+                    from inspector.engine.trace import Trace
 
-            record = Trace(recorder.calls, error=exc)
-            diag = explain_failure(record, recorder.failure_for(exc), exc, recorder.modules)
-            exc.add_note("torch-inspector:\n" + str(diag))
+                    record = Trace(recorder.calls, error=exc)
+                    diag = explain_failure(record, failure, exc, recorder.modules)
+                    exc.add_note("torch-inspector:\n" + str(diag))
         except Exception:  # the explanation is a bonus; the user's exception comes first
             pass
         finally:
             recorder.release()
-        raise
-    finally:
-        recorder.detach()
+        return False

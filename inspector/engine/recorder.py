@@ -272,7 +272,11 @@ class Recorder:
         for failure in self.failures:
             if failure.exception is exc:
                 return failure
-        return self.failures[-1] if self.failures else None
+        # `raise X from e` inside a forward: the recorded failure is X's cause
+        for failure in self.failures:
+            if failure.exception is exc.__cause__ or failure.exception is exc.__context__:
+                return failure
+        return None
 
     def release(self) -> None:
         """Drop the live references kept for diagnosis."""
