@@ -24,7 +24,7 @@ from inspector.engine import (
     Trace,
     trace,
 )
-from inspector.engine.api import diagnose, explain
+from inspector.engine.api import check, diagnose, explain
 
 __version__ = "0.1.0"
 
@@ -38,6 +38,7 @@ __all__ = [
     "Struct",
     "TensorInfo",
     "Trace",
+    "check",
     "diagnose",
     "explain",
     "report",

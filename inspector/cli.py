@@ -97,6 +97,26 @@ def cmd_report(ns: argparse.Namespace) -> int:
     return EXIT_FINDINGS if t.error is not None else EXIT_OK
 
 
+def cmd_check(ns: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.text import Text
+
+    from inspector.engine.api import check
+    from inspector.render import DiagnosisPanel
+
+    tgt = load_file(ns.file)
+    loss = {"loss_fn": tgt.loss_fn, "target": tgt.target} if tgt.loss_fn is not None else {}
+    result = check(tgt.model, *tgt.args, **loss, **tgt.kwargs)
+    console = Console()
+    for finding in result:
+        console.print(DiagnosisPanel(finding))
+    errors = len(result.errors)
+    summary = f"{ns.file}: {len(result.calls)} module calls checked, {errors} error(s), "
+    summary += f"{len(result) - errors} warning(s)"
+    console.print(Text(summary, style="bold red" if errors else "bold green"))
+    return EXIT_FINDINGS if errors else EXIT_OK
+
+
 def cmd_demo(ns: argparse.Namespace) -> int:
     ns.file = str(EXAMPLES / "seed_cnn.py")
     if not Path(ns.file).is_file():
@@ -133,6 +153,11 @@ def make_parser() -> argparse.ArgumentParser:
     report.add_argument("--json", metavar="PATH", help="also write the trace as JSON to PATH")
     report.add_argument("--shapes-only", action="store_true", help="skip tensor statistics")
     report.set_defaults(func=cmd_report)
+    check = sub.add_parser(
+        "check", help="dry-run FILE on fake tensors; exit 1 when a finding is an error (CI)"
+    )
+    check.add_argument("file", help="a Python file defining build() -> (model, args)")
+    check.set_defaults(func=cmd_check)
     return parser
 
 

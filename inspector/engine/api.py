@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from torch import nn
 
@@ -25,7 +25,7 @@ def diagnose(
     return trace(model, *args, loss_fn=loss_fn, target=target, stats=True, **kwargs).diagnosis
 
 
-class explain:  # noqa: N801 - used like a function: `with inspector.explain():`
+class explain:  # lower case: used like a function, `with inspector.explain():`
     """On a failure inside the block, add the diagnosis to the ORIGINAL exception as a note.
 
     The exception's type, message and traceback are unchanged (PEP 678 `add_note`): the
@@ -52,7 +52,7 @@ class explain:  # noqa: N801 - used like a function: `with inspector.explain():`
             self._recorder.attach_global()
         return self
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         recorder = self._recorder
         recorder.detach()
         try:
@@ -70,3 +70,14 @@ class explain:  # noqa: N801 - used like a function: `with inspector.explain():`
         finally:
             recorder.release()
         return False
+
+
+def check(model: nn.Module, *args_or_shapes: Any, **kwargs: Any) -> Any:
+    """Dry-run `model` on fake tensors (no memory, no compute); every finding in one pass.
+
+    Inputs may be tensors or shapes: `inspector.check(model, (4, 3, 32, 32))`. Returns a
+    CheckResult: a list of Diagnosis with `.calls` (every module's shapes) and `.stopped`.
+    """
+    from inspector.engine.dryrun import check as dry_check
+
+    return dry_check(model, *args_or_shapes, **kwargs)

@@ -59,6 +59,7 @@ class _Open:
     key: object  # the module or function, compared by identity
     started: float
     exc_before: BaseException | None
+    substituted: BaseException | None = None  # dry runs: failed, but returned a stand-in
 
 
 class Recorder:
@@ -220,9 +221,30 @@ class Recorder:
             )
         else:
             outputs = self.describer.describe(output, producer=opened.seq)
-            call = dataclasses.replace(call, outputs=outputs, status="ok", duration_ms=elapsed)
+            status, error = "ok", None
+            if opened.substituted is not None:
+                failed = opened.substituted
+                status, error = "error", f"{type(failed).__name__}: {failed}"
+            call = dataclasses.replace(
+                call, outputs=outputs, status=status, error=error, duration_ms=elapsed
+            )
         self.calls[opened.seq] = call
         return call
+
+    def lookup(self, t: Any) -> Any:
+        """The TensorInfo already given to live tensor `t` in this pass, or None."""
+        return self.describer.registry.lookup(t, any_version=True)
+
+    def current(self) -> int | None:
+        """The seq of the innermost call running in this thread."""
+        stack = self._stack()
+        return stack[-1].seq if stack else None
+
+    def mark_substituted(self, exc: BaseException) -> None:
+        """The innermost running call failed with `exc` but returns a stand-in (dry runs)."""
+        stack = self._stack()
+        if stack:
+            stack[-1].substituted = exc
 
     def _describe_callable(self, key: Any) -> tuple[str, int]:
         cached = self._module_info.get(id(key))

@@ -20,7 +20,9 @@ def collect_findings(trace: Trace, recorder: Recorder) -> list[Diagnosis]:
     findings: list[Diagnosis] = []
     if trace.error is not None:
         failure = recorder.failure_for(trace.error)
-        findings.append(explain_failure(trace, failure, trace.error, recorder.modules))
+        findings.append(
+            explain_failure(trace, failure, trace.error, recorder.modules, recorder.lookup)
+        )
     else:
         findings.extend(silent_findings(trace, recorder.modules))
     return findings

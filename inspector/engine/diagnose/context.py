@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import linecache
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,7 @@ class Context:
     error: BaseException
     line: SourceLine | None
     modules: list[Any] = field(default_factory=list)  # weak references, by call seq
+    lookup: Callable[[Any], TensorInfo | None] | None = None  # live tensor -> its record
 
     @property
     def message(self) -> str:

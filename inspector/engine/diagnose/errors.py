@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from inspector.engine.diagnose import layers, losses, ops, spatial
 from inspector.engine.diagnose.context import Context, Explanation
-from inspector.engine.diagnose.locate import replay_failing_op, user_line
+from inspector.engine.diagnose.locate import FailedOp, replay_failing_op, user_line
 from inspector.engine.records import Diagnosis
 
 if TYPE_CHECKING:
@@ -48,8 +48,13 @@ def explain_failure(
     failure: Failure | None,
     error: BaseException,
     modules: list[Any] | None = None,
+    lookup: Callable[[Any], Any] | None = None,
 ) -> Diagnosis:
-    """The diagnosis of `error`, raised in the recorded call `failure` (None: outside any)."""
+    """The diagnosis of `error`, raised in the recorded call `failure` (None: outside any).
+
+    `modules` are weak references to the live module of each call, `lookup` maps a live
+    tensor to the TensorInfo it was recorded with (both optional: richer explanations).
+    """
     global last_duration_ms
     started = time.perf_counter()
     exception = f"{type(error).__name__}: {error}"
@@ -70,6 +75,7 @@ def explain_failure(
         error=error,
         line=line,
         modules=modules or [],
+        lookup=lookup,
     )
     explanation = _explain(ctx)
     if explanation is None:
@@ -87,6 +93,34 @@ def explain_failure(
         fixes=tuple(explanation.fixes),
         code=explanation.code,
         exception=exception,
+    )
+
+
+def explain_context(
+    trace: Trace,
+    seq: int,
+    module: Any,
+    failed: FailedOp,
+    error: BaseException,
+    modules: list[Any] | None = None,
+    lookup: Callable[[Any], Any] | None = None,
+) -> Diagnosis:
+    """The diagnosis of an op that failed in call `seq`'s own code, known without a replay."""
+    call = trace.calls[seq]
+    ctx = Context(trace, call, module, (), {}, failed, error, failed.line, modules or [], lookup)
+    explanation = _explain(ctx) or Explanation(summary=_first_line(error), code="unexplained")
+    return Diagnosis(
+        kind="error",
+        module=call.path if explanation.module is None else explanation.module,
+        module_type=call.type,
+        call=seq,
+        summary=explanation.summary,
+        line=explanation.line or failed.line,
+        op=failed.info(),
+        details=tuple(explanation.details),
+        fixes=tuple(explanation.fixes),
+        code=explanation.code,
+        exception=f"{type(error).__name__}: {error}",
     )
 
 

@@ -130,6 +130,8 @@ def _non_contiguous(
 def _origin_of_operand(ctx: Context, x: torch.Tensor) -> str:
     """Where the op's operand came from: an input of the failing call, or one of its children."""
     info = _info_of(ctx, x)
+    if info is None and ctx.lookup is not None:
+        info = ctx.lookup(x)
     if info is not None:
         return ctx.origin(info)
     children = [c for c in ctx.trace.calls[ctx.call.seq + 1 :] if c.parent == ctx.call.seq]
@@ -141,6 +143,10 @@ def _origin_of_operand(ctx: Context, x: torch.Tensor) -> str:
 
 
 def _info_of(ctx: Context, x: torch.Tensor) -> Any:
+    if ctx.lookup is not None:
+        found = ctx.lookup(x)
+        if found is not None:
+            return found
     for info_value in ctx.call.inputs:
         info = first_tensor(info_value)
         if info is not None and info.shape == tuple(x.shape):
