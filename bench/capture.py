@@ -50,6 +50,7 @@ from bench.models import gpt_stack, hidden_states, images, resnet50
 DEFAULT_THREADS = torch.get_num_threads()  # torch's own default: the physical cores
 BYTES_PER_CALL_TARGET = 2048
 PLAIN = "plain"
+NOISY_SPREAD = 1.5  # a variant whose slowest run exceeds its fastest by this much was disturbed
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def workloads(quick: bool, only: str | None) -> list[Workload]:
     if only in (None, "gpt"):
         gpt = gpt_stack(n_layers=2 if quick else 12)
         batch, seq = (1, 32) if quick else (4, 128)
-        built.append(Workload(f"gpt{len(gpt.h)}", gpt, hidden_states(gpt, batch, seq)))
+        built.append(Workload(f"gpt-{len(gpt.h)}-layer", gpt, hidden_states(gpt, batch, seq)))
     return built
 
 
@@ -176,6 +177,12 @@ def print_table(work: Workload, times: dict[str, list[float]], calls: int) -> No
     if "torchinfo.summary" in medians:
         versus = medians["trace(stats=True)"] / medians["torchinfo.summary"]
         print(f"  trace(stats=True) / torchinfo.summary = {versus:.2f}x")
+    noisy = [name for name, ts in times.items() if max(ts) > NOISY_SPREAD * min(ts)]
+    if noisy:
+        print(
+            f"  noisy: max > {NOISY_SPREAD}x min for {', '.join(noisy)}; something else was "
+            f"running (the medians hold up better than the extremes)"
+        )
 
 
 def print_checks(work: Workload) -> None:

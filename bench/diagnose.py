@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import statistics
@@ -28,7 +29,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.models import Block, images, resnet50  # noqa: E402
+from bench.models import Block, images, resnet50
 
 
 class GPT(nn.Module):
@@ -87,10 +88,8 @@ def diagnose_cost(repeats: int, batch: int) -> dict[str, float]:
     with torch.no_grad():
         for _ in range(repeats):
             start = time.perf_counter()
-            try:
+            with contextlib.suppress(RuntimeError):
                 model(x)
-            except RuntimeError:
-                pass
             plain.append(time.perf_counter() - start)
             start = time.perf_counter()
             t = inspector.trace(model, x)

@@ -39,6 +39,7 @@ __all__ = [
     "TensorInfo",
     "Trace",
     "check",
+    "debug",
     "diagnose",
     "explain",
     "report",
@@ -54,3 +55,47 @@ def report(model: Any, *args: Any, **kwargs: Any) -> Trace:
     from inspector.report import print_report
 
     return print_report(model, *args, **kwargs)
+
+
+def interactive() -> bool:
+    """Whether a person is at a terminal: both stdin and stdout are TTYs and this is not CI."""
+    import os
+    import sys
+
+    return (
+        sys.stdin.isatty()
+        and sys.stdout.isatty()
+        and not os.environ.get("CI")
+        and os.environ.get("TERM", "") != "dumb"
+    )
+
+
+def debug(
+    model: Any,
+    *args: Any,
+    loss_fn: Any = None,
+    target: Any = None,
+    breakpoints: Any = (),
+    **kwargs: Any,
+) -> Any:
+    """Open the debugger paused before the first module call of `model(*args, **kwargs)`.
+
+    Keys are pdb's: s step into, n step over, r step out, c continue, q quit. Returns the
+    model output, or re-raises the model's original exception after the user quits. Without
+    a terminal (piped, CI) nothing waits for keys: the report is printed instead.
+
+    Args:
+        breakpoints: path globs ("decoder.*.attn"), module types ("Conv2d") or Breakpoint
+            objects (with an `nth` call or a condition: "nan", "inf", "batch", "absmax>N").
+    """
+    if not interactive():
+        t = report(model, *args, loss_fn=loss_fn, target=target, **kwargs)
+    else:
+        from inspector.tui import run_app
+
+        t = run_app(
+            model, args, kwargs, loss_fn=loss_fn, target=target, breakpoints=breakpoints
+        ).trace
+    if t.error is not None:
+        raise t.error
+    return t.output

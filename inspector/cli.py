@@ -121,16 +121,20 @@ def cmd_demo(ns: argparse.Namespace) -> int:
     ns.file = str(EXAMPLES / "seed_cnn.py")
     if not Path(ns.file).is_file():
         raise UsageError("the bundled examples are not installed next to the package")
-    return open_target(load_file(ns.file))
+    code = open_target(load_file(ns.file))
+    return code if code == 130 else EXIT_OK  # the demo model fails on purpose
 
 
 def open_target(tgt: Target) -> int:
-    """Open the inspector on a target: the report until an interactive front end exists."""
-    from inspector.engine import trace
-    from inspector.report import print_trace
+    """Open the debugger on a target (the report when there is no terminal)."""
+    import inspector
 
-    t = trace(tgt.model, *tgt.args, **tgt.trace_kwargs())
-    print_trace(t)
+    try:
+        inspector.debug(tgt.model, *tgt.args, **tgt.trace_kwargs())
+    except KeyboardInterrupt:
+        return 130
+    except Exception:
+        return EXIT_FINDINGS  # the model failed: the user has seen the explanation
     return EXIT_OK
 
 

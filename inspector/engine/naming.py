@@ -11,6 +11,7 @@ from __future__ import annotations
 import linecache
 import os
 import sys
+import sysconfig
 import weakref
 from types import FrameType
 
@@ -21,11 +22,18 @@ from inspector.engine.records import SourceLine
 
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 _INSPECTOR_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_STDLIB_DIR = sysconfig.get_paths()["stdlib"] + os.sep
 
 
 def is_library_file(filename: str) -> bool:
-    """Frames of torch or of the inspector itself, which a user does not want to be shown."""
-    return filename.startswith(_TORCH_DIR) or filename.startswith(_INSPECTOR_DIR)
+    """Frames of torch, of the inspector or of the standard library (threading, runpy): never
+    the user's line. Third-party packages (a model zoo) count as user code."""
+    return (
+        filename.startswith(_TORCH_DIR)
+        or filename.startswith(_INSPECTOR_DIR)
+        or (filename.startswith(_STDLIB_DIR) and "-packages" not in filename)
+        or filename.startswith("<frozen ")
+    )
 
 
 def user_frame(start: FrameType | None) -> FrameType | None:

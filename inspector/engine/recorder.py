@@ -59,6 +59,7 @@ class _Open:
     key: object  # the module or function, compared by identity
     started: float
     exc_before: BaseException | None
+    paused_before: float = 0.0  # the recorder's paused total when the call started
     substituted: BaseException | None = None  # dry runs: failed, but returned a stand-in
 
 
@@ -78,6 +79,7 @@ class Recorder:
         self._local = threading.local()
         self._module_info: dict[int, tuple[str, int]] = {}
         self._global = False
+        self._paused_s = 0.0  # time spent inside listeners (a person looking), not computing
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -195,7 +197,7 @@ class Recorder:
         )
         self.calls.append(call)
         self.modules.append(_weak(key))
-        stack.append(_Open(seq, key, time.perf_counter(), sys.exc_info()[1]))
+        stack.append(_Open(seq, key, time.perf_counter(), sys.exc_info()[1], self._paused_s))
         return call
 
     def _finish(
@@ -210,7 +212,8 @@ class Recorder:
         opened = stack.pop()
         call = self.calls[opened.seq]
         in_flight = sys.exc_info()[1]
-        elapsed = (time.perf_counter() - opened.started) * 1e3
+        paused = self._paused_s - opened.paused_before
+        elapsed = (time.perf_counter() - opened.started - paused) * 1e3
         if output is None and in_flight is not None and in_flight is not opened.exc_before:
             self.failures.append(Failure(opened.seq, key, args, kwargs, in_flight))
             call = dataclasses.replace(
@@ -257,12 +260,15 @@ class Recorder:
         return cached
 
     def _notify(self, method: Callable[[Call], None], call: Call) -> None:
+        started = time.perf_counter()
         try:
             method(call)
         except Stop:
             raise
         except Exception as exc:
             self._fail(exc)
+        finally:
+            self._paused_s += time.perf_counter() - started
 
     def _fail(self, exc: Exception) -> None:
         self.fault = exc

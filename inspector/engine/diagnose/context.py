@@ -102,7 +102,7 @@ def describe_origin(trace: Trace, info: TensorInfo | None, consumer: Call | None
         return "an input"
     if info.producer is not None and info.producer < len(trace.calls):
         call = trace.calls[info.producer]
-        return f"the output of {call.name} ({call.module_repr or call.type})"
+        return f"the output of {label(call)}"
     if info.view_of is not None and info.view_of < len(trace.calls):
         base = trace.calls[info.view_of]
         base_info = first_tensor(base.outputs)
@@ -139,7 +139,7 @@ def previous_sibling(trace: Trace, consumer: Call) -> Call | None:
 
 def _via_sibling(sibling: Call, info: TensorInfo) -> str:
     out = first_tensor(sibling.outputs)
-    name = f"{sibling.name} ({sibling.module_repr or sibling.type})"
+    name = label(sibling)
     if out is None:
         return f"the code after {name}"
     if out.shape == info.shape:
@@ -176,6 +176,12 @@ def reshape_line(trace: Trace, base: Call | None, consumer: Call | None) -> Sour
         if _RESHAPE.search(text):
             return SourceLine(end.file, lineno, text.rstrip("\n"), end.function)
     return None
+
+
+def label(call: Call) -> str:
+    """`fc1 (Linear(in_features=784, out_features=128, bias=True))`; long reprs by type only."""
+    shown = call.module_repr if call.module_repr and len(call.module_repr) <= 56 else call.type
+    return f"{call.name} ({shown})"
 
 
 def short_file(path: str) -> str:

@@ -16,6 +16,7 @@ from inspector.engine.diagnose.context import (
     Context,
     Explanation,
     dims_product_text,
+    label,
     producer_call,
     product,
     reshape_line,
@@ -92,7 +93,7 @@ def explain_loss(ctx: Context) -> Explanation | None:
             made_in = first_tensor(made.inputs)
             ex.line = made.call_site
             ex.details.append(
-                f"{made.name} ({made.module_repr or made.type}) makes the output's shape"
+                f"{label(made)} makes the output's shape"
                 + (f" from {fmt(made_in.shape)}" if made_in is not None else "")
             )
             ex.fixes.append(

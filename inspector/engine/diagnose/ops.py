@@ -12,6 +12,7 @@ from inspector.engine.diagnose.context import (
     Context,
     Explanation,
     dims_product_text,
+    label,
     product,
 )
 from inspector.engine.records import first_tensor
@@ -136,9 +137,12 @@ def _origin_of_operand(ctx: Context, x: torch.Tensor) -> str:
         return ctx.origin(info)
     children = [c for c in ctx.trace.calls[ctx.call.seq + 1 :] if c.parent == ctx.call.seq]
     done = [c for c in children if c.status == "ok"]
+    for child in reversed(done):  # a replayed op has new tensors: match the shape instead
+        out = first_tensor(child.outputs)
+        if out is not None and out.shape == tuple(x.shape):
+            return f"the output of {label(child)}"
     if done:
-        last = done[-1]
-        return f"made after {last.name} ({last.module_repr or last.type}) in {ctx.call.name}"
+        return f"made after {label(done[-1])} in {ctx.call.name}"
     return f"computed in {ctx.call.name}'s forward"
 
 

@@ -1,0 +1,199 @@
+"""A headless debugger: step through a forward pass from code (tests, scripts, notebooks).
+
+    d = Debugger(model, x, breakpoints=[Breakpoint("fc*")])
+    p = d.start()            # Pause before the root call
+    p = d.step()             # step into: the next event
+    p = d.next()             # step over
+    p = d.cont()             # to the next breakpoint, error, or the end (a Finished)
+    d.trace                  # the whole record, once finished
+
+The model runs in a worker thread; each method sends one command and waits for the next
+Pause or the Finished event.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from inspector.engine.diagnose import collect_findings, explain_failure
+from inspector.engine.recorder import Recorder, Stop
+from inspector.engine.records import Call, Diagnosis
+from inspector.engine.stepper import Breakpoint, Pause, Stepper
+from inspector.engine.trace import RunResult, Trace, check_module, run_recorded
+
+DEFAULT_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The pass ended: completed, failed (trace.error) or aborted by the debugger."""
+
+    trace: Trace
+    aborted: bool = False
+
+
+Event = Pause | Finished
+
+
+def explain_recorded(recorder: Recorder, call: Call) -> Diagnosis | None:
+    """The diagnosis of a failed call while its exception is still unwinding."""
+    failure = next((f for f in recorder.failures if f.seq == call.seq), None)
+    if failure is None:
+        return None
+    record = Trace(list(recorder.calls), error=failure.exception)
+    return explain_failure(record, failure, failure.exception, recorder.modules, recorder.lookup)
+
+
+class Debugger:
+    """Runs `model(*args, **kwargs)` in a worker thread under a Stepper."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *args: Any,
+        breakpoints: Iterable[Breakpoint | str] = (),
+        loss_fn: Callable[..., Any] | None = None,
+        target: Any = None,
+        stats: bool = True,
+        stop_at_start: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+        on_event: Callable[[Event], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        check_module(model, "model")
+        self.model, self.args, self.kwargs = model, args, kwargs
+        self.loss_fn, self.target, self.stats = loss_fn, target, stats
+        self.breakpoints = [b if isinstance(b, Breakpoint) else Breakpoint(b) for b in breakpoints]
+        self.stop_at_start = stop_at_start
+        self.timeout = timeout
+        self.events: queue.Queue[Event] = queue.Queue()
+        # A front end (the TUI) takes each event itself; the methods below then do not wait.
+        self._own_queue = on_event is None
+        self.on_event: Callable[[Event], None] = on_event or self.events.put
+        self.last: Event | None = None
+        self.finished: Finished | None = None  # set by the model thread when the pass ends
+        self._thread: threading.Thread | None = None
+        self._stepper: Stepper | None = None
+        self._rng = torch.random.get_rng_state()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> Event:
+        """Start the pass; returns the first Pause (or Finished when nothing stops it).
+
+        With `on_event`, returns None at once: the events go to that callback.
+        """
+        if self._thread is not None:
+            raise RuntimeError("this Debugger already started; use restart()")
+        recorder = Recorder(stats=self.stats)
+        stepper = Stepper(
+            on_pause=self.on_event,
+            breakpoints=self.breakpoints,
+            stop_at_start=self.stop_at_start,
+            calls=recorder.calls,
+        )
+        stepper.explain = lambda call: explain_recorded(recorder, call)
+        recorder.listener = stepper
+        self._stepper = stepper
+        self._thread = threading.Thread(
+            target=self._run, args=(recorder,), name="inspector-model", daemon=True
+        )
+        self._thread.start()
+        if not self._own_queue:
+            return None  # type: ignore[return-value]
+        return self._wait()
+
+    def _run(self, recorder: Recorder) -> None:
+        aborted = False
+        result = RunResult()
+        try:
+            result = run_recorded(
+                recorder, self.model, self.args, self.kwargs,
+                loss_fn=self.loss_fn, target=self.target,
+            )  # fmt: skip
+        except Stop:
+            aborted = True
+        t = Trace(recorder.calls, output=result.output, loss=result.loss, error=result.error)
+        if not aborted:
+            t.findings = collect_findings(t, recorder)
+        recorder.release()
+        self.finished = Finished(t, aborted)
+        self.on_event(self.finished)
+
+    def _wait(self) -> Event:
+        try:
+            event = self.events.get(timeout=self.timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no pause or end within {self.timeout} s") from None
+        self.last = event
+        return event
+
+    def _send(self, kind: str, arg: str = "") -> Event:
+        if isinstance(self.last, Finished) or self._stepper is None:
+            raise RuntimeError("the pass is not paused (start it, or it has finished)")
+        self._stepper.command(kind, arg)
+        return self._wait()
+
+    # -- commands -------------------------------------------------------------------------
+
+    def step(self) -> Event:
+        """Step into: stop at the very next call start or end."""
+        return self._send("into")
+
+    def next(self) -> Event:
+        """Step over: run the current call (and its children) without stopping."""
+        return self._send("over")
+
+    def out(self) -> Event:
+        """Step out: run to the end of the enclosing call."""
+        return self._send("out")
+
+    def cont(self) -> Event:
+        """Continue to the next breakpoint, error, or the end."""
+        return self._send("continue")
+
+    def run_to(self, pattern: str) -> Event:
+        """Run until a call whose path matches `pattern` (glob) or whose type is `pattern`."""
+        return self._send("to", pattern)
+
+    def quit(self, *, abort: bool = False) -> Finished:
+        """Stop debugging: the rest of the pass runs without pausing (abort: it stops now)."""
+        if self._stepper is not None and not isinstance(self.last, Finished):
+            self._stepper.release(abort=abort)
+            while not isinstance(self.last, Finished):
+                self._wait()
+        assert isinstance(self.last, Finished)
+        return self.last
+
+    def restart(self) -> Event:
+        """Abort this pass and run it again with the same inputs and the same RNG state."""
+        self.quit(abort=True)
+        if self._thread is not None:
+            self._thread.join(self.timeout)
+        torch.random.set_rng_state(self._rng)
+        self._thread, self._stepper, self.last, self.finished = None, None, None, None
+        if self._own_queue:
+            self.events = queue.Queue()
+            self.on_event = self.events.put
+        return self.start()
+
+    @property
+    def stepper(self) -> Stepper | None:
+        return self._stepper
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def trace(self) -> Trace:
+        if not isinstance(self.last, Finished):
+            raise RuntimeError("the pass has not finished")
+        return self.last.trace

@@ -1,0 +1,245 @@
+"""The Stepper: pause a forward pass before and after module calls, under a controller's commands.
+
+The recorder calls the stepper at each call's start ("enter") and end ("exit"), in the thread
+running the model. When a stop condition holds, the stepper hands a `Pause` to its front end
+(a callback that must be thread-safe) and blocks that thread until a command arrives from
+another thread. Front ends: the TUI, and the headless `Debugger` (inspector.engine.debugger).
+
+Commands follow pdb: step into (the very next event), step over (run the current call's
+children without stopping), step out (to the end of the parent), continue (to a breakpoint,
+an error or the end), run to a module (path glob), quit.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from inspector.engine.recorder import Stop
+from inspector.engine.records import Call, Diagnosis, first_tensor
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """The model is stopped at `call` ("enter": before it runs, "exit": after it returned)."""
+
+    call: Call
+    phase: str  # "enter" | "exit"
+    reason: str  # "step", "breakpoint fc*", "error", "nan"...
+    calls: tuple[Call, ...]  # every call recorded so far in this pass
+    pass_index: int = 0  # which forward pass of a session (attach)
+    diagnosis: Diagnosis | None = None  # at an error: the explanation, computed right there
+
+    @property
+    def where(self) -> str:
+        verb = "before" if self.phase == "enter" else "after"
+        return f"{verb} {self.call.name} ({self.call.type})"
+
+
+@dataclass(frozen=True)
+class Breakpoint:
+    """Where to stop while running free.
+
+    `pattern` matches a call path (glob: "decoder.*.attn") or a module type ("Conv2d");
+    `nth` limits it to the Nth call of that module (1-based); `condition` is a built-in name
+    ("nan", "inf", "batch", "absmax>100") or a callable on the finished Call, checked when a
+    call ends. A breakpoint with a condition and no pattern applies to every module.
+    """
+
+    pattern: str = "*"
+    nth: int | None = None
+    condition: str | Callable[[Call], bool] | None = None
+    enabled: bool = True
+
+    def matches_enter(self, call: Call) -> bool:
+        return self.enabled and self.condition is None and self._matches(call)
+
+    def matches_exit(self, call: Call, batch: int | None) -> bool:
+        if not self.enabled or self.condition is None or not self._matches(call):
+            return False
+        return condition_holds(self.condition, call, batch)
+
+    def _matches(self, call: Call) -> bool:
+        if self.nth is not None and call.index != self.nth - 1:
+            return False
+        return (
+            fnmatch.fnmatchcase(call.path, self.pattern)
+            or call.type == self.pattern
+            or (self.pattern == "*" and call.path == "")
+        )
+
+    def describe(self) -> str:
+        what = self.pattern + (f" (call {self.nth})" if self.nth else "")
+        if self.condition is not None:
+            cond = self.condition if isinstance(self.condition, str) else "condition"
+            what += f" if {cond}"
+        return what
+
+
+def condition_holds(condition: str | Callable[[Call], bool], call: Call, batch: int | None) -> bool:
+    if callable(condition):
+        return bool(condition(call))
+    out = first_tensor(call.outputs)
+    stats = out.stats if out is not None else None
+    if condition == "nan":
+        return stats is not None and stats.nan > 0
+    if condition == "inf":
+        return stats is not None and stats.inf > 0
+    if condition == "batch":
+        return out is not None and batch is not None and out.ndim >= 1 and out.shape[0] != batch
+    if condition.startswith("absmax>"):
+        bound = float(condition.split(">", 1)[1])
+        return stats is not None and max(abs(stats.min), abs(stats.max)) > bound
+    raise ValueError(
+        f"unknown breakpoint condition {condition!r}: use nan, inf, batch, absmax>N or a callable"
+    )
+
+
+@dataclass
+class _Goal:
+    """When to stop next: the mode a command set."""
+
+    kind: str  # "into" | "over" | "out" | "continue" | "to" | "free"
+    seq: int | None = None
+    depth: int = 0
+    pattern: str = ""
+
+
+@dataclass
+class Stepper:
+    """The pause logic, shared by every front end. Thread-safe for one model thread."""
+
+    on_pause: Callable[[Pause], None]
+    breakpoints: list[Breakpoint] = field(default_factory=list)
+    stop_at_start: bool = True
+    pass_index: int = 0
+    calls: Sequence[Call] = ()  # the recorder's list, read at each pause
+    explain: Callable[[Call], Diagnosis | None] | None = None  # diagnosis at an error pause
+
+    def __post_init__(self) -> None:
+        self._goal = _Goal("into" if self.stop_at_start else "continue")
+        self._cond = threading.Condition()
+        self._command: tuple[str, str] | None = None
+        self._quit = False
+        self._abort = False
+        self._batch: int | None = None
+        self._in_error = False  # an exception is unwinding: stop at its innermost call only
+        self.paused: Pause | None = None
+
+    # -- called in the model's thread --------------------------------------------------------
+
+    def call_started(self, call: Call) -> None:
+        if call.parent is None and self._batch is None:
+            x = first_tensor(call.inputs)
+            self._batch = x.shape[0] if x is not None and x.ndim >= 2 else None
+        reason = self._stop_reason(call, "enter")
+        if reason is not None:
+            self._pause(call, "enter", reason)
+
+    def call_finished(self, call: Call) -> None:
+        reason = self._stop_reason(call, "exit")
+        if reason is not None:
+            self._pause(call, "exit", reason)
+
+    def _stop_reason(self, call: Call, phase: str) -> str | None:
+        if self._abort:
+            raise Stop("the debugger quit")
+        if self._quit:
+            return None
+        if phase == "exit" and call.status == "error":
+            if self._in_error:
+                return None
+            self._in_error = True
+            return "error"
+        if phase == "exit":
+            self._in_error = False  # the exception was handled inside a forward
+        goal = self._goal
+        if goal.kind == "into":
+            return "step"
+        if goal.kind == "over" and self._over_done(goal, call, phase):
+            return "step"
+        if goal.kind == "out" and phase == "exit" and call.seq == goal.seq:
+            return "step"
+        if goal.kind == "to" and phase == "enter" and _path_matches(call, goal.pattern):
+            return f"reached {goal.pattern}"
+        for bp in self.breakpoints:
+            if phase == "enter" and bp.matches_enter(call):
+                return f"breakpoint {bp.describe()}"
+            if phase == "exit" and bp.matches_exit(call, self._batch):
+                return f"breakpoint {bp.describe()}"
+        return None
+
+    @staticmethod
+    def _over_done(goal: _Goal, call: Call, phase: str) -> bool:
+        if goal.seq is not None:  # stepping over a call that had not run yet: its exit
+            return phase == "exit" and call.seq == goal.seq
+        return call.depth <= goal.depth  # from an exit: the next event at this level or up
+
+    def _pause(self, call: Call, phase: str, reason: str) -> None:
+        diagnosis = None
+        if reason == "error" and self.explain is not None:
+            try:
+                diagnosis = self.explain(call)
+            except Exception:  # the pause matters more than its explanation
+                diagnosis = None
+        pause = Pause(call, phase, reason, tuple(self.calls), self.pass_index, diagnosis)
+        with self._cond:
+            self.paused = pause
+            self._command = None
+        self.on_pause(pause)
+        with self._cond:
+            while self._command is None:
+                self._cond.wait()
+            kind, arg = self._command
+            self.paused = None
+        self._apply(kind, arg, pause)
+        if self._abort:
+            raise Stop("the debugger quit")
+
+    def _apply(self, kind: str, arg: str, pause: Pause) -> None:
+        call = pause.call
+        if kind == "into":
+            self._goal = _Goal("into")
+        elif kind == "over":
+            if pause.phase == "enter":
+                self._goal = _Goal("over", seq=call.seq)
+            else:
+                self._goal = _Goal("over", depth=call.depth)
+        elif kind == "out":
+            # to the end of the enclosing call; from the top level, to the end
+            self._goal = _Goal("continue" if call.parent is None else "out", seq=call.parent)
+        elif kind == "continue":
+            self._goal = _Goal("continue")
+        elif kind == "to":
+            self._goal = _Goal("to", pattern=arg)
+        elif kind == "detach":
+            self._quit = True
+        elif kind == "abort":
+            self._abort = True
+
+    # -- called from the controller's thread ----------------------------------------------
+
+    def command(self, kind: str, arg: str = "") -> None:
+        """Resume the paused model: into, over, out, continue, to (arg: a glob), detach, abort.
+
+        `detach` runs the rest of the pass without stopping; `abort` ends it with `Stop`.
+        """
+        if kind not in ("into", "over", "out", "continue", "to", "detach", "abort"):
+            raise ValueError(f"unknown stepper command {kind!r}")
+        with self._cond:
+            self._command = (kind, arg)
+            self._cond.notify_all()
+
+    def release(self, abort: bool = False) -> None:
+        """Never block again (the front end went away); wake a paused model thread."""
+        self._quit = True
+        self._abort = self._abort or abort
+        with self._cond:
+            self._command = ("abort" if abort else "detach", "")
+            self._cond.notify_all()
+
+
+def _path_matches(call: Call, pattern: str) -> bool:
+    return fnmatch.fnmatchcase(call.path, pattern) or call.type == pattern

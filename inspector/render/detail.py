@@ -1,0 +1,145 @@
+"""One call in detail: the module line, a table of its tensors with statistics, a histogram."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from rich import box
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.table import Table
+from rich.text import Text
+
+from inspector.engine.records import Call, Stats, Struct, TensorInfo, Value, format_shape
+from inspector.render.text import count, number
+
+BARS = " ▁▂▃▄▅▆▇█"
+
+
+def named_tensors(prefix: str, value: Value) -> Iterator[tuple[str, TensorInfo | str]]:
+    """(`input[0]`, TensorInfo) for every tensor in a described value; other leaves as text."""
+    if isinstance(value, TensorInfo):
+        yield prefix, value
+    elif isinstance(value, tuple):
+        for i, item in enumerate(value):
+            yield from named_tensors(f"{prefix}[{i}]", item)
+    elif isinstance(value, Struct):
+        for key, item in value.fields:
+            yield from named_tensors(f"{prefix}.{key}", item)
+    elif value is not None:
+        yield prefix, repr(value) if isinstance(value, str) else str(value)
+
+
+def call_tensors(call: Call) -> list[tuple[str, TensorInfo | str]]:
+    rows: list[tuple[str, TensorInfo | str]] = []
+    for i, value in enumerate(call.inputs):
+        rows.extend(named_tensors(f"in[{i}]", value))
+    if call.kwargs is not None:
+        for key, value in call.kwargs.fields:
+            rows.extend(named_tensors(f"in.{key}", value))
+    if call.status != "error":
+        rows.extend(named_tensors("out", call.outputs))
+    return rows
+
+
+class Histogram:
+    """A one-line sparkline of a tensor's value histogram, with its range."""
+
+    def __init__(self, stats: Stats, width: int = 48) -> None:
+        self.stats = stats
+        self.width = width
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        counts = list(self.stats.histogram)
+        if not counts:
+            yield Text("(no histogram)", style="dim")
+            return
+        top = max(counts) or 1
+        bars = "".join(BARS[round(c / top * (len(BARS) - 1))] for c in counts)
+        lo, hi = self.stats.histogram_range
+        yield Text.assemble((f"{number(lo):>9} ", "dim"), (bars, "cyan"), (f" {number(hi)}", "dim"))
+        note = f"{self.stats.sampled} of {self.stats.numel} values"
+        yield Text(f"{'':>10}{note}", style="dim")
+
+
+def tensor_table(
+    rows: list[tuple[str, TensorInfo | str]], selected: int | None = None, width: int = 100
+) -> Table:
+    """Shape and statistics per tensor; fewer columns when narrow, NaN/Inf when any."""
+    infos = [i for _, i in rows if isinstance(i, TensorInfo)]
+    bad_any = any(i.stats is not None and not i.stats.finite for i in infos)
+    columns = ["shape", "mean", "std", "min", "max"]
+    if width >= 64:
+        columns.insert(1, "dtype")
+        columns.append("zero")
+    if bad_any or width >= 90:
+        columns += ["NaN", "Inf"]
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, expand=False)
+    table.add_column("", no_wrap=True, overflow="ellipsis", max_width=16)
+    for name in columns:
+        table.add_column(name, justify="left" if name in ("shape", "dtype") else "right",
+                         no_wrap=True)  # fmt: skip
+    for i, (name, info) in enumerate(rows):
+        style = "reverse" if i == selected else ""
+        if isinstance(info, str):
+            table.add_row(name, Text(info, style="dim"), style=style)
+            continue
+        table.add_row(name, *(_cell(info, c) for c in columns), style=style)
+    return table
+
+
+def _cell(info: TensorInfo, column: str) -> Text | str:
+    s = info.stats
+    if column == "shape":
+        return format_shape(info.shape)
+    if column == "dtype":
+        return info.dtype if info.device == "cpu" else f"{info.dtype} {info.device}"
+    if s is None:
+        return ""
+    if column in ("NaN", "Inf"):
+        n = s.nan if column == "NaN" else s.inf
+        return Text(str(n), style="bold red" if n else "dim")
+    if column == "zero":
+        return f"{100 * s.zero_fraction:.0f}%"
+    value = {"mean": s.mean, "std": s.std, "min": s.min, "max": s.max}[column]
+    return number(value, 3)
+
+
+class CallDetail:
+    """Everything recorded about one call; `selected` picks the tensor whose histogram shows."""
+
+    def __init__(self, call: Call, selected: int | None = None) -> None:
+        self.call = call
+        self.selected = selected
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        call = self.call
+        head = Text.assemble((call.name, "bold"), "  ", (call.type, "cyan"))
+        if call.params:
+            head.append(f"  {count(call.params)} params", style="dim")
+        if call.status != "running":
+            head.append(f"  {call.duration_ms:.2f} ms", style="dim")
+        parts: list[RenderableType] = [head, Text(call.module_repr, style="dim")]
+        if call.call_site is not None:
+            site = call.call_site
+            parts.append(Text(f"called at {site.file}:{site.lineno}: {site.text.strip()}",
+                              style="dim", overflow="ellipsis", no_wrap=True))  # fmt: skip
+        rows = call_tensors(call)
+        if rows:
+            selected = self.selected if self.selected is not None else _default_row(rows)
+            parts.append(tensor_table(rows, selected, options.max_width))
+            info = rows[selected][1] if selected is not None and selected < len(rows) else None
+            if isinstance(info, TensorInfo) and info.stats is not None:
+                parts.append(Text(f"histogram of {rows[selected][0]}", style="bold"))  # type: ignore[index]
+                parts.append(Histogram(info.stats))
+        if call.status == "error" and call.error:
+            parts.append(Text(call.error, style="bold red"))
+        elif call.status == "running":
+            parts.append(Text("running: outputs appear when the call returns", style="yellow"))
+        yield Group(*parts)
+
+
+def _default_row(rows: list[tuple[str, TensorInfo | str]]) -> int | None:
+    """The first output tensor, else the first input tensor."""
+    tensors = [i for i, (_, info) in enumerate(rows) if isinstance(info, TensorInfo)]
+    outputs = [i for i in tensors if rows[i][0].startswith("out")]
+    return outputs[0] if outputs else (tensors[0] if tensors else None)

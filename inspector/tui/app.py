@@ -1,0 +1,249 @@
+"""The Textual app: a module tree, the selected call in detail, the problems, pdb's keys.
+
+The app never touches a model or a tensor. It receives frozen records as messages (Paused,
+PassFinished) and sends commands to a controller (the Stepper, or a fake one in tests).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import ContentSwitcher, Footer, Tree
+
+from inspector.engine.debugger import Finished
+from inspector.engine.records import Call, Diagnosis
+from inspector.engine.stepper import Breakpoint, Pause
+from inspector.tui.calltree import CallTree
+from inspector.tui.messages import PassFinished, Paused
+from inspector.tui.panels import DetailPanel, ProblemsPanel, StatusLine
+from inspector.tui.screens import AskScreen, HelpScreen
+
+
+class Controller(Protocol):
+    """What the app drives: the Stepper's command side."""
+
+    breakpoints: list[Breakpoint]
+
+    def command(self, kind: str, arg: str = "") -> None: ...
+
+
+class InspectorApp(App[None]):
+    """The debugger UI for one model run."""
+
+    CSS_PATH = "inspector.tcss"
+    TITLE = "torch-inspector"
+    BINDINGS = [
+        Binding("s", "step('into')", "step"),
+        Binding("n", "step('over')", "next"),
+        Binding("r", "step('out')", "return"),
+        Binding("c", "step('continue')", "continue"),
+        Binding("g", "go", "go to"),
+        Binding("b", "toggle_breakpoint", "break"),
+        Binding("left,left_square_bracket", "history(-1)", "back", priority=True),
+        Binding("right,right_square_bracket", "history(1)", "fwd", priority=True),
+        Binding("slash", "find", "find"),
+        Binding("p", "toggle_view", "problems"),
+        Binding("y", "copy_path", "copy path", show=False),
+        Binding("question_mark", "help", "help"),
+        Binding("q", "quit", "quit"),
+        Binding("ctrl+c", "interrupt", "interrupt", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        controller: Controller | None = None,
+        *,
+        title: str = "",
+        on_ready: Callable[[], object] | None = None,
+    ) -> None:
+        super().__init__()
+        self.controller = controller
+        self.on_ready = on_ready
+        self.sub_title = title
+        self.calls: Sequence[Call] = ()
+        self.pause: Pause | None = None
+        self.finished: Finished | None = None
+        self.findings: list[Diagnosis] = []
+        self.interrupted = False
+        self.selected: int | None = None  # the call shown in the detail (tree cursor follows)
+
+    # -- layout ---------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine("starting…", id="status")
+        with Horizontal(id="main"):
+            yield CallTree(id="tree")
+            with ContentSwitcher(initial="detail", id="side"):
+                with VerticalScroll(id="detail"):
+                    yield DetailPanel(id="detail-panel")
+                with VerticalScroll(id="problems"):
+                    yield ProblemsPanel(id="problems-panel")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(CallTree).focus()
+        self.query_one(ProblemsPanel).show([], running=True)
+        if self.on_ready is not None:
+            self.on_ready()
+
+    # -- events from the model thread ------------------------------------------------------
+
+    def post_event(self, event: Pause | Finished) -> None:
+        """Thread-safe entry for engine events."""
+        self.post_message(Paused(event) if isinstance(event, Pause) else PassFinished(event))
+
+    def on_paused(self, message: Paused) -> None:
+        pause = message.pause
+        self.pause, self.calls = pause, pause.calls
+        tree = self.query_one(CallTree)
+        tree.sync(pause.calls, pause.call.seq)
+        tree.select_seq(pause.call.seq)
+        self._show_detail(pause.call.seq, switch=True)
+        style = "bold red" if pause.reason == "error" else "bold"
+        if pause.diagnosis is not None:
+            self.findings = [pause.diagnosis]
+            self.query_one(ProblemsPanel).show(self.findings, running=True)
+            self.query_one(ContentSwitcher).current = "problems"
+        self._status(
+            f"paused {pause.where} · {pause.reason} · call {pause.call.seq + 1} · "
+            f"{len(pause.calls)} recorded · pass {pause.pass_index + 1}",
+            style,
+        )
+
+    def on_pass_finished(self, message: PassFinished) -> None:
+        finished = message.finished
+        trace = finished.trace
+        self.finished, self.pause, self.calls = finished, None, trace.calls
+        self.findings = list(trace.findings)
+        tree = self.query_one(CallTree)
+        tree.sync(trace.calls, None)
+        self.query_one(ProblemsPanel).show(self.findings, running=False)
+        if finished.aborted:
+            self._status("stopped · press q to leave", "bold yellow")
+        elif trace.error is not None:
+            where = self.findings[0].module if self.findings else ""
+            self._status(
+                f"failed: {type(trace.error).__name__} in {where or '(root)'} · "
+                f"{len(trace.calls)} calls · q to quit", "bold red",
+            )  # fmt: skip
+        else:
+            warn = f" · {len(self.findings)} warning(s)" if self.findings else ""
+            self._status(f"finished · {len(trace.calls)} calls{warn} · q to quit", "bold green")
+        if self.findings:
+            self.query_one(ContentSwitcher).current = "problems"
+            focus = self.findings[0].call
+            if focus is not None and focus < len(self.calls):
+                tree.select_seq(focus)
+                self.query_one(DetailPanel).show(self.calls[focus])
+                self.selected = focus
+
+    # -- the user's commands ---------------------------------------------------------------
+
+    def action_step(self, kind: str) -> None:
+        if self.pause is None or self.controller is None:
+            self.bell()
+            self.notify("not paused", severity="warning", timeout=2)
+            return
+        self.pause = None
+        self._status("running…", "yellow")
+        self.controller.command(kind)
+
+    def action_go(self) -> None:
+        def go(pattern: str | None) -> None:
+            if pattern and self.pause is not None and self.controller is not None:
+                self.pause = None
+                self._status(f"running to {pattern}…", "yellow")
+                self.controller.command("to", pattern)
+
+        self.push_screen(AskScreen("Run until a module starts (path glob or type):"), go)
+
+    def action_toggle_breakpoint(self) -> None:
+        call = self._selected()
+        if call is None or self.controller is None:
+            return
+        tree = self.query_one(CallTree)
+        bps = self.controller.breakpoints
+        existing = [b for b in bps if b.pattern == call.path and b.condition is None]
+        if existing:
+            for b in existing:
+                bps.remove(b)
+            tree.breakpoints.discard(call.path)
+            self.notify(f"breakpoint removed: {call.path or '(root)'}", timeout=2)
+        else:
+            bps.append(Breakpoint(call.path))
+            tree.breakpoints.add(call.path)
+            self.notify(f"breakpoint at every call of {call.path or '(root)'}", timeout=2)
+        tree.refresh_labels(self.calls)
+
+    def action_history(self, step: int) -> None:
+        call = self._selected()
+        if call is None or not self.calls:
+            return
+        self._select(min(max(call.seq + step, 0), len(self.calls) - 1))
+
+    def action_find(self) -> None:
+        def find(text: str | None) -> None:
+            if not text:
+                return
+            for call in self.calls:
+                if _matches(call, text):
+                    self._select(call.seq)
+                    return
+            self.notify(f"no recorded module matches {text!r}", severity="warning", timeout=3)
+
+        self.push_screen(AskScreen("Find a recorded module (name, glob or type):"), find)
+
+    def action_toggle_view(self) -> None:
+        switcher = self.query_one(ContentSwitcher)
+        switcher.current = "problems" if switcher.current == "detail" else "detail"
+
+    def action_copy_path(self) -> None:
+        call = self._selected()
+        if call is not None:
+            self.copy_to_clipboard(call.path)
+            self.notify(f"copied {call.path or '(root)'}", timeout=2)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_interrupt(self) -> None:
+        self.interrupted = True
+        self.exit()
+
+    # -- selection -------------------------------------------------------------------------
+
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[int]) -> None:
+        if event.node.data is not None and event.node.data != self.selected:
+            self._show_detail(event.node.data)
+
+    def _selected(self) -> Call | None:
+        seq = self.selected
+        return self.calls[seq] if seq is not None and seq < len(self.calls) else None
+
+    def _select(self, seq: int) -> None:
+        self.query_one(CallTree).select_seq(seq)
+        self._show_detail(seq)
+
+    def _show_detail(self, seq: int, *, switch: bool = False) -> None:
+        if seq < len(self.calls):
+            self.selected = seq
+            self.query_one(DetailPanel).show(self.calls[seq])
+            if switch:
+                self.query_one(ContentSwitcher).current = "detail"
+
+    def _status(self, text: str, style: str = "") -> None:
+        self.query_one(StatusLine).show(text, style)
+
+
+def _matches(call: Call, text: str) -> bool:
+    return (
+        call.path == text
+        or fnmatch.fnmatchcase(call.path, text)
+        or call.type == text
+        or (text in call.path and not any(ch in text for ch in "*?["))
+    )

@@ -1,0 +1,63 @@
+"""Open the TUI on a model run: the app in the main thread, the model in a worker.
+
+When the app exits (q, Ctrl+C, a crash), every blocked model thread is released: a quit
+never leaves a script hung. `q` lets the rest of the pass run without stopping; Ctrl+C ends
+it and reaches the caller as KeyboardInterrupt, after the hooks are gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from torch import nn
+
+from inspector.engine.debugger import Debugger, Finished
+from inspector.engine.stepper import Breakpoint
+from inspector.tui.app import InspectorApp
+
+JOIN_TIMEOUT = 600.0
+
+
+class _DebuggerControl:
+    """The app's controller: forwards to the Debugger's stepper once it exists."""
+
+    def __init__(self, debugger: Debugger) -> None:
+        self.debugger = debugger
+        self.breakpoints = debugger.breakpoints
+
+    def command(self, kind: str, arg: str = "") -> None:
+        stepper = self.debugger.stepper
+        if stepper is not None:
+            stepper.command(kind, arg)
+
+
+def run_app(
+    model: nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    loss_fn: Callable[..., Any] | None = None,
+    target: Any = None,
+    breakpoints: Iterable[Breakpoint | str] = (),
+) -> Finished:
+    """Run the pass under the TUI; returns when the user quits and the pass has ended."""
+    app = InspectorApp(title=type(model).__name__)
+    debugger = Debugger(
+        model, *args, breakpoints=breakpoints, loss_fn=loss_fn, target=target,
+        on_event=app.post_event, **kwargs,
+    )  # fmt: skip
+    app.controller = _DebuggerControl(debugger)
+    app.on_ready = debugger.start
+    try:
+        app.run()
+    finally:
+        stepper = debugger.stepper
+        if stepper is not None:
+            stepper.release(abort=app.interrupted)
+        debugger.join(JOIN_TIMEOUT)
+    if app.interrupted:
+        raise KeyboardInterrupt
+    if debugger.finished is None:
+        raise RuntimeError("the model thread did not finish")
+    return debugger.finished

@@ -1,0 +1,194 @@
+"""The TUI driven by Pilot with injected engine events: no model thread needed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import torch
+from textual.pilot import Pilot
+from textual.widgets import ContentSwitcher
+from torch import nn
+
+import inspector
+from inspector.engine.debugger import Finished
+from inspector.engine.stepper import Breakpoint, Pause
+from inspector.tui.app import InspectorApp
+from inspector.tui.calltree import CallTree
+from inspector.tui.launch import _DebuggerControl
+from inspector.tui.panels import DetailPanel, ProblemsPanel, StatusLine
+from tests.diagnose.test_seeds import load_example
+
+
+class FakeController:
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, str]] = []
+        self.breakpoints: list[Breakpoint] = []
+
+    def command(self, kind: str, arg: str = "") -> None:
+        self.commands.append((kind, arg))
+
+
+def _trace() -> inspector.Trace:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    return inspector.trace(model, torch.randn(3, 4))
+
+
+def _pause(t: inspector.Trace, seq: int, phase: str = "enter", reason: str = "step") -> Pause:
+    return Pause(t.calls[seq], phase, reason, tuple(t.calls[: seq + 1]))
+
+
+async def wait_for(pilot: Pilot[Any], check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached before the deadline")
+        await pilot.pause(0.02)
+
+
+def drive(app: InspectorApp, script: Callable[[Pilot[Any]], Awaitable[None]]) -> None:
+    async def main() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await script(pilot)
+
+    asyncio.run(main())
+
+
+def status(app: InspectorApp) -> str:
+    return app.query_one(StatusLine).plain().strip()
+
+
+def test_tree_grows_with_each_pause_and_keys_send_commands() -> None:
+    t = _trace()
+    controller = FakeController()
+    app = InspectorApp(controller)
+
+    async def script(pilot: Pilot[Any]) -> None:
+        tree = app.query_one(CallTree)
+        app.post_event(_pause(t, 0))
+        await wait_for(pilot, lambda: app.pause is not None)
+        assert status(app).startswith("paused before (root) (Sequential)")
+        await pilot.press("s")  # step into
+        assert controller.commands == [("into", "")]
+        await pilot.press("n")  # not paused any more: nothing is sent
+        assert controller.commands == [("into", "")]
+        app.post_event(_pause(t, 1))
+        await wait_for(pilot, lambda: tree.node_for(1) is not None)
+        label = str(tree.node_for(1).label)  # type: ignore[union-attr]
+        assert label.startswith("▶ 0  Linear") and "(3, 4) → (3, 8)" in label
+        await pilot.press("n")  # step over
+        app.post_event(_pause(t, 3))
+        await wait_for(pilot, lambda: tree.node_for(3) is not None)
+        await pilot.press("r")  # step out
+        app.post_event(_pause(t, 3, "exit"))
+        await wait_for(pilot, lambda: app.pause is not None)
+        await pilot.press("c")  # continue
+        assert [k for k, _ in controller.commands] == ["into", "over", "out", "continue"]
+        assert status(app) == "running…"
+
+    drive(app, script)
+
+
+def test_breakpoint_toggles_on_the_selected_module() -> None:
+    t = _trace()
+    controller = FakeController()
+    app = InspectorApp(controller)
+
+    async def script(pilot: Pilot[Any]) -> None:
+        app.post_event(_pause(t, 2))
+        await wait_for(pilot, lambda: app.pause is not None)
+        await pilot.press("b")  # breakpoint on the paused call, module "1"
+        assert [b.pattern for b in controller.breakpoints] == ["1"]
+        assert "●" in str(app.query_one(CallTree).node_for(2).label)  # type: ignore[union-attr]
+        await pilot.press("b")  # and off again
+        assert controller.breakpoints == []
+
+    drive(app, script)
+
+
+def test_back_forward_and_find_move_through_recorded_calls() -> None:
+    t = _trace()
+    app = InspectorApp(FakeController())
+
+    async def script(pilot: Pilot[Any]) -> None:
+        tree = app.query_one(CallTree)
+        app.post_event(_pause(t, 3, "exit"))
+        await wait_for(pilot, lambda: app.pause is not None)
+        assert app.selected == 3
+        await pilot.press("left")  # back
+        assert app.selected == 2
+        await pilot.press("left_square_bracket")  # back again
+        assert app.selected == 1
+        await wait_for(pilot, lambda: tree.selected_seq == 1)  # the cursor follows
+        await pilot.press("right")  # forward
+        assert app.selected == 2
+        await pilot.press("slash")  # find
+        await pilot.press(*"2", "enter")
+        await wait_for(pilot, lambda: app.selected == 3)
+        detail = app.query_one(DetailPanel).plain()
+        assert "Linear" in detail
+
+    drive(app, script)
+
+
+def test_a_failed_pass_jumps_to_the_problems() -> None:
+    model = nn.Sequential(nn.Linear(4, 8), nn.Linear(6, 2))
+    t = inspector.trace(model, torch.randn(3, 4))
+    app = InspectorApp(FakeController())
+
+    async def script(pilot: Pilot[Any]) -> None:
+        app.post_event(Finished(t))
+        await wait_for(pilot, lambda: app.finished is not None)
+        assert app.query_one(ContentSwitcher).current == "problems"
+        assert status(app).startswith("failed: RuntimeError in 1")
+        problems = app.query_one(ProblemsPanel).plain()
+        assert "nn.Linear(8, 2)" in problems
+        await pilot.press("p")  # back to the detail
+        assert app.query_one(ContentSwitcher).current == "detail"
+
+    drive(app, script)
+
+
+def test_help_opens_and_closes_and_q_quits() -> None:
+    app = InspectorApp(FakeController())
+
+    async def script(pilot: Pilot[Any]) -> None:
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "HelpScreen")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: type(app.screen).__name__ != "HelpScreen")
+        await pilot.press("q")
+
+    drive(app, script)
+    assert app.return_code == 0
+
+
+def test_end_to_end_on_the_seed_cnn() -> None:
+    from inspector.engine.debugger import Debugger
+
+    model, args = load_example("seed_cnn").build()
+    app = InspectorApp()
+    debugger = Debugger(model, *args, on_event=app.post_event)
+    app.controller = _DebuggerControl(debugger)
+    app.on_ready = debugger.start
+
+    async def script(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: app.pause is not None)
+        await pilot.press("c")  # runs to the failure
+        await wait_for(pilot, lambda: app.pause is not None and app.pause.reason == "error")
+        assert app.query_one(ContentSwitcher).current == "problems"
+        assert "768" in app.query_one(ProblemsPanel).plain()
+        await pilot.press("c")
+        await wait_for(pilot, lambda: app.finished is not None)
+        await pilot.press("q")
+
+    try:
+        drive(app, script)
+    finally:
+        if debugger.stepper is not None:
+            debugger.stepper.release()
+        debugger.join(10)
+    assert debugger.finished is not None and isinstance(debugger.finished.trace.error, RuntimeError)
