@@ -117,6 +117,21 @@ def cmd_check(ns: argparse.Namespace) -> int:
     return EXIT_FINDINGS if errors else EXIT_OK
 
 
+def cmd_run(ns: argparse.Namespace) -> int:
+    import inspector
+
+    if not Path(ns.script).is_file():
+        raise UsageError(f"no such file: {ns.script}")
+    if not inspector.interactive():
+        raise UsageError("run needs a terminal; for CI use `report FILE` or `check FILE`")
+    from inspector.tui.script import run_script
+
+    try:
+        return run_script(ns.script, ns.args, breakpoints=ns.breaks, post_mortem=ns.post_mortem)
+    except KeyboardInterrupt:
+        return 130
+
+
 def cmd_demo(ns: argparse.Namespace) -> int:
     ns.file = str(EXAMPLES / "seed_cnn.py")
     if not Path(ns.file).is_file():
@@ -162,6 +177,16 @@ def make_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("file", help="a Python file defining build() -> (model, args)")
     check.set_defaults(func=cmd_check)
+    run = sub.add_parser(
+        "run", help="run SCRIPT unchanged under the debugger (every module call hooked)"
+    )
+    run.add_argument("--break", dest="breaks", action="append", default=[], metavar="PATTERN",
+                     help="stop at modules matching PATTERN (path glob or type); repeatable")
+    run.add_argument("--post-mortem", action="store_true",
+                     help="run free; open the debugger only if something fails")
+    run.add_argument("script", help="the Python script to run as __main__")
+    run.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
+    run.set_defaults(func=cmd_run)
     return parser
 
 

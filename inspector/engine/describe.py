@@ -26,9 +26,23 @@ MAX_TEXT = 60
 _SHORT_REPR = (str, torch.Size, torch.dtype, torch.device, slice, range, enum.Enum)
 
 
+_DTYPE_NAMES: dict[torch.dtype, str] = {}
+_DEVICE_NAMES: dict[torch.device, str] = {}
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     """'float32' for torch.float32."""
-    return str(dtype).removeprefix("torch.")
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype).removeprefix("torch.")
+    return name
+
+
+def device_name(device: torch.device) -> str:
+    name = _DEVICE_NAMES.get(device)
+    if name is None:
+        name = _DEVICE_NAMES[device] = str(device)
+    return name
 
 
 def tensor_version(t: torch.Tensor) -> int | None:
@@ -124,16 +138,17 @@ class Describer:
             base_info = self.registry.lookup(base, any_version=True)
             if base_info is not None:
                 view_of = base_info.producer
+        layout = t.layout
         info = TensorInfo(
-            shape=_shape(t),
-            dtype=dtype_name(t.dtype),
-            device=str(t.device),
-            requires_grad=bool(t.requires_grad),
-            stats=compute_stats(t) if self.stats else None,
-            layout=str(t.layout).removeprefix("torch."),
-            contiguous=_is_contiguous(t),
-            producer=producer,
-            view_of=view_of,
+            _shape(t),
+            dtype_name(t.dtype),
+            device_name(t.device),
+            t.requires_grad,
+            compute_stats(t) if self.stats else None,
+            "strided" if layout is torch.strided else str(layout).removeprefix("torch."),
+            _is_contiguous(t),
+            producer,
+            view_of,
         )
         self.registry.remember(t, info)
         return info
@@ -154,7 +169,7 @@ def _shape(t: torch.Tensor) -> tuple[int, ...]:
     if t.is_nested:  # ragged: only the number of components and the rank are fixed
         return (t.size(0), *(-1 for _ in range(t.dim() - 1)))
     try:
-        return tuple(int(d) for d in t.shape)
+        return tuple(map(int, t.shape))
     except (TypeError, RuntimeError):  # symbolic sizes
         return tuple(-1 for _ in t.shape)
 

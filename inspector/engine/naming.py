@@ -8,6 +8,7 @@ are indexed once under that name.
 
 from __future__ import annotations
 
+import functools
 import linecache
 import os
 import sys
@@ -25,6 +26,7 @@ _INSPECTOR_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + o
 _STDLIB_DIR = sysconfig.get_paths()["stdlib"] + os.sep
 
 
+@functools.lru_cache(maxsize=4096)
 def is_library_file(filename: str) -> bool:
     """Frames of torch, of the inspector or of the standard library (threading, runpy): never
     the user's line. Third-party packages (a model zoo) count as user code."""
@@ -70,18 +72,33 @@ def module_line(module: nn.Module) -> str:
     return f"{type(module).__name__}({extra})"
 
 
-def count_params(module: nn.Module) -> int:
-    """Parameters of `module` and its children, each Parameter counted once (tied weights)."""
-    seen: set[int] = set()
-    total = 0
-    for p in module.parameters():
-        if id(p) in seen:
-            continue
-        seen.add(id(p))
-        if isinstance(p, nn.parameter.UninitializedParameter):
-            continue
-        total += p.numel()
-    return total
+class ParamCounter:
+    """Parameters of a module and its children, each Parameter counted once (tied weights).
+
+    Each module's set of parameters is built from its children's, once: counting every
+    module of a model costs one walk, not one walk per module.
+    """
+
+    def __init__(self) -> None:
+        self._ids: dict[int, frozenset[int]] = {}
+        self._sizes: dict[int, int] = {}
+
+    def count(self, module: nn.Module) -> int:
+        return sum(self._sizes[i] for i in self._param_ids(module))
+
+    def _param_ids(self, module: nn.Module) -> frozenset[int]:
+        found = self._ids.get(id(module))
+        if found is None:
+            own = set()
+            for p in module._parameters.values():
+                if p is not None and not isinstance(p, nn.parameter.UninitializedParameter):
+                    own.add(id(p))
+                    self._sizes[id(p)] = p.numel()
+            for child in module._modules.values():
+                if child is not None:
+                    own |= self._param_ids(child)
+            found = self._ids[id(module)] = frozenset(own)
+        return found
 
 
 class ModuleNames:

@@ -22,7 +22,7 @@ from torch.nn.modules import module as torch_module
 from torch.utils.hooks import RemovableHandle
 
 from inspector.engine.describe import Describer
-from inspector.engine.naming import ModuleNames, call_site, count_params, module_line
+from inspector.engine.naming import ModuleNames, ParamCounter, call_site, module_line
 from inspector.engine.records import Call, Struct
 
 
@@ -66,7 +66,9 @@ class _Open:
 class Recorder:
     """Records module calls into `calls`; attach to a model, or globally, then `detach()`."""
 
-    def __init__(self, *, stats: bool = True, listener: Listener | None = None) -> None:
+    def __init__(
+        self, *, stats: bool = True, listener: Listener | None = None, per_pass: bool = False
+    ) -> None:
         self.describer = Describer(stats=stats)
         self.listener = listener
         self.calls: list[Call] = []
@@ -78,8 +80,13 @@ class Recorder:
         self._handles: list[RemovableHandle] = []
         self._local = threading.local()
         self._module_info: dict[int, tuple[str, int]] = {}
+        self._params = ParamCounter()
         self._global = False
         self._paused_s = 0.0  # time spent inside listeners (a person looking), not computing
+        # Sessions over a training loop: a root module called again starts a new pass, and
+        # the record restarts (memory stays bounded by one pass).
+        self.per_pass = per_pass
+        self.pass_index = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -175,6 +182,8 @@ class Recorder:
         if path is None:
             parent_path = self.calls[parent].path if parent is not None else None
             path = self.names.path(key, parent_path)
+        if self.per_pass and parent is None and path in self._counts:
+            self.new_pass()
         index = self._counts.get(path, 0)
         self._counts[path] = index + 1
         seq = len(self.calls)
@@ -216,27 +225,28 @@ class Recorder:
         elapsed = (time.perf_counter() - opened.started - paused) * 1e3
         if output is None and in_flight is not None and in_flight is not opened.exc_before:
             self.failures.append(Failure(opened.seq, key, args, kwargs, in_flight))
-            call = dataclasses.replace(
-                call,
-                status="error",
-                error=f"{type(in_flight).__name__}: {in_flight}",
-                duration_ms=elapsed,
-            )
+            call = _ended(call, None, "error", f"{type(in_flight).__name__}: {in_flight}", elapsed)
         else:
             outputs = self.describer.describe(output, producer=opened.seq)
             status, error = "ok", None
             if opened.substituted is not None:
                 failed = opened.substituted
                 status, error = "error", f"{type(failed).__name__}: {failed}"
-            call = dataclasses.replace(
-                call, outputs=outputs, status=status, error=error, duration_ms=elapsed
-            )
+            call = _ended(call, outputs, status, error, elapsed)
         self.calls[opened.seq] = call
         return call
 
     def lookup(self, t: Any) -> Any:
         """The TensorInfo already given to live tensor `t` in this pass, or None."""
         return self.describer.registry.lookup(t, any_version=True)
+
+    def new_pass(self) -> None:
+        """Start the record of a new pass (in place: listeners keep their reference)."""
+        self.calls.clear()
+        self.modules.clear()
+        self.failures.clear()
+        self._counts.clear()
+        self.pass_index += 1
 
     def current(self) -> int | None:
         """The seq of the innermost call running in this thread."""
@@ -253,7 +263,7 @@ class Recorder:
         cached = self._module_info.get(id(key))
         if cached is None:
             if isinstance(key, nn.Module):
-                cached = (module_line(key), count_params(key))
+                cached = (module_line(key), self._params.count(key))
             else:
                 cached = (_function_name(key), 0)
             self._module_info[id(key)] = cached
@@ -310,6 +320,14 @@ class Recorder:
         """Drop the live references kept for diagnosis."""
         self.failures.clear()
         self.describer.registry.clear()
+
+
+def _ended(call: Call, outputs: Any, status: str, error: str | None, ms: float) -> Call:
+    """`call` with its end filled in (dataclasses.replace costs 4x more on this hot path)."""
+    return Call(
+        call.seq, call.path, call.index, call.type, call.depth, call.parent, call.inputs,
+        call.kwargs, outputs, status, error, call.module_repr, call.params, ms, call.call_site,
+    )  # fmt: skip
 
 
 def _function_name(fn: Any) -> str:

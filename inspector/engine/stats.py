@@ -1,12 +1,13 @@
 """Statistics of a tensor at the cost of a few memory passes and one host transfer.
 
 Measured on a (8, 256, 56, 56) float32 tensor on 2 CPU cores (see bench/README.md):
-`sum` 0.8 ms, `dot` 0.8 ms, `aminmax` 1.2 ms, `eq(x, 0).count_nonzero()` 3.5 ms, while
-`x.std()` takes 5.7 ms, `torch.std_mean` 21 ms and `torch.count_nonzero(x)` 17 ms. So the
-mean comes from a sum, the variance from a sum of squares (falling back to `torch.std` when
-the two-pass formula would lose precision), and NaN/Inf are counted only when a reduction
-came out non-finite. The histogram is built from a deterministic strided sample: never the
-global RNG, which would change the user's training.
+`sum` 0.8 ms, `dot` 0.8 ms, `aminmax` 1.2 ms, numpy's zero count 2.1 ms, while `x.std()`
+takes 5.7 ms, `torch.std_mean` 21 ms and `torch.count_nonzero(x)` 17 ms. So the mean comes
+from a sum, the variance from a sum of squares (falling back to `torch.std` when the formula
+would lose precision), zeros are counted only when the range includes 0, and NaN/Inf only
+when a reduction came out non-finite. The histogram is built from a deterministic strided
+sample: never the global RNG, which would change the user's training. On a GPU the numbers
+travel to the host in one transfer.
 """
 
 from __future__ import annotations
@@ -61,12 +62,15 @@ def _float_stats(x: torch.Tensor) -> Stats:
     else:
         squares = torch.linalg.vector_norm(x, dtype=acc).square()
     lo, hi = torch.aminmax(x)
-    sample = _sample(x)
-    packet = torch.cat(
-        [torch.stack([total, squares, lo.to(acc), hi.to(acc)]), sample.to(acc)]
-    ).cpu()
-    values = packet.numpy()
-    s, sq, mn, mx = (float(v) for v in values[:4])
+    sample = _sample(x).to(torch.float64)
+    if x.device.type == "cpu":  # reading a 0-dim CPU tensor is no device sync
+        s, sq, mn, mx = float(total), float(squares), float(lo), float(hi)
+        sampled = sample.numpy()
+    else:  # one transfer for everything, not one per number
+        packet = torch.cat([torch.stack([total, squares, lo, hi]).to(torch.float64), sample])
+        values = packet.cpu().numpy()
+        s, sq, mn, mx = (float(v) for v in values[:4])
+        sampled = values[4:]
     if not (math.isfinite(s) and math.isfinite(mn) and math.isfinite(mx)):
         return _nonfinite_stats(x)
     mean = s / n
@@ -77,8 +81,8 @@ def _float_stats(x: torch.Tensor) -> Stats:
         std = float(x.std())  # ill-conditioned or overflowed: let torch do it carefully
     else:
         std = math.sqrt(max(var_sum, 0.0) / (n - 1))
-    zeros = 0 if (mn > 0 or mx < 0) else int(torch.eq(x, 0).count_nonzero())
-    hist = _histogram(values[4:], mn, mx)
+    zeros = 0 if (mn > 0 or mx < 0) else _count_zeros(x)
+    hist = _histogram(sampled, mn, mx)
     return Stats(
         numel=n,
         mean=mean,
@@ -88,7 +92,7 @@ def _float_stats(x: torch.Tensor) -> Stats:
         zero_fraction=zeros / n,
         histogram=hist,
         histogram_range=(mn, mx),
-        sampled=len(values) - 4,
+        sampled=len(sampled),
     )
 
 
@@ -133,15 +137,28 @@ def _sample(x: torch.Tensor) -> torch.Tensor:
     return torch.take(x, index)
 
 
+_NUMPY_ZERO_COUNT = (torch.float32, torch.float64, torch.float16)
+
+
+def _count_zeros(x: torch.Tensor) -> int:
+    # numpy's `a == 0` and count_nonzero take half the time of torch.eq + count_nonzero on
+    # CPU (1.6 + 0.5 ms against 3.7 + 1.2 ms on 6.4M floats); exact either way, -0.0 included.
+    if x.device.type == "cpu" and x.dtype in _NUMPY_ZERO_COUNT and x.is_contiguous():
+        return int(np.count_nonzero(x.numpy() == 0))
+    return int(torch.eq(x, 0).count_nonzero())
+
+
 def _histogram(sample: np.ndarray, lo: float, hi: float) -> tuple[int, ...]:
+    """Counts of `sample` in HIST_BINS equal bins over [lo, hi], the top edge included."""
     if sample.size == 0:
         return ()
     if hi <= lo:
         counts = [0] * HIST_BINS
         counts[0] = int(sample.size)
         return tuple(counts)
-    counts_np, _ = np.histogram(sample, bins=HIST_BINS, range=(lo, hi))
-    return tuple(int(c) for c in counts_np)
+    index = ((sample - lo) * (HIST_BINS / (hi - lo))).astype(np.int64)
+    np.clip(index, 0, HIST_BINS - 1, out=index)
+    return tuple(np.bincount(index, minlength=HIST_BINS).tolist())
 
 
 def _is_fake(t: torch.Tensor) -> bool:

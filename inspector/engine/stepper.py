@@ -64,11 +64,7 @@ class Breakpoint:
     def _matches(self, call: Call) -> bool:
         if self.nth is not None and call.index != self.nth - 1:
             return False
-        return (
-            fnmatch.fnmatchcase(call.path, self.pattern)
-            or call.type == self.pattern
-            or (self.pattern == "*" and call.path == "")
-        )
+        return _path_matches(call, self.pattern) or (self.pattern == "*" and call.path == "")
 
     def describe(self) -> str:
         what = self.pattern + (f" (call {self.nth})" if self.nth else "")
@@ -117,6 +113,7 @@ class Stepper:
     pass_index: int = 0
     calls: Sequence[Call] = ()  # the recorder's list, read at each pause
     explain: Callable[[Call], Diagnosis | None] | None = None  # diagnosis at an error pause
+    pass_source: Callable[[], int] | None = None  # the current pass of a session
 
     def __post_init__(self) -> None:
         self._goal = _Goal("into" if self.stop_at_start else "continue")
@@ -131,9 +128,10 @@ class Stepper:
     # -- called in the model's thread --------------------------------------------------------
 
     def call_started(self, call: Call) -> None:
-        if call.parent is None and self._batch is None:
+        if call.parent is None:
             x = first_tensor(call.inputs)
             self._batch = x.shape[0] if x is not None and x.ndim >= 2 else None
+            self._in_error = False
         reason = self._stop_reason(call, "enter")
         if reason is not None:
             self._pause(call, "enter", reason)
@@ -184,6 +182,8 @@ class Stepper:
                 diagnosis = self.explain(call)
             except Exception:  # the pause matters more than its explanation
                 diagnosis = None
+        if self.pass_source is not None:
+            self.pass_index = self.pass_source()
         pause = Pause(call, phase, reason, tuple(self.calls), self.pass_index, diagnosis)
         with self._cond:
             self.paused = pause
@@ -242,4 +242,9 @@ class Stepper:
 
 
 def _path_matches(call: Call, pattern: str) -> bool:
-    return fnmatch.fnmatchcase(call.path, pattern) or call.type == pattern
+    """A glob on the path or on any dotted tail of it ("fc2" matches "model.fc2", and
+    "decoder.*.attn" matches "model.decoder.3.attn"), or the module type ("Conv2d")."""
+    if call.type == pattern:
+        return True
+    parts = call.path.split(".")
+    return any(fnmatch.fnmatchcase(".".join(parts[i:]), pattern) for i in range(len(parts)))

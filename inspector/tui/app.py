@@ -71,6 +71,7 @@ class InspectorApp(App[None]):
         self.findings: list[Diagnosis] = []
         self.interrupted = False
         self.selected: int | None = None  # the call shown in the detail (tree cursor follows)
+        self.pass_index = 0
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -99,8 +100,11 @@ class InspectorApp(App[None]):
 
     def on_paused(self, message: Paused) -> None:
         pause = message.pause
-        self.pause, self.calls = pause, pause.calls
         tree = self.query_one(CallTree)
+        if pause.pass_index != self.pass_index:
+            tree.reset()
+            self.pass_index, self.findings = pause.pass_index, []
+        self.pause, self.calls = pause, pause.calls
         tree.sync(pause.calls, pause.call.seq)
         tree.select_seq(pause.call.seq)
         self._show_detail(pause.call.seq, switch=True)

@@ -59,6 +59,13 @@ class CallTree(Tree[int]):
                 self._by_seq[call.seq].set_label(self._label(call))
                 self._shown[call.seq] = call
 
+    def reset(self) -> None:
+        """Forget every node: a new pass starts."""
+        self.clear()
+        self._by_seq.clear()
+        self._shown.clear()
+        self.current_seq = None
+
     def refresh_labels(self, calls: Sequence[Call]) -> None:
         self._shown.clear()
         self.sync(calls, self.current_seq)

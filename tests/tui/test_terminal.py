@@ -35,9 +35,10 @@ class Terminal:
             check=True,
         )  # fmt: skip
 
-    def screen(self) -> str:
+    def screen(self, history: bool = False) -> str:
+        extra = ["-S", "-500"] if history else []
         out = subprocess.run(
-            ["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True
+            ["tmux", "capture-pane", "-p", *extra, "-t", self.name], capture_output=True, text=True
         )
         return out.stdout
 
@@ -93,3 +94,40 @@ def test_demo_in_a_real_terminal(terminal: Terminal, tmp_path: Path) -> None:
     assert terminal.exit_code() == 0
     before = (tmp_path / "stty_before").read_text()
     assert (tmp_path / "stty_after").read_text() == before  # the terminal is restored
+
+
+SCRIPT = "examples/scripts/train_mlp.py"
+
+
+def test_run_breaks_once_per_iteration_and_continues_to_the_end(terminal: Terminal) -> None:
+    terminal.start(f"{sys.executable} -m inspector run --break fc2 {SCRIPT} 3")
+    for n in (1, 2, 3):
+        screen = terminal.wait_for(lambda s, n=n: f"model.fc2 (Linear) · breakpoint fc2" in s
+                                   and f"pass {n}" in s)  # fmt: skip
+        assert "fc1" in screen and "(32, 8) → (32, 16)" in screen
+        terminal.keys("c")  # continue: the script runs until the next stop
+    assert terminal.exit_code() == 0
+    out = terminal.screen(history=True)
+    for step in range(3):
+        assert f"step {step} loss" in out
+    assert "done" in out
+
+
+def test_run_q_at_a_pause_ends_the_script_promptly(terminal: Terminal) -> None:
+    terminal.start(f"{sys.executable} -m inspector run {SCRIPT} 100")
+    terminal.wait_for(lambda s: "paused before model (Net)" in s)
+    terminal.keys("q")
+    assert terminal.exit_code(timeout=10) == 130
+    assert "stopped from the debugger" in terminal.screen()
+    assert "step 99" not in terminal.screen()
+
+
+def test_run_post_mortem_opens_only_on_failure(terminal: Terminal, tmp_path: Path) -> None:
+    terminal.start(f"{sys.executable} -m inspector run --post-mortem examples/scripts/train_broken.py")
+    screen = terminal.wait_for(lambda s: "error" in s.splitlines()[0])
+    assert "model.0" in screen.splitlines()[0] and "pass 2" in screen.splitlines()[0]
+    terminal.wait_for(lambda s: "nn.Linear(10, 16)" in s)
+    terminal.keys("c")
+    assert terminal.exit_code() == 1
+    out = terminal.screen(history=True)
+    assert "step 0 loss" in out and "RuntimeError: mat1 and mat2" in out

@@ -1,0 +1,141 @@
+"""`python -m inspector run SCRIPT`: the app in the main thread, the script in a worker.
+
+While the script runs free (continue) the app is suspended, so the script's prints and the
+terminal are the user's; while it is paused the app shows the pass. What the script prints
+during a short step is kept and written out when the app suspends or exits: nothing is lost.
+With post_mortem, the app opens only when something stops the script (a failure).
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+from collections.abc import Iterable
+
+from inspector.engine.debugger import Finished
+from inspector.engine.script import ScriptFinished, ScriptRun
+from inspector.engine.stepper import Breakpoint, Pause
+from inspector.engine.trace import Trace
+from inspector.tui.app import InspectorApp
+
+JOIN_TIMEOUT = 600.0
+
+
+class ScriptApp(InspectorApp):
+    """The inspector over a running script: continue hands the terminal back to it."""
+
+    def __init__(self, run: ScriptRun) -> None:
+        super().__init__(run.stepper, title=run.path)
+        self.run_ = run
+        self.arrived = threading.Event()
+        self.output: list[tuple[str, bool]] = []  # what the script printed while we drew
+        self._lock = threading.Lock()
+
+    def post_event(self, event: Pause | Finished) -> None:  # type: ignore[override]
+        self.arrived.set()
+        if isinstance(event, ScriptFinished):
+            event = Finished(Trace(list(event.calls)), aborted=event.quit)
+        super().post_event(event)
+
+    def on_pass_finished(self, message: object) -> None:
+        super().on_pass_finished(message)  # type: ignore[arg-type]
+        if not self.findings:
+            self.exit()  # the script is done and nothing needs looking at
+
+    def _print(self, text: str, stderr: bool = False) -> None:
+        # Textual captures stdout while it draws; the script's prints are kept, not dropped.
+        if threading.current_thread() is not threading.main_thread():
+            with self._lock:
+                self.output.append((text, stderr))
+            return
+        super()._print(text, stderr)
+
+    def flush_output(self) -> None:
+        with self._lock:
+            pending, self.output = self.output, []
+        for text, stderr in pending:
+            (sys.__stderr__ if stderr else sys.__stdout__).write(text)  # type: ignore[union-attr]
+        sys.__stdout__.flush()  # type: ignore[union-attr]
+
+    def action_step(self, kind: str) -> None:
+        if kind != "continue" or self.pause is None:
+            super().action_step(kind)
+            return
+        self.arrived.clear()
+        super().action_step(kind)
+        self._run_free()
+
+    def _run_free(self) -> None:
+        """Give the terminal to the script until it stops again or ends."""
+        try:
+            with self.suspend():
+                self.flush_output()
+                self._wait_for_event()
+        except Exception:  # no terminal to hand back (headless): just wait
+            self._wait_for_event()
+        if self.run_.finished is not None:
+            self.exit()
+
+    def _wait_for_event(self) -> None:
+        try:
+            while not self.arrived.wait(0.1):
+                pass
+        except KeyboardInterrupt:
+            self.interrupted = True
+            self.run_.stepper.release(abort=True)
+
+
+def run_script(
+    path: str,
+    argv: Iterable[str] = (),
+    *,
+    breakpoints: Iterable[Breakpoint | str] = (),
+    post_mortem: bool = False,
+) -> int:
+    """Run `path` under the inspector; returns the script's exit code."""
+    events: queue.Queue[Pause | ScriptFinished] = queue.Queue()
+    holder: dict[str, ScriptApp] = {}
+
+    def deliver(event: Pause | ScriptFinished) -> None:
+        app = holder.get("app")
+        if app is None:
+            events.put(event)
+        else:
+            app.post_event(event)  # type: ignore[arg-type]
+
+    run = ScriptRun(path, argv, breakpoints=breakpoints, post_mortem=post_mortem,
+                    on_event=deliver)  # fmt: skip
+    app = ScriptApp(run)
+    first: Pause | ScriptFinished | None = None
+    if post_mortem:
+        run.start()
+        first = events.get()  # the script runs in the foreground until it stops or ends
+        if isinstance(first, ScriptFinished):
+            run.join(JOIN_TIMEOUT)
+            return _report_end(first)
+    holder["app"] = app
+    if first is not None:
+        app.on_ready = lambda: app.post_event(first)  # type: ignore[arg-type]
+    else:
+        app.on_ready = run.start
+    try:
+        app.run()
+    finally:
+        run.stepper.release(abort=not isinstance(run.finished, ScriptFinished))
+        run.join(JOIN_TIMEOUT)
+        app.flush_output()
+    if app.interrupted:
+        raise KeyboardInterrupt
+    return _report_end(run.finished)
+
+
+def _report_end(finished: ScriptFinished | None) -> int:
+    if finished is None:
+        print("torch-inspector: the script did not finish", file=sys.stderr)
+        return 1
+    if finished.traceback:
+        sys.stderr.write(finished.traceback)
+    if finished.quit:
+        print("torch-inspector: the script was stopped from the debugger", file=sys.stderr)
+    return finished.exit_code
