@@ -25,6 +25,7 @@ from inspector.engine import (
     trace,
 )
 from inspector.engine.api import check, diagnose, explain
+from inspector.entry import attach, set_trace
 
 __version__ = "0.1.0"
 
@@ -38,11 +39,13 @@ __all__ = [
     "Struct",
     "TensorInfo",
     "Trace",
+    "attach",
     "check",
     "debug",
     "diagnose",
     "explain",
     "report",
+    "set_trace",
     "trace",
 ]
 

@@ -180,10 +180,19 @@ def make_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run", help="run SCRIPT unchanged under the debugger (every module call hooked)"
     )
-    run.add_argument("--break", dest="breaks", action="append", default=[], metavar="PATTERN",
-                     help="stop at modules matching PATTERN (path glob or type); repeatable")
-    run.add_argument("--post-mortem", action="store_true",
-                     help="run free; open the debugger only if something fails")
+    run.add_argument(
+        "--break",
+        dest="breaks",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="stop at modules matching PATTERN (path glob or type); repeatable",
+    )
+    run.add_argument(
+        "--post-mortem",
+        action="store_true",
+        help="run free; open the debugger only if something fails",
+    )
     run.add_argument("script", help="the Python script to run as __main__")
     run.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
     run.set_defaults(func=cmd_run)

@@ -121,6 +121,8 @@ class Stepper:
         self._command: tuple[str, str] | None = None
         self._quit = False
         self._abort = False
+        self._interrupt = False
+        self.pass_goal: int | None = None  # stop at the start of this pass (sessions)
         self._batch: int | None = None
         self._in_error = False  # an exception is unwinding: stop at its innermost call only
         self.paused: Pause | None = None
@@ -153,6 +155,14 @@ class Stepper:
             return "error"
         if phase == "exit":
             self._in_error = False  # the exception was handled inside a forward
+        if (
+            self.pass_goal is not None
+            and phase == "enter"
+            and call.parent is None
+            and self.pass_source is not None
+            and self.pass_source() + 1 == self.pass_goal
+        ):
+            return f"pass {self.pass_goal}"
         goal = self._goal
         if goal.kind == "into":
             return "step"
@@ -197,6 +207,9 @@ class Stepper:
         self._apply(kind, arg, pause)
         if self._abort:
             raise Stop("the debugger quit")
+        if self._interrupt:
+            self._interrupt = False
+            raise KeyboardInterrupt
 
     def _apply(self, kind: str, arg: str, pause: Pause) -> None:
         call = pause.call
@@ -218,15 +231,19 @@ class Stepper:
             self._quit = True
         elif kind == "abort":
             self._abort = True
+        elif kind == "interrupt":
+            self._quit, self._interrupt = True, True
 
     # -- called from the controller's thread ----------------------------------------------
 
     def command(self, kind: str, arg: str = "") -> None:
-        """Resume the paused model: into, over, out, continue, to (arg: a glob), detach, abort.
+        """Resume the paused model: into, over, out, continue, to (arg: a glob), detach, abort,
+        interrupt.
 
-        `detach` runs the rest of the pass without stopping; `abort` ends it with `Stop`.
+        `detach` runs on without stopping; `abort` ends the pass with `Stop`; `interrupt`
+        raises KeyboardInterrupt in the model's thread (Ctrl+C in the UI).
         """
-        if kind not in ("into", "over", "out", "continue", "to", "detach", "abort"):
+        if kind not in ("into", "over", "out", "continue", "to", "detach", "abort", "interrupt"):
             raise ValueError(f"unknown stepper command {kind!r}")
         with self._cond:
             self._command = (kind, arg)

@@ -7,6 +7,8 @@ PassFinished) and sends commands to a controller (the Stepper, or a fake one in 
 from __future__ import annotations
 
 import fnmatch
+import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -71,6 +73,9 @@ class InspectorApp(App[None]):
         self.findings: list[Diagnosis] = []
         self.interrupted = False
         self.selected: int | None = None  # the call shown in the detail (tree cursor follows)
+        self.output: list[tuple[str, bool]] = []  # what other threads printed while we drew
+        self._output_lock = threading.Lock()
+        self._ui_thread: int | None = None
         self.pass_index = 0
 
     # -- layout ---------------------------------------------------------------------------
@@ -87,6 +92,7 @@ class InspectorApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._ui_thread = threading.get_ident()
         self.query_one(CallTree).focus()
         self.query_one(ProblemsPanel).show([], running=True)
         if self.on_ready is not None:
@@ -102,7 +108,7 @@ class InspectorApp(App[None]):
         pause = message.pause
         tree = self.query_one(CallTree)
         if pause.pass_index != self.pass_index:
-            tree.reset()
+            tree.start_pass()
             self.pass_index, self.findings = pause.pass_index, []
         self.pause, self.calls = pause, pause.calls
         tree.sync(pause.calls, pause.call.seq)
@@ -218,6 +224,28 @@ class InspectorApp(App[None]):
     def action_interrupt(self) -> None:
         self.interrupted = True
         self.exit()
+
+    # -- the user's program's output ------------------------------------------------------
+
+    def _print(self, text: str, stderr: bool = False) -> None:
+        # Textual captures stdout while it draws; what the model or script prints from its
+        # own thread is kept and written out later (flush_output), never dropped.
+        if self._ui_thread is not None and threading.get_ident() != self._ui_thread:
+            with self._output_lock:
+                self.output.append((text, stderr))
+            return
+        super()._print(text, stderr)
+
+    def flush_output(self) -> None:
+        """Write what other threads printed while the app drew, in order."""
+        with self._output_lock:
+            pending, self.output = self.output, []
+        for text, stderr in pending:
+            stream = sys.__stderr__ if stderr else sys.__stdout__
+            if stream is not None:
+                stream.write(text)
+        if sys.__stdout__ is not None:
+            sys.__stdout__.flush()
 
     # -- selection -------------------------------------------------------------------------
 

@@ -59,7 +59,7 @@ class CallTree(Tree[int]):
                 self._by_seq[call.seq].set_label(self._label(call))
                 self._shown[call.seq] = call
 
-    def reset(self) -> None:
+    def start_pass(self) -> None:
         """Forget every node: a new pass starts."""
         self.clear()
         self._by_seq.clear()

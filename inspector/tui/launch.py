@@ -56,6 +56,7 @@ def run_app(
         if stepper is not None:
             stepper.release(abort=app.interrupted)
         debugger.join(JOIN_TIMEOUT)
+        app.flush_output()
     if app.interrupted:
         raise KeyboardInterrupt
     if debugger.finished is None:

@@ -29,10 +29,8 @@ class ScriptApp(InspectorApp):
         super().__init__(run.stepper, title=run.path)
         self.run_ = run
         self.arrived = threading.Event()
-        self.output: list[tuple[str, bool]] = []  # what the script printed while we drew
-        self._lock = threading.Lock()
 
-    def post_event(self, event: Pause | Finished) -> None:  # type: ignore[override]
+    def post_event(self, event: Pause | Finished) -> None:
         self.arrived.set()
         if isinstance(event, ScriptFinished):
             event = Finished(Trace(list(event.calls)), aborted=event.quit)
@@ -42,21 +40,6 @@ class ScriptApp(InspectorApp):
         super().on_pass_finished(message)  # type: ignore[arg-type]
         if not self.findings:
             self.exit()  # the script is done and nothing needs looking at
-
-    def _print(self, text: str, stderr: bool = False) -> None:
-        # Textual captures stdout while it draws; the script's prints are kept, not dropped.
-        if threading.current_thread() is not threading.main_thread():
-            with self._lock:
-                self.output.append((text, stderr))
-            return
-        super()._print(text, stderr)
-
-    def flush_output(self) -> None:
-        with self._lock:
-            pending, self.output = self.output, []
-        for text, stderr in pending:
-            (sys.__stderr__ if stderr else sys.__stdout__).write(text)  # type: ignore[union-attr]
-        sys.__stdout__.flush()  # type: ignore[union-attr]
 
     def action_step(self, kind: str) -> None:
         if kind != "continue" or self.pause is None:

@@ -102,7 +102,7 @@ SCRIPT = "examples/scripts/train_mlp.py"
 def test_run_breaks_once_per_iteration_and_continues_to_the_end(terminal: Terminal) -> None:
     terminal.start(f"{sys.executable} -m inspector run --break fc2 {SCRIPT} 3")
     for n in (1, 2, 3):
-        screen = terminal.wait_for(lambda s, n=n: f"model.fc2 (Linear) · breakpoint fc2" in s
+        screen = terminal.wait_for(lambda s, n=n: "model.fc2 (Linear) · breakpoint fc2" in s
                                    and f"pass {n}" in s)  # fmt: skip
         assert "fc1" in screen and "(32, 8) → (32, 16)" in screen
         terminal.keys("c")  # continue: the script runs until the next stop
@@ -123,7 +123,9 @@ def test_run_q_at_a_pause_ends_the_script_promptly(terminal: Terminal) -> None:
 
 
 def test_run_post_mortem_opens_only_on_failure(terminal: Terminal, tmp_path: Path) -> None:
-    terminal.start(f"{sys.executable} -m inspector run --post-mortem examples/scripts/train_broken.py")
+    terminal.start(
+        f"{sys.executable} -m inspector run --post-mortem examples/scripts/train_broken.py"
+    )
     screen = terminal.wait_for(lambda s: "error" in s.splitlines()[0])
     assert "model.0" in screen.splitlines()[0] and "pass 2" in screen.splitlines()[0]
     terminal.wait_for(lambda s: "nn.Linear(10, 16)" in s)
@@ -131,3 +133,28 @@ def test_run_post_mortem_opens_only_on_failure(terminal: Terminal, tmp_path: Pat
     assert terminal.exit_code() == 1
     out = terminal.screen(history=True)
     assert "step 0 loss" in out and "RuntimeError: mat1 and mat2" in out
+
+
+def test_breakpoint_under_pythonbreakpoint_steps_and_continues(terminal: Terminal) -> None:
+    script = "examples/scripts/with_breakpoint.py"
+    terminal.start(f"PYTHONBREAKPOINT=inspector.set_trace {sys.executable} {script}")
+    terminal.wait_for(lambda s: "paused before model (Sequential)" in s)
+    terminal.keys("s")  # step into the first Linear
+    terminal.wait_for(lambda s: "paused before model.0 (Linear)" in s)
+    terminal.keys("n")  # over it
+    terminal.wait_for(lambda s: "paused after model.0 (Linear)" in s)
+    terminal.keys("c")  # no breakpoint left: detach and let the script finish
+    assert terminal.exit_code() == 0
+    out = terminal.screen(history=True)
+    assert "before the breakpoint" in out
+    assert "output shape (3, 2)" in out and "second pass done" in out
+
+
+def test_ctrl_c_at_a_pause_is_a_keyboard_interrupt(terminal: Terminal, tmp_path: Path) -> None:
+    script = "examples/scripts/with_breakpoint.py"
+    terminal.start(f"PYTHONBREAKPOINT=inspector.set_trace {sys.executable} {script}")
+    terminal.wait_for(lambda s: "paused before model (Sequential)" in s)
+    terminal.keys("C-c")
+    assert terminal.exit_code() == 130
+    assert "KeyboardInterrupt" in terminal.screen(history=True)
+    assert (tmp_path / "stty_after").read_text() == (tmp_path / "stty_before").read_text()

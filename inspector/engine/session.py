@@ -1,0 +1,86 @@
+"""Sessions: hooks that stay across the passes of a training loop until detached.
+
+    with inspector.attach(model, break_on="fc2", on_pass=3) as session:
+        for x, y in loader:
+            loss = criterion(model(x), y)
+            ...
+
+Without a model, every module call in the process is hooked and roots are named after the
+caller's variables. Each new call of a root module starts a new pass. The front end gets
+each Pause in the thread running the model and must answer with a command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from types import TracebackType
+
+from torch import nn
+
+from inspector.engine.debugger import explain_recorded
+from inspector.engine.recorder import Recorder
+from inspector.engine.records import Call
+from inspector.engine.stepper import Breakpoint, Pause, Stepper
+
+
+class Session:
+    """A Recorder and a Stepper that live until `detach()`."""
+
+    def __init__(
+        self,
+        front: Callable[[Pause], None],
+        model: nn.Module | None = None,
+        *,
+        break_on: Iterable[Breakpoint | str] | Breakpoint | str = (),
+        on_pass: int | None = None,
+        stop_next: bool = False,
+        stats: bool = True,
+    ) -> None:
+        if isinstance(break_on, (str, Breakpoint)):
+            break_on = [break_on]
+        self.recorder = Recorder(stats=stats, per_pass=True)
+        self.stepper = Stepper(
+            on_pause=front,
+            breakpoints=[b if isinstance(b, Breakpoint) else Breakpoint(b) for b in break_on],
+            stop_at_start=stop_next,
+            calls=self.recorder.calls,
+            pass_source=lambda: self.recorder.pass_index,
+        )
+        self.stepper.pass_goal = on_pass
+        self.stepper.explain = lambda call: explain_recorded(self.recorder, call)
+        self.recorder.listener = self.stepper
+        self.model = model
+        if model is not None:
+            self.recorder.attach(model)
+        else:
+            self.recorder.attach_global()
+
+    @property
+    def passes(self) -> int:
+        """How many passes have started (a pass begins when a root module is called again)."""
+        return self.recorder.pass_index + (1 if self.recorder.calls else 0)
+
+    @property
+    def calls(self) -> list[Call]:
+        """The calls of the current pass."""
+        return self.recorder.calls
+
+    @property
+    def attached(self) -> bool:
+        return self.recorder.attached
+
+    def detach(self) -> None:
+        """Remove every hook and never stop again. Safe to call twice, from any thread."""
+        self.stepper.release()
+        self.recorder.detach()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.detach()

@@ -1,0 +1,84 @@
+"""Breakpoint-style entry points: `set_trace()` (and `breakpoint()`), `attach()`.
+
+    PYTHONBREAKPOINT=inspector.set_trace python train.py
+
+Both run in the user's own thread; the UI runs beside it (inspector.tui.threaded). Without a
+terminal nothing ever waits for a key: a session prints one line per stop and goes on.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from torch import nn
+
+from inspector.engine.session import Session
+from inspector.engine.stepper import Breakpoint, Pause
+
+_active: Session | None = None
+
+
+def attach(
+    model: nn.Module | None = None,
+    break_on: Iterable[Breakpoint | str] | Breakpoint | str = (),
+    *,
+    on_pass: int | None = None,
+    stats: bool = True,
+) -> Session:
+    """Hooks that stay across passes until `session.detach()` (or the `with` block ends).
+
+    Args:
+        model: the model to hook; None hooks every module call in the process.
+        break_on: path globs, module types or Breakpoint objects to stop at.
+        on_pass: stop at the start of this pass (1-based); a pass starts with each call of a
+            root module.
+    """
+    return _start(model, break_on, on_pass=on_pass, stop_next=False, stats=stats)
+
+
+def set_trace() -> None:
+    """Stop at the next module call, in the debugger. `breakpoint()` does the same with
+    PYTHONBREAKPOINT=inspector.set_trace. Continue with no breakpoint set detaches."""
+    _start(None, (), on_pass=None, stop_next=True, stats=True)
+
+
+def _start(
+    model: nn.Module | None,
+    break_on: Any,
+    *,
+    on_pass: int | None,
+    stop_next: bool,
+    stats: bool,
+) -> Session:
+    global _active
+    if _active is not None and _active.attached:
+        _active.detach()  # one session at a time: the newest wins
+    from inspector import interactive
+
+    if interactive():
+        from inspector.tui.threaded import ThreadedUI
+
+        ui = ThreadedUI()
+        session = Session(ui.show, model, break_on=break_on, on_pass=on_pass,
+                          stop_next=stop_next, stats=stats)  # fmt: skip
+        ui.session = session
+    else:
+        session = Session(_log_pause, model, break_on=break_on, on_pass=on_pass,
+                          stop_next=False, stats=stats)  # fmt: skip
+        session.stepper.on_pause = lambda p: _log_and_go(session, p)
+    _active = session
+    return session
+
+
+def _log_pause(pause: Pause) -> None:
+    print(f"torch-inspector: {pause.reason}: {pause.where} (pass {pause.pass_index + 1})",
+          file=sys.stderr)  # fmt: skip
+    if pause.diagnosis is not None:
+        print(str(pause.diagnosis), file=sys.stderr)
+
+
+def _log_and_go(session: Session, pause: Pause) -> None:
+    _log_pause(pause)
+    session.stepper.command("continue")

@@ -1,0 +1,121 @@
+"""Sessions over many passes, and the entry points without a terminal."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import inspector
+from inspector.engine.session import Session
+from inspector.engine.stepper import Pause
+from tests.engine.test_trace_zoo import _global_hook_count, _hook_count
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Continue:
+    """A front end that records each pause and lets the model go on."""
+
+    def __init__(self) -> None:
+        self.pauses: list[Pause] = []
+        self.session: Session | None = None
+
+    def __call__(self, pause: Pause) -> None:
+        self.pauses.append(pause)
+        assert self.session is not None
+        self.session.stepper.command("continue")
+
+
+def _loop(model: nn.Module, steps: int) -> None:
+    criterion = nn.MSELoss()
+    x, y = torch.randn(4, 3), torch.randn(4, 2)
+    for _ in range(steps):
+        criterion(model(x), y)
+
+
+def test_breakpoint_hits_once_per_pass_and_passes_are_counted() -> None:
+    model = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2))
+    front = Continue()
+    with Session(front, break_on="2") as session:
+        front.session = session
+        _loop(model, 3)
+        assert session.passes == 3
+    assert [(p.call.path, p.pass_index) for p in front.pauses] == [("model.2", i) for i in range(3)]
+    assert _global_hook_count() == 0
+
+
+def test_on_pass_stops_at_the_start_of_that_pass_only() -> None:
+    model = nn.Sequential(nn.Linear(3, 2))
+    front = Continue()
+    session = Session(front, model, on_pass=2)
+    front.session = session
+    _loop(model, 4)
+    session.detach()
+    assert [(p.call.path, p.pass_index, p.reason) for p in front.pauses] == [("", 1, "pass 2")]
+    assert _hook_count(model) == 0
+
+
+def test_a_session_records_only_the_current_pass() -> None:
+    model = nn.Sequential(nn.Linear(3, 2), nn.Tanh())
+    front = Continue()
+    with Session(front, model) as session:
+        front.session = session
+        _loop(model, 5)
+        assert [c.path for c in session.calls] == ["", "0", "1"]
+        assert session.passes == 5
+
+
+def test_attach_without_a_terminal_logs_and_never_waits(capfd) -> None:  # type: ignore[no-untyped-def]
+    model = nn.Sequential(nn.Linear(3, 2))
+    with inspector.attach(model, break_on="0") as session:
+        _loop(model, 2)
+    assert not session.attached
+    err = capfd.readouterr().err
+    assert err.count("breakpoint 0: before 0 (Linear)") == 2
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=120)  # fmt: skip
+
+
+def test_debug_without_a_terminal_prints_the_report_and_returns() -> None:
+    out = _python(
+        "import torch, inspector\n"
+        "m = torch.nn.Sequential(torch.nn.Linear(3, 2))\n"
+        "y = inspector.debug(m, torch.ones(1, 3))\n"
+        "print('returned', tuple(y.shape))\n"
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Sequential · 2 calls" in out.stdout and "returned (1, 2)" in out.stdout
+
+
+def test_debug_without_a_terminal_re_raises_the_original_exception() -> None:
+    out = _python(
+        "import torch, inspector\n"
+        "m = torch.nn.Sequential(torch.nn.Linear(3, 2))\n"
+        "try:\n"
+        "    inspector.debug(m, torch.ones(1, 4))\n"
+        "except RuntimeError as e:\n"
+        "    print('raised', type(e).__name__, 'mat1 and mat2' in str(e))\n"
+    )
+    assert out.returncode == 0, out.stderr
+    assert "raised RuntimeError True" in out.stdout
+    assert "nn.Linear(4, 2)" in out.stdout  # the report explained it first
+
+
+def test_set_trace_without_a_terminal_does_not_block() -> None:
+    out = _python(
+        "import torch, inspector\n"
+        "m = torch.nn.Linear(3, 2)\n"
+        "inspector.set_trace()\n"
+        "print('ran', tuple(m(torch.ones(1, 3)).shape))\n"
+    )
+    assert out.returncode == 0, out.stderr
+    assert "ran (1, 2)" in out.stdout
