@@ -15,7 +15,7 @@ from typing import Protocol
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import ContentSwitcher, Footer, Tree
+from textual.widgets import ContentSwitcher, Footer
 
 from inspector.engine.debugger import Finished
 from inspector.engine.records import Call, Diagnosis
@@ -249,9 +249,9 @@ class InspectorApp(App[None]):
 
     # -- selection -------------------------------------------------------------------------
 
-    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[int]) -> None:
-        if event.node.data is not None and event.node.data != self.selected:
-            self._show_detail(event.node.data)
+    def on_call_tree_highlighted(self, message: CallTree.Highlighted) -> None:
+        if message.seq != self.selected:
+            self._show_detail(message.seq)
 
     def _selected(self) -> Call | None:
         seq = self.selected

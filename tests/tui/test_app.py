@@ -16,7 +16,7 @@ import inspector
 from inspector.engine.debugger import Finished
 from inspector.engine.stepper import Breakpoint, Pause
 from inspector.tui.app import InspectorApp
-from inspector.tui.calltree import CallTree
+from inspector.tui.calltree import CallTree, node_label
 from inspector.tui.launch import _DebuggerControl
 from inspector.tui.panels import DetailPanel, ProblemsPanel, StatusLine
 from tests.diagnose.test_seeds import load_example
@@ -57,6 +57,17 @@ def drive(app: InspectorApp, script: Callable[[Pilot[Any]], Awaitable[None]]) ->
     asyncio.run(main())
 
 
+def row_text(tree: CallTree, seq: int) -> str:
+    call = tree.calls[seq]
+    label = node_label(
+        call,
+        current=seq == tree.current_seq,
+        breakpoint=call.path in tree.breakpoints,
+        collapsed=seq in tree.collapsed,
+    )
+    return label.plain
+
+
 def status(app: InspectorApp) -> str:
     return app.query_one(StatusLine).plain().strip()
 
@@ -76,12 +87,12 @@ def test_tree_grows_with_each_pause_and_keys_send_commands() -> None:
         await pilot.press("n")  # not paused any more: nothing is sent
         assert controller.commands == [("into", "")]
         app.post_event(_pause(t, 1))
-        await wait_for(pilot, lambda: tree.node_for(1) is not None)
-        label = str(tree.node_for(1).label)  # type: ignore[union-attr]
-        assert label.startswith("▶ 0  Linear") and "(3, 4) → (3, 8)" in label
+        await wait_for(pilot, lambda: tree.has(1))
+        label = row_text(tree, 1)
+        assert "▶ 0  Linear" in label and "(3, 4) → (3, 8)" in label
         await pilot.press("n")  # step over
         app.post_event(_pause(t, 3))
-        await wait_for(pilot, lambda: tree.node_for(3) is not None)
+        await wait_for(pilot, lambda: tree.has(3))
         await pilot.press("r")  # step out
         app.post_event(_pause(t, 3, "exit"))
         await wait_for(pilot, lambda: app.pause is not None)
@@ -102,7 +113,7 @@ def test_breakpoint_toggles_on_the_selected_module() -> None:
         await wait_for(pilot, lambda: app.pause is not None)
         await pilot.press("b")  # breakpoint on the paused call, module "1"
         assert [b.pattern for b in controller.breakpoints] == ["1"]
-        assert "●" in str(app.query_one(CallTree).node_for(2).label)  # type: ignore[union-attr]
+        assert "●" in row_text(app.query_one(CallTree), 2)
         await pilot.press("b")  # and off again
         assert controller.breakpoints == []
 

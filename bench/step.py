@@ -1,0 +1,126 @@
+"""Stepping benchmarks (issue: stepping).
+
+1. Keypress to the next call painted: the TUI (headless) on a real model thread; send the key
+   event `s` (step into) as the driver does and time until the next pause is on screen (an
+   after-refresh callback). Pilot's own waits are not counted: they wait for the process to
+   go idle, which with a model thread beside them adds 100+ ms that no user sees.
+2. An attached session whose breakpoint never hits, against a plain forward, side by side
+   (alternating, medians): hooks stay on every module of ResNet-50 (batch 8, 224x224).
+
+    python bench/step.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from textual import events
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.models import hidden_states, images, resnet50, transformer_stack
+from inspector.engine.debugger import Debugger
+from inspector.engine.session import Session
+from inspector.tui.app import InspectorApp
+from inspector.tui.launch import _DebuggerControl
+
+
+async def painted(app: InspectorApp) -> None:
+    """Wait for the next screen refresh to complete."""
+    done = asyncio.Event()
+    app.call_after_refresh(done.set)
+    await done.wait()
+
+
+def keypress_latency(steps: int) -> list[float]:
+    """Milliseconds from pressing `s` to the next pause painted, for `steps` presses."""
+    model = transformer_stack(8, d_model=64)
+    x = hidden_states(model, 2, 16)
+    app = InspectorApp()
+    debugger = Debugger(model, x, on_event=app.post_event)
+    app.controller = _DebuggerControl(debugger)
+    app.on_ready = debugger.start
+    times: list[float] = []
+
+    async def main() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            deadline = time.monotonic() + 30
+            while app.pause is None:
+                assert time.monotonic() < deadline, "no first pause"
+                await asyncio.sleep(0.001)
+            for _ in range(steps):
+                before = app.pause
+                assert before is not None
+                start = time.perf_counter()
+                app.post_message(events.Key("s", "s"))  # what the driver does for a keypress
+                while app.pause is None or app.pause is before:
+                    assert time.perf_counter() - start < 10, "no pause after the key"
+                    await asyncio.sleep(0.0002)  # a short sleep releases the GIL; a spin would not
+                await painted(app)
+                times.append((time.perf_counter() - start) * 1e3)
+            await pilot.press("q")
+
+    try:
+        asyncio.run(main())
+    finally:
+        if debugger.stepper is not None:
+            debugger.stepper.release()
+        debugger.join(10)
+    return times
+
+
+def session_overhead(repeats: int, batch: int) -> tuple[float, float, float]:
+    """(plain ms, attached ms, shapes-only attached ms): medians of alternating runs."""
+    model = resnet50()
+    x = images(batch)
+    plain, attached, shapes = [], [], []
+
+    def never(pause: object) -> None:
+        raise AssertionError("the breakpoint must not hit")
+
+    with torch.no_grad():
+        model(x)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(x)
+            plain.append(time.perf_counter() - start)
+            for stats, out in ((True, attached), (False, shapes)):
+                with Session(never, model, break_on="no.such.module", stats=stats):
+                    start = time.perf_counter()
+                    model(x)
+                    out.append(time.perf_counter() - start)
+    return (
+        statistics.median(plain) * 1e3,
+        statistics.median(attached) * 1e3,
+        statistics.median(shapes) * 1e3,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps and repeats")
+    ns = parser.parse_args()
+    steps, repeats, batch = (30, 3, 2) if ns.quick else (150, 5, 8)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    times = keypress_latency(steps)
+    p95 = statistics.quantiles(times, n=20)[-1]
+    print(
+        f"keypress to next call painted (Pilot, 120x40, {steps} steps): "
+        f"median {statistics.median(times):.1f} ms, p95 {p95:.1f} ms"
+    )
+    plain, attached, shapes = session_overhead(repeats, batch)
+    print(
+        f"ResNet-50 b{batch}: plain {plain:.0f} ms; attached session, breakpoint not hit: "
+        f"{attached:.0f} ms ({attached / plain:.2f}x) with statistics, "
+        f"{shapes:.0f} ms ({shapes / plain:.2f}x) shapes only (median of {repeats})"
+    )
+
+
+if __name__ == "__main__":
+    main()
