@@ -1,0 +1,89 @@
+"""Renderables drawn on a fixed-width console, compared as text."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from rich.console import Console, RenderableType
+from torch import nn
+
+import inspector
+from inspector.render import CallDetail, DiagnosisPanel, Histogram, TraceTable, number
+from inspector.render.text import io_shapes
+from tests.diagnose.test_seeds import load_example
+
+
+def draw(renderable: RenderableType, width: int = 80) -> list[str]:
+    console = Console(width=width, file=io.StringIO(), no_color=True, record=True)
+    console.print(renderable)
+    return console.export_text().rstrip("\n").splitlines()
+
+
+@pytest.fixture(scope="module")
+def seed_trace() -> inspector.Trace:
+    model, args = load_example("seed_cnn").build()
+    return inspector.trace(model, *args)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0.31415926, "0.3142"), (-12.5, "-12.5"), (3.1e-5, "3.1e-05"), (123456.0, "1.2e+05"),
+     (0.0, "0"), (float("nan"), "nan"), (float("-inf"), "-inf")],
+)  # fmt: skip
+def test_number(value: float, text: str) -> None:
+    assert number(value) == text
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_trace_table_fits_the_width(seed_trace: inspector.Trace, width: int) -> None:
+    lines = draw(TraceTable(seed_trace.calls), width)
+    assert all(len(line) <= width for line in lines)
+    text = "\n".join(lines)
+    assert "conv1" in text and "(4, 3, 32, 32) → ✗" in text  # the failed root
+    if width >= 80:  # narrower, long shapes fold onto a second line
+        assert "(4, 3, 32, 32) → (4, 3, 32, 32)" in text
+    if width >= 100:
+        assert "params" in text
+
+
+def test_diagnosis_panel_shows_line_op_and_fix(seed_trace: inspector.Trace) -> None:
+    assert seed_trace.diagnosis is not None
+    text = "\n".join(draw(DiagnosisPanel(seed_trace.diagnosis)))
+    assert "✗ error in (root) (SeedCNN)" in text
+    assert "❱ 21         x = x.view(-1, 3 * 3 * 3)" in text
+    assert "op view((4, 3, 16, 16), -1, 27)" in text
+    assert "→ x = x.flatten(1) gives (4, 768)" in text
+
+
+def test_call_detail_lists_tensors_and_flags_nan() -> None:
+    x = torch.tensor([[1.0, float("nan")], [0.0, 2.0]])
+    t = inspector.trace(nn.Identity(), x)
+    lines = draw(CallDetail(t.calls[0]), 80)
+    header = next(line for line in lines if "shape" in line)
+    assert header.split() == ["shape", "dtype", "mean", "std", "min", "max", "zero", "NaN", "Inf"]
+    row = next(line for line in lines if line.startswith("in[0]"))
+    assert row.split()[:3] == ["in[0]", "(2,", "2)"] and row.split()[-2:] == ["1", "0"]
+
+
+def test_call_detail_narrow_drops_columns() -> None:
+    t = inspector.trace(nn.Linear(3, 2), torch.ones(4, 3))
+    lines = draw(CallDetail(t.calls[0]), 50)
+    header = next(line for line in lines if "shape" in line)
+    assert "dtype" not in header and "mean" in header
+
+
+def test_histogram_draws_one_bar_per_bin() -> None:
+    x = torch.arange(1000, dtype=torch.float32)
+    stats = inspector.trace(nn.Identity(), x).calls[0].inputs[0].stats
+    assert stats is not None
+    bars = draw(Histogram(stats))[0].split()[1]
+    assert len(bars) == len(stats.histogram) == 24
+    assert set(bars) == {"█"}  # uniform values: every bin equally full
+
+
+def test_io_shapes_of_running_and_failed_calls(seed_trace: inspector.Trace) -> None:
+    assert io_shapes(seed_trace.calls[0]) == "(4, 3, 32, 32) → ✗"
+    running = inspector.Call(0, "", 0, "Net", 0, None, seed_trace.calls[0].inputs)
+    assert io_shapes(running) == "(4, 3, 32, 32) → …"

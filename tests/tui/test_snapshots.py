@@ -1,0 +1,105 @@
+"""Whole-screen snapshots at 80x24 and 120x40, with deterministic content.
+
+Set INSPECTOR_UPDATE_SNAPSHOTS=1 to rewrite the stored screens after an intended change, and
+read the diff before committing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from rich.console import Console
+from torch import nn
+
+import inspector
+from inspector.engine.debugger import Finished
+from inspector.engine.records import Call
+from inspector.engine.stepper import Pause
+from inspector.tui.app import InspectorApp
+from tests.diagnose.test_seeds import load_example
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def screen_text(app: InspectorApp) -> str:
+    """The screen as plain text (Textual's screenshot export, as text instead of SVG)."""
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), record=True,
+                      force_terminal=True, color_system="truecolor")  # fmt: skip
+    console.print(app.screen._compositor.render_update(full=True))
+    return "\n".join(line.rstrip() for line in console.export_text().splitlines())
+
+
+def stable(calls: tuple[Call, ...]) -> tuple[Call, ...]:
+    """Records without what differs between runs and machines: durations, absolute paths."""
+    return tuple(dataclasses.replace(c, duration_ms=0.0, call_site=None) for c in calls)
+
+
+def shoot(event: Pause | Finished, size: tuple[int, int], keys: tuple[str, ...] = ()) -> str:
+    app = InspectorApp()
+    out: list[str] = []
+
+    async def main() -> None:
+        async with app.run_test(size=size) as pilot:
+            app.post_event(event)
+            for _ in range(100):
+                await pilot.pause(0.02)
+                if app.pause is not None or app.finished is not None:
+                    break
+            for key in keys:
+                await pilot.press(key)
+            await pilot.pause(0.1)
+            out.append(screen_text(app))
+
+    asyncio.run(main())
+    return out[0]
+
+
+def check(name: str, text: str) -> None:
+    path = SNAPSHOTS / f"{name}.txt"
+    if os.environ.get("INSPECTOR_UPDATE_SNAPSHOTS") or not path.exists():
+        path.write_text(text + "\n")
+    assert text + "\n" == path.read_text(), f"{name} changed; see {path}"
+
+
+def mlp_pause() -> Pause:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    t = inspector.trace(model, torch.randn(4, 6))
+    calls = stable(tuple(t.calls))
+    running = dataclasses.replace(calls[0], status="running", outputs=None)
+    return Pause(calls[3], "exit", "step", (running, *calls[1:]))
+
+
+def seed_failure(monkeypatch: Any) -> Finished:
+    monkeypatch.chdir(ROOT)
+    model, args = load_example("seed_cnn").build()
+    t = inspector.trace(model, *args)
+    diag = t.findings[0]
+    assert diag.line is not None
+    line = dataclasses.replace(diag.line, file="examples/seed_cnn.py")
+    t.findings = [dataclasses.replace(diag, line=line, exception=None)]
+    t.calls = list(stable(tuple(t.calls)))
+    return Finished(t)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_paused_mid_pass(size: tuple[int, int]) -> None:
+    check(f"paused_{size[0]}x{size[1]}", shoot(mlp_pause(), size))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_failed_pass_problems(size: tuple[int, int], monkeypatch: Any) -> None:
+    check(f"failed_{size[0]}x{size[1]}", shoot(seed_failure(monkeypatch), size))
+
+
+def test_help_screen() -> None:
+    check("help_100x30", shoot(mlp_pause(), (100, 30), keys=("question_mark",)))
