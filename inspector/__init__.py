@@ -25,12 +25,14 @@ from inspector.engine import (
     trace,
 )
 from inspector.engine.api import check, diagnose, explain
+from inspector.engine.contrib import Contributions, contributions
 from inspector.entry import attach, set_trace
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Call",
+    "Contributions",
     "Diagnosis",
     "InspectorWarning",
     "OpInfo",
@@ -41,6 +43,7 @@ __all__ = [
     "Trace",
     "attach",
     "check",
+    "contributions",
     "debug",
     "diagnose",
     "explain",
