@@ -92,6 +92,13 @@ def cmd_report(ns: argparse.Namespace) -> int:
     tgt = load_file(ns.file)
     t = trace(tgt.model, *tgt.args, stats=not ns.shapes_only, **tgt.trace_kwargs())
     print_trace(t)
+    if ns.contributions and t.error is None:
+        from rich.console import Console
+
+        from inspector.report import contribution_section
+
+        section = contribution_section(tgt.model, tgt.args, tgt.kwargs, ns.contributions)
+        Console().print(section)
     if ns.json:
         Path(ns.json).write_text(t.to_json(indent=1))
     return EXIT_FINDINGS if t.error is not None else EXIT_OK
@@ -171,6 +178,11 @@ def make_parser() -> argparse.ArgumentParser:
     report.add_argument("file", help="a Python file defining build() -> (model, args)")
     report.add_argument("--json", metavar="PATH", help="also write the trace as JSON to PATH")
     report.add_argument("--shapes-only", action="store_true", help="skip tensor statistics")
+    report.add_argument(
+        "--contributions",
+        metavar="LAYER",
+        help="also show LAYER's top units toward the predicted class",
+    )
     report.set_defaults(func=cmd_report)
     check = sub.add_parser(
         "check", help="dry-run FILE on fake tensors; exit 1 when a finding is an error (CI)"

@@ -9,7 +9,7 @@ from rich.console import Console, RenderableType
 from rich.text import Text
 
 from inspector.engine import Trace, trace
-from inspector.render import DiagnosisPanel, TraceTable, count
+from inspector.render import ContributionBars, DiagnosisPanel, TraceTable, count
 
 
 def summary_line(t: Trace) -> Text:
@@ -48,8 +48,35 @@ def print_trace(t: Trace, console: Console | None = None) -> None:
         console.print(renderable)
 
 
-def print_report(model: Any, *args: Any, console: Console | None = None, **kwargs: Any) -> Trace:
-    """Trace `model(*args, **kwargs)` and print it; returns the Trace."""
+def contribution_section(
+    model: Any, args: tuple[Any, ...], kwargs: dict[str, Any], layer: str, k: int = 10
+) -> ContributionBars:
+    """The top-k units of `layer` toward the predicted class (gradient x activation)."""
+    from inspector.engine.contrib import contributions
+
+    c = contributions(model, *args, layer=layer, **kwargs)
+    terms = [(t.index[0], t.value, t.share) for t in c.top(k)]
+    return ContributionBars(
+        f"contributions of {layer} to {c.target} (gradient x activation, sample 0)", terms
+    )
+
+
+def print_report(
+    model: Any,
+    *args: Any,
+    console: Console | None = None,
+    contributions: str | None = None,
+    **kwargs: Any,
+) -> Trace:
+    """Trace `model(*args, **kwargs)` and print it; returns the Trace.
+
+    Args:
+        contributions: a layer path: also print its top-10 units toward the predicted class.
+    """
     t = trace(model, *args, **kwargs)
+    console = console or Console()
     print_trace(t, console)
+    if contributions is not None and t.error is None:
+        model_kwargs = {k: v for k, v in kwargs.items() if k not in ("loss_fn", "target", "stats")}
+        console.print(contribution_section(model, args, model_kwargs, contributions))
     return t

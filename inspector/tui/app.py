@@ -22,7 +22,7 @@ from inspector.engine.records import Call, Diagnosis
 from inspector.engine.stepper import Breakpoint, Pause
 from inspector.tui.calltree import CallTree
 from inspector.tui.messages import PassFinished, Paused
-from inspector.tui.panels import DetailPanel, ProblemsPanel, StatusLine
+from inspector.tui.panels import ContribPanel, DetailPanel, ProblemsPanel, StatusLine
 from inspector.tui.screens import AskScreen, HelpScreen
 
 
@@ -50,6 +50,8 @@ class InspectorApp(App[None]):
         Binding("right,right_square_bracket", "history(1)", "fwd", priority=True),
         Binding("slash", "find", "find"),
         Binding("p", "toggle_view", "problems"),
+        Binding("x", "contributions('grad_x_act')", "contrib"),
+        Binding("i", "contributions('integrated_gradients')", "integrated grad", show=False),
         Binding("y", "copy_path", "copy path", show=False),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit"),
@@ -89,6 +91,8 @@ class InspectorApp(App[None]):
                     yield DetailPanel(id="detail-panel")
                 with VerticalScroll(id="problems"):
                     yield ProblemsPanel(id="problems-panel")
+                with VerticalScroll(id="contrib"):
+                    yield ContribPanel(id="contrib-panel")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -211,6 +215,36 @@ class InspectorApp(App[None]):
     def action_toggle_view(self) -> None:
         switcher = self.query_one(ContentSwitcher)
         switcher.current = "problems" if switcher.current == "detail" else "detail"
+
+    def action_contributions(self, method: str) -> None:
+        call = self._selected()
+        compute = getattr(self.controller, "contributions", None)
+        panel = self.query_one(ContribPanel)
+        self.query_one(ContentSwitcher).current = "contrib"
+        if call is None or compute is None:
+            panel.show_text("Contributions need the model: run the inspector with debug().")
+            return
+        if self.finished is None:
+            panel.show_text("Contributions are computed on the finished pass: press c to "
+                            "continue to the end, then x again.")  # fmt: skip
+            return
+        if self.finished.trace.error is not None:
+            panel.show_text("The pass failed: there is no output to explain.")
+            return
+        panel.show_text(f"computing {method} for {call.name}…", "yellow")
+
+        def progress(done: int, total: int) -> None:
+            self.call_from_thread(panel.show_text, f"{method}: step {done} of {total}", "yellow")
+
+        def work() -> None:
+            try:
+                bars = compute(call.path, call.index, method, progress)
+            except Exception as exc:  # a layer it cannot explain: say so, keep the app
+                self.call_from_thread(panel.show_text, f"{type(exc).__name__}: {exc}", "red")
+                return
+            self.call_from_thread(panel.put, bars)
+
+        self.run_worker(work, thread=True, exclusive=True, group="contributions")
 
     def action_copy_path(self) -> None:
         call = self._selected()

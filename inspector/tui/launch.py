@@ -12,8 +12,10 @@ from typing import Any
 
 from torch import nn
 
+from inspector.engine.contrib import contributions
 from inspector.engine.debugger import Debugger, Finished
 from inspector.engine.stepper import Breakpoint
+from inspector.render import ContributionBars
 from inspector.tui.app import InspectorApp
 
 JOIN_TIMEOUT = 600.0
@@ -30,6 +32,20 @@ class _DebuggerControl:
         stepper = self.debugger.stepper
         if stepper is not None:
             stepper.command(kind, arg)
+
+    def contributions(
+        self, layer: str, call_index: int, method: str, progress: Callable[[int, int], None]
+    ) -> ContributionBars:
+        """Computed on the finished pass, in the caller's (worker) thread: top-15 units."""
+        d = self.debugger
+        c = contributions(d.model, *d.args, layer=layer, call_index=call_index, method=method,
+                          steps=32, progress=progress, **d.kwargs)  # fmt: skip
+        terms = [(t.index[0], t.value, t.share) for t in c.top(15)]
+        note = f"completeness gap {c.gap:.2%}" if c.gap is not None else ""
+        words = {"grad_x_act": "gradient x activation", "linear": "exact linear terms"}
+        how = words.get(method, method.replace("_", " "))
+        title = f"{layer or '(root)'} → {c.target} ({how}, sample 0)"
+        return ContributionBars(title, terms, note)
 
 
 def run_app(

@@ -54,3 +54,10 @@ class StatusLine(_Shows):
 
     def show(self, text: str, style: str = "") -> None:
         self.put(Text(text, style=style, overflow="ellipsis", no_wrap=True))
+
+
+class ContribPanel(_Shows):
+    """The selected call's contributions toward the output, or how far their computation is."""
+
+    def show_text(self, text: str, style: str = "dim") -> None:
+        self.put(Text(text, style=style))

@@ -147,3 +147,12 @@ def test_clear_errors() -> None:
         inspector.contributions(model, torch.ones(1, 2), layer="0", method="shap")
     with pytest.raises(ValueError, match='use method="grad_x_act"'):
         inspector.contributions(model, torch.ones(1, 2), layer="1", method="linear")
+
+
+def test_grad_x_act_equals_captum_when_installed() -> None:
+    captum_attr = pytest.importorskip("captum.attr")
+    model, args, _ = ZOO["mlp"].build()
+    path, module = linear_layers(model)[1]
+    ours = inspector.contributions(model, *args, layer=path, target=3)
+    theirs = captum_attr.LayerGradientXActivation(model, module).attribute(args[0], target=3)
+    assert torch.allclose(ours.values, theirs, atol=1e-7)

@@ -203,3 +203,40 @@ def test_end_to_end_on_the_seed_cnn() -> None:
             debugger.stepper.release()
         debugger.join(10)
     assert debugger.finished is not None and isinstance(debugger.finished.trace.error, RuntimeError)
+
+
+def test_contributions_view_after_the_pass() -> None:
+    from inspector.engine.debugger import Debugger
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    app = InspectorApp()
+    debugger = Debugger(model, torch.randn(2, 4), on_event=app.post_event)
+    app.controller = _DebuggerControl(debugger)
+    app.on_ready = debugger.start
+
+    async def script(pilot: Pilot[Any]) -> None:
+        from inspector.tui.panels import ContribPanel
+
+        await wait_for(pilot, lambda: app.pause is not None)
+        await pilot.press("x")  # mid-pass: explains how to get there
+        assert "press c to continue" in app.query_one(ContribPanel).plain()
+        await pilot.press("c")
+        await wait_for(pilot, lambda: app.finished is not None)
+        app._select(1)  # the first Linear
+        await pilot.press("x")
+        await wait_for(
+            pilot, lambda: "gradient x activation" in app.query_one(ContribPanel).plain()
+        )
+        text = app.query_one(ContribPanel).plain()
+        assert "0 → the predicted class of each sample" in text and "%" in text
+        await pilot.press("i")  # integrated gradients, with its completeness gap
+        await wait_for(pilot, lambda: "completeness gap" in app.query_one(ContribPanel).plain())
+        await pilot.press("q")
+
+    try:
+        drive(app, script)
+    finally:
+        if debugger.stepper is not None:
+            debugger.stepper.release()
+        debugger.join(10)
