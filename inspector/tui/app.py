@@ -52,6 +52,7 @@ class InspectorApp(App[None]):
         Binding("p", "toggle_view", "problems"),
         Binding("x", "contributions('grad_x_act')", "contrib"),
         Binding("i", "contributions('integrated_gradients')", "integrated grad", show=False),
+        Binding("o", "pick_output", "explain which output", show=False),
         Binding("y", "copy_path", "copy path", show=False),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit"),
@@ -79,6 +80,7 @@ class InspectorApp(App[None]):
         self._output_lock = threading.Lock()
         self._ui_thread: int | None = None
         self.pass_index = 0
+        self.contrib_target: int | None = None  # the output to explain; None: predicted class
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -238,13 +240,30 @@ class InspectorApp(App[None]):
 
         def work() -> None:
             try:
-                bars = compute(call.path, call.index, method, progress)
+                bars = compute(call.path, call.index, method, progress, self.contrib_target)
             except Exception as exc:  # a layer it cannot explain: say so, keep the app
                 self.call_from_thread(panel.show_text, f"{type(exc).__name__}: {exc}", "red")
                 return
             self.call_from_thread(panel.put, bars)
 
         self.run_worker(work, thread=True, exclusive=True, group="contributions")
+
+    def action_pick_output(self) -> None:
+        def pick(text: str | None) -> None:
+            if text is None:
+                return
+            if text.strip() in ("", "predicted"):
+                self.contrib_target = None
+            elif text.strip().isdigit():
+                self.contrib_target = int(text)
+            else:
+                self.notify(f"not an output index: {text!r}", severity="warning", timeout=3)
+                return
+            which = "the predicted class" if self.contrib_target is None else self.contrib_target
+            self.notify(f"contributions now explain output {which}", timeout=2)
+
+        self.push_screen(AskScreen("Explain which output (an index; empty: predicted class):"),
+                         pick)  # fmt: skip
 
     def action_copy_path(self) -> None:
         call = self._selected()

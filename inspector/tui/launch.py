@@ -34,12 +34,17 @@ class _DebuggerControl:
             stepper.command(kind, arg)
 
     def contributions(
-        self, layer: str, call_index: int, method: str, progress: Callable[[int, int], None]
+        self,
+        layer: str,
+        call_index: int,
+        method: str,
+        progress: Callable[[int, int], None],
+        target: int | None = None,
     ) -> ContributionBars:
         """Computed on the finished pass, in the caller's (worker) thread: top-15 units."""
         d = self.debugger
         c = contributions(d.model, *d.args, layer=layer, call_index=call_index, method=method,
-                          steps=32, progress=progress, **d.kwargs)  # fmt: skip
+                          target=target, steps=32, progress=progress, **d.kwargs)  # fmt: skip
         terms = [(t.index[0], t.value, t.share) for t in c.top(15)]
         note = f"completeness gap {c.gap:.2%}" if c.gap is not None else ""
         words = {"grad_x_act": "gradient x activation", "linear": "exact linear terms"}

@@ -22,6 +22,7 @@ KEYS = (
     ("p", "switch between the call detail and the problems"),
     ("x", "contributions of the selected module to the output (gradient x activation)"),
     ("i", "the same by integrated gradients (32 steps, with progress)"),
+    ("o", "which output to explain (an index; empty: the predicted class)"),
     ("space", "fold or unfold the selected container"),
     ("y", "copy the selected module's path"),
     ("?", "this help"),

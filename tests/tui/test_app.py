@@ -230,8 +230,10 @@ def test_contributions_view_after_the_pass() -> None:
         )
         text = app.query_one(ContribPanel).plain()
         assert "0 → the predicted class of each sample" in text and "%" in text
+        await pilot.press("o", "2", "enter")  # explain output 2 instead of the predicted class
         await pilot.press("i")  # integrated gradients, with its completeness gap
         await wait_for(pilot, lambda: "completeness gap" in app.query_one(ContribPanel).plain())
+        assert "0 → output 2 (integrated gradients" in app.query_one(ContribPanel).plain()
         await pilot.press("q")
 
     try:
