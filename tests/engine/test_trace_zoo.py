@@ -62,14 +62,19 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and len(ta) == len(tb) and all(map(torch.equal, ta, tb))
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_shapes_match_independent_hooks(case: Case) -> None:
+def _traced_and_expected(case: Case) -> tuple[inspector.Trace, list[tuple[str, list]]]:
+    """The trace of a fresh build, and what plain hooks saw on another fresh build."""
     model, args, kwargs = case.build()
     torch.manual_seed(7)
     expected = _independent_record(model, args, kwargs)
     model, args, kwargs = case.build()
     torch.manual_seed(7)
-    t = inspector.trace(model, *args, **kwargs)
+    return inspector.trace(model, *args, **kwargs), expected
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_shapes_match_independent_hooks(case: Case) -> None:
+    t, expected = _traced_and_expected(case)
     assert t.error is None
     assert [c.path for c in t.calls] == [p for p, _ in expected]
     for call, (_, outs) in zip(t.calls, expected, strict=True):
@@ -84,12 +89,7 @@ def test_shapes_match_independent_hooks(case: Case) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_stats_equal_torch(case: Case) -> None:
-    model, args, kwargs = case.build()
-    torch.manual_seed(7)
-    expected = _independent_record(model, args, kwargs)
-    model, args, kwargs = case.build()
-    torch.manual_seed(7)
-    t = inspector.trace(model, *args, **kwargs)
+    t, expected = _traced_and_expected(case)
     checked = 0
     for call, (_, outs) in zip(t.calls, expected, strict=True):
         for info, tensor in zip(tensors_in(call.outputs), outs, strict=True):

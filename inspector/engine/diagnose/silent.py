@@ -52,6 +52,22 @@ def silent_findings(trace: Trace, modules: Sequence[Any] = ()) -> list[Diagnosis
     return found
 
 
+def _warning(call: Call, summary: str, details: tuple[str, ...], fixes: tuple[str, ...],
+             code: str) -> Diagnosis:  # fmt: skip
+    """A warning about `call`, pointing at the line that made it."""
+    return Diagnosis(
+        kind="warning",
+        module=call.path,
+        module_type=call.type,
+        call=call.seq,
+        summary=summary,
+        line=call.call_site,
+        details=details,
+        fixes=fixes,
+        code=code,
+    )
+
+
 def _root(trace: Trace) -> Call | None:
     return next((c for c in trace.calls if c.parent is None and c.path != "loss_fn"), None)
 
@@ -134,20 +150,16 @@ def loss_broadcasts(trace: Trace) -> list[Diagnosis]:
         else:
             fixes = [f"reshape the target to the output's shape {fmt(a.shape)}"]
         found.append(
-            Diagnosis(
-                kind="warning",
-                module=call.path,
-                module_type=call.type,
-                call=call.seq,
-                summary=f"{call.type} compares {fmt(a.shape)} with {fmt(b.shape)}: they "
+            _warning(
+                call,
+                f"{call.type} compares {fmt(a.shape)} with {fmt(b.shape)}: they "
                 f"broadcast to {fmt(full)}, {pairs} pairs instead of {wanted}",
-                line=call.call_site,
-                details=(
+                (
                     "every output is compared with every target; the loss is wrong and "
                     "so are the gradients",
                 ),
-                fixes=tuple(fixes),
-                code="loss-broadcast",
+                tuple(fixes),
+                "loss-broadcast",
             )
         )
     return found
@@ -181,24 +193,20 @@ def sequence_batch_first(trace: Trace, modules: Sequence[Any] = ()) -> list[Diag
         if out.shape[0] != steps or (out.ndim >= 2 and batch in out.shape[1:2]):
             continue
         found.append(
-            Diagnosis(
-                kind="warning",
-                module=call.path,
-                module_type=call.type,
-                call=call.seq,
-                summary=f"{call.path} reads {fmt(x.shape)} as (seq={steps}, batch={batch}, "
-                f"feature) because batch_first=False, but the model treats dim 0 as the batch",
-                line=call.call_site,
-                details=(
+            _warning(
+                call,
+                f"{call.path} reads {fmt(x.shape)} as (seq={steps}, batch={batch}, feature) "
+                "because batch_first=False, but the model treats dim 0 as the batch",
+                (
                     f"the output {fmt(out.shape)} keeps dim 0 ({steps}) and drops dim 1 "
                     f"({batch}): the batch of {steps} is processed as {steps} time steps",
                 ),
-                fixes=(
+                (
                     f"construct it with batch_first=True for (batch={steps}, seq={batch}, "
                     "feature) data",
                     "or pass x.transpose(0, 1) and index the last step with out[-1]",
                 ),
-                code="batch-first",
+                "batch-first",
             )
         )
     return found
@@ -215,24 +223,20 @@ def linear_on_feature_map(trace: Trace) -> list[Diagnosis]:
         per = product(x.shape[1:])
         out = first_tensor(call.outputs)
         found.append(
-            Diagnosis(
-                kind="warning",
-                module=call.path,
-                module_type=call.type,
-                call=call.seq,
-                summary=f"{call.path} is applied to the last axis (width {x.shape[-1]}) of the "
+            _warning(
+                call,
+                f"{call.path} is applied to the last axis (width {x.shape[-1]}) of the "
                 f"feature map {fmt(x.shape)}, not to its {per} features",
-                line=call.call_site,
-                details=(
+                (
                     f"nn.Linear mixes only the last dim; the output "
                     f"{fmt(out.shape) if out else ''} keeps channels and rows apart",
                 ),
-                fixes=(
+                (
                     f"flatten first: x.flatten(1) gives ({x.shape[0]}, {per}) = "
                     f"{dims_product_text(x.shape[1:])}, then nn.Linear({per}, "
                     f"{out.shape[-1] if out else '...'})",
                 ),
-                code="linear-on-map",
+                "linear-on-map",
             )
         )
     return found
