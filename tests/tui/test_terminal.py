@@ -25,8 +25,9 @@ class Terminal:
 
     def start(self, command: str, width: int = 100, height: int = 30) -> None:
         script = self.tmp / "run.sh"
+        # A person at a terminal: CI=true (set by the CI runner) means "nobody is there".
         script.write_text(
-            f"cd {ROOT}\nstty -g > {self.tmp}/stty_before\n{command}\n"
+            f"cd {ROOT}\nunset CI\nstty -g > {self.tmp}/stty_before\n{command}\n"
             f"echo EXIT=$? > {self.tmp}/exit\nstty -g > {self.tmp}/stty_after\nsleep 60\n"
         )
         subprocess.run(
