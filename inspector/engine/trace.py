@@ -137,7 +137,6 @@ def trace(
     from inspector.engine.diagnose import collect_findings
 
     result.findings = collect_findings(result, recorder)
-    result._modules = recorder.modules  # type: ignore[attr-defined]
     recorder.release()
     return result
 
