@@ -53,6 +53,22 @@ class Breakpoint:
     condition: str | Callable[[Call], bool] | None = None
     enabled: bool = True
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.pattern, str):
+            raise TypeError(
+                f"a breakpoint pattern is a path glob or a module type name, like 'fc*' or "
+                f"'Conv2d'; got {self.pattern!r}"
+            )
+        if self.nth is not None and (not isinstance(self.nth, int) or self.nth < 1):
+            raise ValueError(f"nth counts calls from 1; got {self.nth!r}")
+        if isinstance(self.condition, str):
+            known = self.condition in ("nan", "inf", "batch")
+            if not known and not self.condition.startswith("absmax>"):
+                raise ValueError(
+                    f"unknown breakpoint condition {self.condition!r}: use nan, inf, batch, "
+                    "absmax>N or a callable"
+                )
+
     def matches_enter(self, call: Call) -> bool:
         return self.enabled and self.condition is None and self._matches(call)
 

@@ -195,6 +195,15 @@ def test_unknown_condition_is_a_clear_error() -> None:
         condition_holds("nans", call, None)
 
 
+def test_bad_breakpoints_are_refused_up_front() -> None:
+    with pytest.raises(TypeError, match="path glob or a module type name"):
+        Breakpoint(3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="nth counts calls from 1"):
+        Breakpoint("fc1", nth=0)
+    with pytest.raises(ValueError, match="unknown breakpoint condition 'nans'"):
+        Breakpoint(condition="nans")
+
+
 def test_commands_need_a_pause() -> None:
     d = Debugger(_model(), torch.randn(3, 4), stop_at_start=False)
     assert isinstance(d.start(), Finished)
