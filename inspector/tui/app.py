@@ -23,7 +23,7 @@ from inspector.engine.stepper import Breakpoint, Pause
 from inspector.tui.calltree import CallTree
 from inspector.tui.messages import PassFinished, Paused
 from inspector.tui.panels import ContribPanel, DetailPanel, ProblemsPanel, StatusLine
-from inspector.tui.screens import AskScreen, HelpScreen
+from inspector.tui.screens import AskScreen, BreakpointsScreen, HelpScreen
 
 
 class Controller(Protocol):
@@ -46,6 +46,7 @@ class InspectorApp(App[None]):
         Binding("c", "step('continue')", "continue"),
         Binding("g", "go", "go to"),
         Binding("b", "toggle_breakpoint", "break"),
+        Binding("B", "breakpoints", "breakpoints", show=False),
         Binding("left,left_square_bracket", "history(-1)", "back", priority=True),
         Binding("right,right_square_bracket", "history(1)", "fwd", priority=True),
         Binding("slash", "find", "find"),
@@ -195,6 +196,20 @@ class InspectorApp(App[None]):
             tree.breakpoints.add(call.path)
             self.notify(f"breakpoint at every call of {call.path or '(root)'}", timeout=2)
         tree.refresh_labels(self.calls)
+
+    def action_breakpoints(self) -> None:
+        if self.controller is None:
+            return
+
+        def refresh(_: None) -> None:
+            tree = self.query_one(CallTree)
+            assert self.controller is not None
+            tree.breakpoints = {
+                b.pattern for b in self.controller.breakpoints if b.enabled and b.condition is None
+            }
+            tree.refresh_labels(self.calls)
+
+        self.push_screen(BreakpointsScreen(self.controller.breakpoints), refresh)
 
     def action_history(self, step: int) -> None:
         call = self._selected()

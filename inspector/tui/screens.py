@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
+
+from inspector.engine.stepper import Breakpoint
 
 KEYS = (
     ("s", "step into: stop at the very next call start or end"),
     ("n", "step over: run the current call and its children"),
     ("r", "step out: run to the end of the enclosing call"),
-    ("c", "continue: to the next breakpoint, error, or the end"),
-    ("g", "go: run until a module whose path matches (glob) starts"),
+    ("c", "continue: to a breakpoint, an error, or the end"),
+    ("g", "go: run until a module matching a glob starts"),
     ("b", "toggle a breakpoint on the selected module"),
+    ("B", "breakpoints: add with a condition, on/off, delete"),
     ("← / [", "back: the previous recorded call"),
     ("→ / ]", "forward: the next recorded call"),
     ("/", "find a recorded module by name"),
-    ("p", "switch between the call detail and the problems"),
-    ("x", "contributions of the selected module to the output (gradient x activation)"),
-    ("i", "the same by integrated gradients (32 steps, with progress)"),
-    ("o", "which output to explain (an index; empty: the predicted class)"),
+    ("p", "switch between the call's tensors and the problems"),
+    ("x", "contributions to the output (gradient x activation)"),
+    ("i", "contributions by integrated gradients, with progress"),
+    ("o", "which output to explain (empty: the predicted class)"),
     ("space", "fold or unfold the selected container"),
     ("y", "copy the selected module's path"),
     ("?", "this help"),
@@ -39,7 +44,7 @@ class HelpScreen(ModalScreen[None]):
         table = Table(show_header=False, box=None, padding=(0, 2))
         for key, what in KEYS:
             table.add_row(f"[bold]{key}[/]", what)
-        with Vertical(id="help"):
+        with VerticalScroll(id="help"):
             yield Static("[bold]torch-inspector keys[/]  (escape to close)")
             yield Static(table)
 
@@ -65,4 +70,93 @@ class AskScreen(ModalScreen[str | None]):
         self.dismiss(event.value.strip() or None)
 
     def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+def parse_breakpoint(text: str) -> Breakpoint:
+    """`fc*`, `Conv2d`, `decoder.*.attn if nan`, `if absmax>100`, `fc1 #2` (the 2nd call)."""
+    text = text.strip()
+    condition = None
+    if " if " in f" {text} ":
+        text, _, condition = f" {text} ".partition(" if ")
+        text, condition = text.strip(), condition.strip()
+    nth = None
+    if "#" in text:
+        text, _, count = text.partition("#")
+        text = text.strip()
+        nth = int(count) if count.strip().isdigit() else None
+        if nth is None:
+            raise ValueError(f"after # comes the call number, e.g. fc1 #2; got {count!r}")
+    return Breakpoint(text or "*", nth=nth, condition=condition or None)
+
+
+class BreakpointsScreen(ModalScreen[None]):
+    """Every breakpoint: add one (with a condition), enable or disable, delete."""
+
+    BINDINGS = [
+        Binding("escape,q,B", "dismiss", "close"),
+        Binding("a", "add", "add"),
+        Binding("space", "switch", "on/off"),
+        Binding("d,delete", "delete", "delete"),
+        Binding("up", "move(-1)", "up", show=False),
+        Binding("down", "move(1)", "down", show=False),
+    ]
+
+    def __init__(self, breakpoints: list[Breakpoint]) -> None:
+        super().__init__()
+        self.breakpoints = breakpoints  # the stepper's own list, changed in place
+        self.cursor = 0
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="help"):
+            yield Static("[bold]Breakpoints[/]  a add · space on/off · d delete · escape close")
+            yield Static(id="bp-list")
+
+    def on_mount(self) -> None:
+        self._show()
+
+    def _show(self) -> None:
+        table = Table(show_header=False, box=None, padding=(0, 1))
+        if not self.breakpoints:
+            table.add_row("[dim]none: a adds one, e.g. `fc*`, `Conv2d`, `fc1 #2`, "
+                          "`if nan`, `decoder.* if absmax>100`[/]")  # fmt: skip
+        for i, bp in enumerate(self.breakpoints):
+            mark = "●" if bp.enabled else "○"
+            style = "reverse" if i == self.cursor else ""
+            table.add_row(f"[{style}]{mark} {bp.describe()}[/]" if style else f"{mark} "
+                          f"{bp.describe()}")  # fmt: skip
+        self.query_one("#bp-list", Static).update(table)
+
+    def action_move(self, step: int) -> None:
+        if self.breakpoints:
+            self.cursor = max(0, min(self.cursor + step, len(self.breakpoints) - 1))
+            self._show()
+
+    def action_switch(self) -> None:
+        if self.breakpoints:
+            bp = self.breakpoints[self.cursor]
+            self.breakpoints[self.cursor] = dataclasses.replace(bp, enabled=not bp.enabled)
+            self._show()
+
+    def action_delete(self) -> None:
+        if self.breakpoints:
+            del self.breakpoints[self.cursor]
+            self.cursor = max(0, min(self.cursor, len(self.breakpoints) - 1))
+            self._show()
+
+    def action_add(self) -> None:
+        def add(text: str | None) -> None:
+            if not text:
+                return
+            try:
+                self.breakpoints.append(parse_breakpoint(text))
+            except (TypeError, ValueError) as exc:
+                self.notify(str(exc), severity="error", timeout=4)
+            self.cursor = max(len(self.breakpoints) - 1, 0)
+            self._show()
+
+        self.app.push_screen(AskScreen("Break at (glob or type, `#N` for the Nth call, "
+                                       "`if nan|inf|batch|absmax>N`):"), add)  # fmt: skip
+
+    def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)

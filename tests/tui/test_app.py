@@ -242,3 +242,42 @@ def test_contributions_view_after_the_pass() -> None:
         if debugger.stepper is not None:
             debugger.stepper.release()
         debugger.join(10)
+
+
+def test_breakpoint_list_adds_conditions_toggles_and_deletes() -> None:
+    t = _trace()
+    controller = FakeController()
+    app = InspectorApp(controller)
+
+    async def script(pilot: Pilot[Any]) -> None:
+        app.post_event(_pause(t, 0))
+        await wait_for(pilot, lambda: app.pause is not None)
+        await pilot.press("B")  # the breakpoint list
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "BreakpointsScreen")
+        await pilot.press("a", *"2 #1 if nan", "enter")  # add: module 2, first call, on NaN
+        await wait_for(pilot, lambda: len(controller.breakpoints) == 1)
+        bp = controller.breakpoints[0]
+        assert (bp.pattern, bp.nth, bp.condition, bp.enabled) == ("2", 1, "nan", True)
+        await pilot.press("space")  # off
+        assert controller.breakpoints[0].enabled is False
+        await pilot.press("a", *"if absmax>5", "enter")
+        await wait_for(pilot, lambda: len(controller.breakpoints) == 2)
+        assert controller.breakpoints[1].pattern == "*"
+        await pilot.press("d")  # delete the selected (the last added)
+        assert [b.condition for b in controller.breakpoints] == ["nan"]
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: type(app.screen).__name__ != "BreakpointsScreen")
+
+    drive(app, script)
+
+
+def test_parse_breakpoint_rejects_what_it_cannot_read() -> None:
+    import pytest
+
+    from inspector.tui.screens import parse_breakpoint
+
+    assert parse_breakpoint("Conv2d").pattern == "Conv2d"
+    with pytest.raises(ValueError, match="call number"):
+        parse_breakpoint("fc1 #two")
+    with pytest.raises(ValueError, match="unknown breakpoint condition"):
+        parse_breakpoint("fc1 if nans")
