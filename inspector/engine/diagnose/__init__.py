@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from inspector.engine.diagnose.anomalies import dead_and_constant, nan_origin
 from inspector.engine.diagnose.errors import explain_failure
 from inspector.engine.diagnose.silent import silent_findings
 from inspector.engine.records import Diagnosis
@@ -25,4 +26,6 @@ def collect_findings(trace: Trace, recorder: Recorder) -> list[Diagnosis]:
         )
     else:
         findings.extend(silent_findings(trace, recorder.modules))
+    findings.extend(nan_origin(trace))
+    findings.extend(dead_and_constant(trace))
     return findings
