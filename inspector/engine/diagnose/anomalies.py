@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from inspector.engine.diagnose.context import warning_about
 from inspector.engine.records import Call, Diagnosis, Stats, TensorInfo, format_shape, tensors_in
 
 if TYPE_CHECKING:
@@ -146,40 +147,32 @@ def dead_and_constant(trace: Trace, limits: Thresholds = Thresholds()) -> list[D
             found.append(_dead(call, out, s, limits))
         elif s.std == 0 and s.finite and call.type not in RELU_FAMILY:
             found.append(
-                Diagnosis(
-                    kind="warning",
-                    module=call.path,
-                    module_type=call.type,
-                    call=call.seq,
-                    summary=f"{call.name} outputs the same value ({s.min:.4g}) everywhere",
-                    line=call.call_site,
-                    details=(f"all {out.numel} values of {describe_stats(out)} are equal",),
-                    fixes=(
-                        "a constant layer passes no information: check its weights (all "
-                        "zero?) and its input",
+                warning_about(
+                    call,
+                    f"{call.name} outputs the same value ({s.min:.4g}) everywhere",
+                    (f"all {out.numel} values of {describe_stats(out)} are equal",),
+                    (
+                        "a constant layer passes no information: check its weights (all zero?) "
+                        "and its input",
                     ),
-                    code="constant-output",
+                    "constant-output",
                 )
             )
     return found
 
 
 def _dead(call: Call, out: TensorInfo, s: Stats, limits: Thresholds) -> Diagnosis:
-    return Diagnosis(
-        kind="warning",
-        module=call.path,
-        module_type=call.type,
-        call=call.seq,
-        summary=f"{call.name} is dead: all {out.numel} outputs are zero for the whole batch",
-        line=call.call_site,
-        details=(
+    return warning_about(
+        call,
+        f"{call.name} is dead: all {out.numel} outputs are zero for the whole batch",
+        (
             f"zero fraction {100 * s.zero_fraction:.0f}% >= the dead_fraction threshold "
             f"{100 * limits.dead_fraction:.0f}%",
             "nothing flows through it, and no gradient flows back",
         ),
-        fixes=(
+        (
             "lower the learning rate or check the layer before it (a large negative bias?)",
             "nn.LeakyReLU or nn.GELU keep a gradient for negative inputs",
         ),
-        code="dead-units",
+        "dead-units",
     )

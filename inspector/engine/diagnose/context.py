@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from inspector.engine.diagnose.locate import FailedOp
-from inspector.engine.records import Call, SourceLine, TensorInfo, first_tensor, format_shape
+from inspector.engine.records import (
+    Call,
+    Diagnosis,
+    SourceLine,
+    TensorInfo,
+    first_tensor,
+    format_shape,
+)
 
 if TYPE_CHECKING:
     from inspector.engine.trace import Trace
@@ -87,6 +94,22 @@ def _flat(values: Any) -> list[Any]:
     else:
         out.append(values)
     return out
+
+
+def warning_about(call: Call, summary: str, details: tuple[str, ...], fixes: tuple[str, ...],
+             code: str) -> Diagnosis:  # fmt: skip
+    """A warning about `call`, pointing at the line that made it."""
+    return Diagnosis(
+        kind="warning",
+        module=call.path,
+        module_type=call.type,
+        call=call.seq,
+        summary=summary,
+        line=call.call_site,
+        details=details,
+        fixes=fixes,
+        code=code,
+    )
 
 
 def producer_call(trace: Trace, info: TensorInfo | None) -> Call | None:

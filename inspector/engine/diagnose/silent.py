@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from inspector.engine.diagnose.context import dims_product_text, product
+from inspector.engine.diagnose.context import dims_product_text, product, warning_about
 from inspector.engine.diagnose.losses import find_fold
 from inspector.engine.diagnose.ops import broadcast_mismatch
 from inspector.engine.records import Call, Diagnosis, TensorInfo, first_tensor, tensors_in
@@ -50,22 +50,6 @@ def silent_findings(trace: Trace, modules: Sequence[Any] = ()) -> list[Diagnosis
     found.extend(sequence_batch_first(trace, modules))
     found.extend(linear_on_feature_map(trace))
     return found
-
-
-def _warning(call: Call, summary: str, details: tuple[str, ...], fixes: tuple[str, ...],
-             code: str) -> Diagnosis:  # fmt: skip
-    """A warning about `call`, pointing at the line that made it."""
-    return Diagnosis(
-        kind="warning",
-        module=call.path,
-        module_type=call.type,
-        call=call.seq,
-        summary=summary,
-        line=call.call_site,
-        details=details,
-        fixes=fixes,
-        code=code,
-    )
 
 
 def _root(trace: Trace) -> Call | None:
@@ -150,7 +134,7 @@ def loss_broadcasts(trace: Trace) -> list[Diagnosis]:
         else:
             fixes = [f"reshape the target to the output's shape {fmt(a.shape)}"]
         found.append(
-            _warning(
+            warning_about(
                 call,
                 f"{call.type} compares {fmt(a.shape)} with {fmt(b.shape)}: they "
                 f"broadcast to {fmt(full)}, {pairs} pairs instead of {wanted}",
@@ -193,7 +177,7 @@ def sequence_batch_first(trace: Trace, modules: Sequence[Any] = ()) -> list[Diag
         if out.shape[0] != steps or (out.ndim >= 2 and batch in out.shape[1:2]):
             continue
         found.append(
-            _warning(
+            warning_about(
                 call,
                 f"{call.path} reads {fmt(x.shape)} as (seq={steps}, batch={batch}, feature) "
                 "because batch_first=False, but the model treats dim 0 as the batch",
@@ -223,7 +207,7 @@ def linear_on_feature_map(trace: Trace) -> list[Diagnosis]:
         per = product(x.shape[1:])
         out = first_tensor(call.outputs)
         found.append(
-            _warning(
+            warning_about(
                 call,
                 f"{call.path} is applied to the last axis (width {x.shape[-1]}) of the "
                 f"feature map {fmt(x.shape)}, not to its {per} features",
