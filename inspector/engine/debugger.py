@@ -85,7 +85,7 @@ class Debugger:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def start(self) -> Event:
+    def start(self) -> Event | None:
         """Start the pass; returns the first Pause (or Finished when nothing stops it).
 
         With `on_event`, returns None at once: the events go to that callback.
@@ -107,7 +107,7 @@ class Debugger:
         )
         self._thread.start()
         if not self._own_queue:
-            return None  # type: ignore[return-value]
+            return None
         return self._wait()
 
     def _run(self, recorder: Recorder) -> None:
@@ -172,7 +172,7 @@ class Debugger:
         assert isinstance(self.last, Finished)
         return self.last
 
-    def restart(self) -> Event:
+    def restart(self) -> Event | None:
         """Abort this pass and run it again with the same inputs and the same RNG state."""
         self.quit(abort=True)
         if self._thread is not None:
@@ -182,7 +182,7 @@ class Debugger:
         if self._own_queue:
             self.events = queue.Queue()
             self.on_event = self.events.put
-        return self.start()
+        return self.start()  # None when a front end takes the events
 
     @property
     def stepper(self) -> Stepper | None:
