@@ -1,14 +1,17 @@
 """The engine: hooks, records, statistics, diagnosis. Imports torch and the stdlib only."""
 
+from inspector.engine.diagnose.anomalies import Thresholds
 from inspector.engine.recorder import InspectorWarning, Recorder, Stop
 from inspector.engine.records import (
     Call,
     Diagnosis,
+    Gradient,
     OpInfo,
     SourceLine,
     Stats,
     Struct,
     TensorInfo,
+    Units,
     Value,
     first_tensor,
     format_shape,
@@ -19,6 +22,7 @@ from inspector.engine.trace import RecordedError, Trace, trace
 __all__ = [
     "Call",
     "Diagnosis",
+    "Gradient",
     "InspectorWarning",
     "OpInfo",
     "RecordedError",
@@ -28,7 +32,9 @@ __all__ = [
     "Stop",
     "Struct",
     "TensorInfo",
+    "Thresholds",
     "Trace",
+    "Units",
     "Value",
     "first_tensor",
     "format_shape",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -152,6 +152,27 @@ class Describer:
         )
         self.registry.remember(t, info)
         return info
+
+
+def live_tensors(value: Any, _depth: int = 0) -> Iterator[torch.Tensor]:
+    """The tensors of a live value in the order `tensors_in` lists them in its description."""
+    if isinstance(value, torch.Tensor):
+        yield value
+        return
+    if value is None or isinstance(value, (bool, int, float, str)) or _depth >= MAX_DEPTH:
+        return
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        items: list[Any] = [getattr(value, name) for name in value._fields][:MAX_ITEMS]
+    elif isinstance(value, (tuple, list)):
+        items = list(value[:MAX_ITEMS])
+    elif isinstance(value, Mapping):
+        items = list(value.values())[:MAX_ITEMS]
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        items = [getattr(value, f.name) for f in dataclasses.fields(value)][:MAX_ITEMS]
+    else:
+        return
+    for item in items:
+        yield from live_tensors(item, _depth + 1)
 
 
 def short_repr(value: Any) -> str:

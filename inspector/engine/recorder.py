@@ -21,9 +21,11 @@ from torch import nn
 from torch.nn.modules import module as torch_module
 from torch.utils.hooks import RemovableHandle
 
+from inspector.engine.activity import describe_units
 from inspector.engine.describe import Describer
+from inspector.engine.gradients import GradientRecorder
 from inspector.engine.naming import ModuleNames, ParamCounter, call_site, module_line
-from inspector.engine.records import Call, Struct
+from inspector.engine.records import Call, Struct, Units
 
 
 class InspectorWarning(UserWarning):
@@ -36,6 +38,12 @@ class Listener(Protocol):
     def call_started(self, call: Call) -> None: ...
 
     def call_finished(self, call: Call) -> None: ...
+
+
+class GradientListener(Protocol):
+    """A listener that also hears each call whose gradient arrived in the backward pass."""
+
+    def gradient_ready(self, call: Call) -> None: ...
 
 
 class Stop(BaseException):
@@ -67,7 +75,12 @@ class Recorder:
     """Records module calls into `calls`; attach to a model, or globally, then `detach()`."""
 
     def __init__(
-        self, *, stats: bool = True, listener: Listener | None = None, per_pass: bool = False
+        self,
+        *,
+        stats: bool = True,
+        listener: Listener | None = None,
+        per_pass: bool = False,
+        gradients: bool = False,
     ) -> None:
         self.describer = Describer(stats=stats)
         self.listener = listener
@@ -87,6 +100,11 @@ class Recorder:
         # the record restarts (memory stays bounded by one pass).
         self.per_pass = per_pass
         self.pass_index = 0
+        self.gradients: GradientRecorder | None = None
+        if gradients:
+            self.gradients = GradientRecorder(
+                self.calls, on_gradient=self._gradient_ready, on_fault=self._fail
+            )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -110,7 +128,14 @@ class Recorder:
         )
 
     def detach(self) -> None:
-        """Remove every hook. Safe to call twice."""
+        """Remove every hook, gradient hooks included. Safe to call twice."""
+        self.stop_forward()
+        if self.gradients is not None:
+            self.gradients.remove()
+
+    def stop_forward(self) -> None:
+        """Remove the module hooks only; gradient hooks stay for the backward pass (a
+        checkpointed model recomputes forwards during backward: they must not be recorded)."""
         handles, self._handles = self._handles, []
         for handle in handles:
             handle.remove()
@@ -232,7 +257,11 @@ class Recorder:
             if opened.substituted is not None:
                 failed = opened.substituted
                 status, error = "error", f"{type(failed).__name__}: {failed}"
-            call = _ended(call, outputs, status, error, elapsed)
+            call = _ended(
+                call, outputs, status, error, elapsed, describe_units(key, output, outputs)
+            )
+            if self.gradients is not None:
+                self.gradients.track(opened.seq, key, output)
         self.calls[opened.seq] = call
         return call
 
@@ -246,6 +275,8 @@ class Recorder:
         self.modules.clear()
         self.failures.clear()
         self._counts.clear()
+        if self.gradients is not None:
+            self.gradients.new_pass()
         self.pass_index += 1
 
     def current(self) -> int | None:
@@ -279,6 +310,12 @@ class Recorder:
             self._fail(exc)
         finally:
             self._paused_s += time.perf_counter() - started
+
+    def _gradient_ready(self, call: Call) -> None:
+        listener = self.listener
+        ready = getattr(listener, "gradient_ready", None)
+        if ready is not None:
+            self._notify(ready, call)
 
     def _fail(self, exc: Exception) -> None:
         self.fault = exc
@@ -322,11 +359,14 @@ class Recorder:
         self.describer.registry.clear()
 
 
-def _ended(call: Call, outputs: Any, status: str, error: str | None, ms: float) -> Call:
+def _ended(
+    call: Call, outputs: Any, status: str, error: str | None, ms: float, units: Units | None = None
+) -> Call:
     """`call` with its end filled in (dataclasses.replace costs 4x more on this hot path)."""
     return Call(
         call.seq, call.path, call.index, call.type, call.depth, call.parent, call.inputs,
         call.kwargs, outputs, status, error, call.module_repr, call.params, ms, call.call_site,
+        units,
     )  # fmt: skip
 
 

@@ -6,6 +6,7 @@ slots, so a trace of many thousand calls stays small and can be handed to anothe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Union
@@ -117,6 +118,57 @@ class SourceLine:
 
 
 @dataclass(frozen=True, slots=True)
+class Gradient:
+    """What the backward pass brought to one call.
+
+    `outputs` holds the statistics of the gradient of each output tensor, in the order of
+    `tensors_in(call.outputs)` (None where no gradient reached that tensor). `params` gives,
+    for each of the module's own parameters, its name, the norm of its gradient as autograd
+    accumulates it (summed over every call of the module in the pass) and its own norm.
+    `order` counts when the backward pass first reached this call (0 is the first, the call
+    nearest the loss).
+    """
+
+    outputs: tuple[Stats | None, ...] = ()
+    params: tuple[tuple[str, float, float], ...] = ()
+    order: int = -1
+
+    @property
+    def output(self) -> Stats | None:
+        """The gradient of the first output tensor that received one."""
+        return next((s for s in self.outputs if s is not None), None)
+
+    @property
+    def finite(self) -> bool:
+        """No NaN or Inf in any output gradient or parameter gradient norm."""
+        outs = all(s is None or s.finite for s in self.outputs)
+        return outs and all(math.isfinite(g) for _, g, _ in self.params)
+
+    def relative(self, name: str = "weight") -> float | None:
+        """|grad| / |param| of parameter `name`: how far one unit-rate step would move it."""
+        for pname, grad, size in self.params:
+            if pname == name:
+                return grad / size if size > 0 else None
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Units:
+    """Per-unit facts of an activation's output (ReLU family, sigmoid, tanh).
+
+    Units are the channels of an (N, C, ...) map, or the features of an (N, F) or (N, T, F)
+    tensor. `dead` lists the units that are zero for every sample and position (ReLU
+    family; measured only when the output is mostly zeros). `saturated` is the fraction of
+    outputs within 1e-3 of the function's bounds (sigmoid, tanh).
+    """
+
+    axis: int
+    count: int
+    dead: tuple[int, ...] = ()
+    saturated: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Call:
     """One call of one module during a pass.
 
@@ -140,6 +192,8 @@ class Call:
     params: int = 0  # parameters of this module and its children, each Parameter counted once
     duration_ms: float = 0.0
     call_site: SourceLine | None = None  # the line in the caller that made this call
+    units: Units | None = None  # activations: dead or saturated units
+    grad: Gradient | None = None  # filled in by the backward pass, when one is recorded
 
     @property
     def key(self) -> tuple[str, int]:

@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any
 from inspector.engine.records import (
     Call,
     Diagnosis,
+    Gradient,
     OpInfo,
     SourceLine,
     Stats,
     Struct,
     TensorInfo,
+    Units,
     Value,
 )
 
@@ -140,6 +142,24 @@ def _call(c: Call) -> dict[str, Any]:
         "params": c.params,
         "duration_ms": c.duration_ms,
         "call_site": _line(c.call_site),
+        "units": _units(c.units),
+        "grad": _grad(c.grad),
+    }
+
+
+def _units(u: Units | None) -> Any:
+    if u is None:
+        return None
+    return {"axis": u.axis, "count": u.count, "dead": list(u.dead), "saturated": u.saturated}
+
+
+def _grad(g: Gradient | None) -> Any:
+    if g is None:
+        return None
+    return {
+        "outputs": [_stats(s) if s is not None else None for s in g.outputs],
+        "params": [[name, _num(grad), _num(size)] for name, grad, size in g.params],
+        "order": g.order,
     }
 
 
@@ -279,6 +299,36 @@ def _read_call(c: Any) -> Call:
         params=int(c.get("params", 0)),
         duration_ms=_read_num(c.get("duration_ms", 0.0)),
         call_site=_read_line(c.get("call_site")),
+        units=_read_units(c.get("units")),
+        grad=_read_grad(c.get("grad")),
+    )
+
+
+def _read_units(u: Any) -> Units | None:
+    if u is None:
+        return None
+    if not isinstance(u, dict):
+        raise TypeError("call units must be an object")
+    saturated = u.get("saturated")
+    return Units(
+        axis=int(u["axis"]),
+        count=int(u["count"]),
+        dead=tuple(int(i) for i in u["dead"]),
+        saturated=_read_num(saturated) if saturated is not None else None,
+    )
+
+
+def _read_grad(g: Any) -> Gradient | None:
+    if g is None:
+        return None
+    if not isinstance(g, dict):
+        raise TypeError("call grad must be an object")
+    return Gradient(
+        outputs=tuple(_read_stats(s) if s is not None else None for s in g["outputs"]),
+        params=tuple(
+            (str(name), _read_num(grad), _read_num(size)) for name, grad, size in g["params"]
+        ),
+        order=int(g["order"]),
     )
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from torch import nn
 
+from inspector.engine.diagnose.anomalies import Thresholds
+from inspector.engine.gradients import BackwardRequestError, backward_root
 from inspector.engine.recorder import Recorder
 from inspector.engine.records import Call, Diagnosis
 
@@ -113,6 +115,8 @@ def trace(
     loss_fn: Callable[..., Any] | None = None,
     target: Any = None,
     stats: bool = True,
+    backward: bool = False,
+    thresholds: Thresholds | None = None,
     **kwargs: Any,
 ) -> Trace:
     """Run `model(*args, **kwargs)` once with hooks (then `loss_fn(output, target)`).
@@ -128,15 +132,23 @@ def trace(
             recorded under the path "loss_fn".
         target: the loss target.
         stats: compute statistics of every tensor (False: shapes, dtypes and devices only).
+        backward: also run the backward pass of the loss (or of the model's output, when it is
+            a scalar) and record each call's output-gradient statistics and parameter-gradient
+            norms in `call.grad`. Gradients accumulate into `.grad` as `loss.backward()`
+            would.
+        thresholds: when the numerical findings fire (dead units, saturation, activation
+            scale, vanishing and exploding gradients); each finding names the one it used.
         **kwargs: keyword inputs of `model`.
     """
     check_module(model, "model")
-    recorder = Recorder(stats=stats)
-    run = run_recorded(recorder, model, args, kwargs, loss_fn=loss_fn, target=target)
+    recorder = Recorder(stats=stats, gradients=backward)
+    run = run_recorded(
+        recorder, model, args, kwargs, loss_fn=loss_fn, target=target, backward=backward
+    )
     result = Trace(recorder.calls, output=run.output, loss=run.loss, error=run.error)
     from inspector.engine.diagnose import collect_findings
 
-    result.findings = collect_findings(result, recorder)
+    result.findings = collect_findings(result, recorder, thresholds)
     recorder.release()
     return result
 
@@ -158,8 +170,12 @@ def run_recorded(
     *,
     loss_fn: Callable[..., Any] | None = None,
     target: Any = None,
+    backward: bool = False,
 ) -> RunResult:
-    """Attach `recorder`, run the pass, and always detach and restore the modes."""
+    """Attach `recorder`, run the pass (and its backward), always detach and restore modes.
+
+    A bad request for backward (no scalar to differentiate) raises ValueError after cleanup.
+    """
     modes = save_modes(model, loss_fn)
     result = RunResult()
     recorder.attach(model)
@@ -172,6 +188,12 @@ def run_recorded(
                 result.loss = loss_fn(result.output, target)
             else:
                 result.loss = recorder.call_function("loss_fn", loss_fn, result.output, target)
+        if backward:
+            recorder.stop_forward()
+            root = backward_root(result.output, result.loss, loss_fn is not None)
+            root.backward()
+    except BackwardRequestError:
+        raise
     except Exception as exc:
         result.error = exc
     finally:

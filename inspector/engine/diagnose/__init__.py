@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from inspector.engine.diagnose.anomalies import dead_and_constant, nan_origin
+from inspector.engine.diagnose.anomalies import Thresholds, dead_and_constant, nan_origin
 from inspector.engine.diagnose.errors import explain_failure
+from inspector.engine.diagnose.gradflow import gradient_findings
+from inspector.engine.diagnose.numerics import activation_scale, dead_units, saturation
 from inspector.engine.diagnose.silent import silent_findings
 from inspector.engine.records import Diagnosis
 
@@ -13,11 +15,14 @@ if TYPE_CHECKING:
     from inspector.engine.recorder import Recorder
     from inspector.engine.trace import Trace
 
-__all__ = ["collect_findings", "explain_failure"]
+__all__ = ["Thresholds", "collect_findings", "explain_failure"]
 
 
-def collect_findings(trace: Trace, recorder: Recorder) -> list[Diagnosis]:
+def collect_findings(
+    trace: Trace, recorder: Recorder, limits: Thresholds | None = None
+) -> list[Diagnosis]:
     """The error's diagnosis first (if the pass failed), then warnings."""
+    limits = limits if limits is not None else Thresholds()
     findings: list[Diagnosis] = []
     if trace.error is not None:
         failure = recorder.failure_for(trace.error)
@@ -27,5 +32,9 @@ def collect_findings(trace: Trace, recorder: Recorder) -> list[Diagnosis]:
     else:
         findings.extend(silent_findings(trace, recorder.modules))
     findings.extend(nan_origin(trace))
-    findings.extend(dead_and_constant(trace))
+    findings.extend(dead_and_constant(trace, limits))
+    findings.extend(dead_units(trace, limits))
+    findings.extend(saturation(trace, limits))
+    findings.extend(activation_scale(trace, limits))
+    findings.extend(gradient_findings(trace, limits))
     return findings

@@ -25,6 +25,16 @@ class Thresholds:
 
     dead_fraction: float = 1.0  # zeros over the whole output of a ReLU-family module
     min_dead_numel: int = 64  # smaller outputs (a few units) are not called dead
+    dead_units: float = 0.25  # fraction of channels/features zero for every sample
+    min_unit_samples: int = 8  # values seen per unit before it can be called dead
+    saturated: float = 0.5  # fraction of sigmoid/tanh outputs within 1e-3 of the bounds
+    scale_step: float = 10.0  # activation RMS growth (or shrink) by one layer
+    scale_depth: float = 1e3  # activation RMS growth (or shrink) over the whole network
+    grad_vanish: float = 1e-4  # earliest layer's |grad|/|weight| against the last layer's
+    grad_explode: float = 100.0  # |grad|/|weight| of one layer (one step at lr 0.01 >= 1x)
+
+
+DEFAULTS = Thresholds()
 
 
 def describe_stats(info: TensorInfo) -> str:
@@ -135,7 +145,7 @@ def _cause(info: TensorInfo) -> str:
     return "holds " + "; ".join(facts)
 
 
-def dead_and_constant(trace: Trace, limits: Thresholds = Thresholds()) -> list[Diagnosis]:
+def dead_and_constant(trace: Trace, limits: Thresholds = DEFAULTS) -> list[Diagnosis]:
     """ReLU-family outputs that are zero everywhere, and outputs with a single value."""
     found = []
     for call in trace.calls:

@@ -1,0 +1,56 @@
+"""Per-unit facts of activation outputs: dead ReLU units and saturated sigmoid/tanh outputs.
+
+Measured where a call of such a module ends, on the live output. Dead units are looked for
+only when the output is mostly zeros (a healthy ReLU layer has about half), so a healthy
+network pays nothing; saturation is one pass over the outputs of sigmoid and tanh layers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from inspector.engine.records import TensorInfo, Units, Value
+
+DEAD_TYPES = {"ReLU", "ReLU6", "Threshold"}
+BOUNDS = {"Sigmoid": (0.0, 1.0), "Tanh": (-1.0, 1.0)}
+SATURATION_MARGIN = 1e-3
+DEAD_GATE = 0.6  # zero fraction from which dead units are counted
+
+
+def unit_axis(ndim: int) -> int | None:
+    """Channels of (N, C, H, W) and (N, C, D, H, W), features of (N, F) and (N, T, F)."""
+    if ndim == 2 or ndim >= 4:
+        return 1
+    if ndim == 3:
+        return 2
+    return None
+
+
+def describe_units(module: Any, output: Any, described: Value) -> Units | None:
+    """Dead or saturated units of `output` when `module` is an activation layer."""
+    name = type(module).__name__
+    if name not in DEAD_TYPES and name not in BOUNDS:
+        return None
+    if not isinstance(output, torch.Tensor) or not isinstance(described, TensorInfo):
+        return None
+    stats = described.stats
+    axis = unit_axis(output.dim())
+    if stats is None or axis is None or not output.is_floating_point() or output.numel() == 0:
+        return None
+    count = output.shape[axis]
+    with torch.no_grad():
+        x = output.detach()
+        if name in DEAD_TYPES:
+            if stats.zero_fraction < DEAD_GATE:
+                return Units(axis, count)
+            others = tuple(d for d in range(x.dim()) if d != axis)
+            hi = torch.amax(x, dim=others)
+            lo = torch.amin(x, dim=others)
+            dead = torch.nonzero((hi == 0) & (lo == 0)).flatten().tolist()
+            return Units(axis, count, dead=tuple(int(i) for i in dead))
+        low, high = BOUNDS[name]
+        middle, half = (low + high) / 2, (high - low) / 2
+        near = torch.count_nonzero((x - middle).abs() >= half - SATURATION_MARGIN)
+        return Units(axis, count, saturated=int(near) / x.numel())

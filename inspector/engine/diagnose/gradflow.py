@@ -1,0 +1,205 @@
+"""Gradient findings over a recorded backward pass: where NaN/Inf gradients start, vanishing
+and exploding gradients.
+
+A call's backward receives the gradient of its output and produces the gradients of its
+inputs and parameters. A NaN made by a call's backward shows as a finite output gradient and
+a non-finite gradient on an input (recorded on the call that produced that input) or on a
+parameter: that call is named, once, the innermost such call first reached by backward.
+
+Vanishing and exploding are measured on |grad| / |weight| of the layers with weights (the
+relative step an optimizer would take), comparing the layer nearest the input with the one
+nearest the loss; embeddings and normalization layers are left out (an embedding gets
+gradient only in the rows the batch used).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from inspector.engine.diagnose.anomalies import DEFAULTS, Thresholds
+from inspector.engine.diagnose.context import warning_about
+from inspector.engine.records import Call, Diagnosis, Stats, TensorInfo, tensors_in
+
+if TYPE_CHECKING:
+    from inspector.engine.trace import Trace
+
+SKIPPED_TYPES = ("Embedding", "EmbeddingBag")
+
+
+def gradient_findings(trace: Trace, limits: Thresholds = DEFAULTS) -> list[Diagnosis]:
+    if not any(c.grad is not None for c in trace.calls):
+        return []
+    found = nan_gradient(trace)
+    found.extend(vanishing_exploding(trace, limits))
+    return found
+
+
+def input_gradient(trace: Trace, info: TensorInfo) -> Stats | None:
+    """The gradient recorded for an input tensor, on the output of the call that made it."""
+    if info.producer is None or info.producer >= len(trace.calls):
+        return None
+    producer = trace.calls[info.producer]
+    if producer.grad is None:
+        return None
+    for position, out in enumerate(tensors_in(producer.outputs)):
+        if out is info or out == info:
+            outs = producer.grad.outputs
+            return outs[position] if position < len(outs) else None
+    return None
+
+
+def nan_gradient(trace: Trace) -> list[Diagnosis]:
+    """The innermost call, first in backward order, whose backward made NaN/Inf."""
+    candidates: list[tuple[Call, str]] = []
+    for call in trace.calls:
+        g = call.grad
+        if g is None or not all(s is None or s.finite for s in g.outputs):
+            continue
+        bad_param = next((name for name, norm, _ in g.params if not math.isfinite(norm)), None)
+        if bad_param is not None:
+            candidates.append((call, f"the gradient of its parameter {bad_param!r}"))
+            continue
+        for v in call.inputs:
+            for info in tensors_in(v):
+                grad = input_gradient(trace, info)
+                if grad is not None and not grad.finite:
+                    candidates.append((call, f"the gradient of its input {_shape(info)}"))
+                    break
+            else:
+                continue
+            break
+    if not candidates:
+        return _first_bad_output(trace)
+    seqs = {c.seq for c, _ in candidates}
+    innermost = [
+        (c, what) for c, what in candidates if not any(_inside(trace, k, c.seq) for k in seqs)
+    ]
+    call, what = min(innermost, key=lambda item: (item[0].grad.order, -item[0].depth))  # type: ignore[union-attr]
+    out = call.grad.output if call.grad is not None else None
+    kind = "NaN or Inf"
+    return [
+        warning_about(
+            call,
+            f"{kind} gradients start in the backward of {call.name} ({call.type})",
+            (
+                "the gradient reaching its output is finite"
+                + (f" (in [{out.min:.3g}, {out.max:.3g}])" if out is not None else ""),
+                f"{what} is not: its backward made it",
+            ),
+            (
+                "a sqrt or pow at 0, a log of 0, or a division by a tiny value has an "
+                "infinite derivative there: add an epsilon (sqrt(x + 1e-12), log(x + 1e-8))",
+                "torch.autograd.set_detect_anomaly(True) names the exact op in its traceback",
+            ),
+            "nan-gradient",
+        )
+    ]
+
+
+def _first_bad_output(trace: Trace) -> list[Diagnosis]:
+    """No call to blame inside: name the first output whose gradient came back non-finite."""
+    bad = [
+        c for c in trace.calls
+        if c.grad is not None and not all(s is None or s.finite for s in c.grad.outputs)
+    ]  # fmt: skip
+    if not bad:
+        return []
+    call = min(bad, key=lambda c: (c.grad.order, -c.depth))  # type: ignore[union-attr]
+    return [
+        warning_about(
+            call,
+            f"NaN or Inf gradients first reach the output of {call.name} ({call.type})",
+            (
+                "they were made by the code that used this output (not a recorded module): "
+                "look at the line after this call",
+            ),
+            ("torch.autograd.set_detect_anomaly(True) names the exact op in its traceback",),
+            "nan-gradient",
+        )
+    ]
+
+
+def _inside(trace: Trace, seq: int, ancestor: int) -> bool:
+    parent = trace.calls[seq].parent
+    while parent is not None:
+        if parent == ancestor:
+            return True
+        parent = trace.calls[parent].parent
+    return False
+
+
+def _shape(info: TensorInfo) -> str:
+    return "(" + ", ".join(str(d) for d in info.shape) + ")"
+
+
+def _relative_layers(trace: Trace) -> list[tuple[Call, float]]:
+    has_children = {c.parent for c in trace.calls if c.parent is not None}
+    layers = []
+    for call in trace.calls:
+        if call.grad is None or call.index != 0 or call.seq in has_children:
+            continue
+        if call.type in SKIPPED_TYPES or "Norm" in call.type or call.path == "loss_fn":
+            continue
+        rel = call.grad.relative("weight")
+        if rel is not None and math.isfinite(rel):
+            layers.append((call, rel))
+    return layers
+
+
+def vanishing_exploding(trace: Trace, limits: Thresholds = DEFAULTS) -> list[Diagnosis]:
+    layers = _relative_layers(trace)
+    found = []
+    big = [(c, r) for c, r in layers if r >= limits.grad_explode]
+    if big:
+        call, rel = min(big, key=lambda item: item[0].grad.order)  # type: ignore[union-attr]
+        found.append(
+            warning_about(
+                call,
+                f"exploding gradients: |grad| / |weight| of {call.name} is {rel:.3g}",
+                (
+                    f"threshold grad_explode: {limits.grad_explode:g}; one SGD step at lr "
+                    f"0.01 would move these weights {0.01 * rel:.3g}x their own size",
+                    f"{len(big)} of {len(layers)} layers with weights are above it",
+                ),
+                (
+                    "clip gradients: torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)",
+                    "lower the learning rate, and check the activation scale before the loss "
+                    "(huge logits) and the weight init",
+                ),
+                "exploding-gradient",
+            )
+        )
+    if len(layers) >= 2:
+        last_call, last = layers[-1]
+        if last > 0:
+            ratios = [(c, r / last) for c, r in layers]
+            low = [(c, q) for c, q in ratios if q < limits.grad_vanish]
+            if low:
+                # in backward order, the first layer where the gradient has vanished
+                call, ratio = max(low, key=lambda item: item[0].seq)
+                first_call, first_ratio = ratios[0]
+                steps = len(layers) - 1
+                per_layer = first_ratio ** (1 / steps) if first_ratio > 0 else 0.0
+                found.append(
+                    warning_about(
+                        call,
+                        f"vanishing gradients: from {call.name} down to the input, "
+                        f"{len(low)} layers get under {limits.grad_vanish:g} of the update "
+                        f"of {last_call.name}",
+                        (
+                            f"|grad| / |weight|: {last:.3g} at {last_call.name} (nearest the "
+                            f"loss), {ratio * last:.3g} at {call.name}, "
+                            f"{first_ratio * last:.3g} at {first_call.name} (x{per_layer:.3g} "
+                            f"per layer; threshold grad_vanish: {limits.grad_vanish:g})",
+                        ),
+                        (
+                            "use ReLU/GELU instead of sigmoid/tanh between layers, residual "
+                            "connections, or normalization layers",
+                            "initialize with nn.init.kaiming_normal_ (ReLU) or "
+                            "nn.init.xavier_uniform_ (tanh)",
+                        ),
+                        "vanishing-gradient",
+                    )
+                )
+    return found

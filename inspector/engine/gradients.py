@@ -1,0 +1,261 @@
+"""Gradients recorded from forward hooks, for the backward pass of a recorded forward.
+
+When a call ends, each output tensor that requires grad gets a tensor hook, and each of the
+module's own parameters gets one (once per pass). Never the global full backward hook: it
+breaks any in-place op on a module output, such as `ReLU(inplace=True)`. A tensor hook sees
+the gradient of the tensor as it was when the hook was registered, so a batch-norm output
+later modified by an in-place ReLU still gets its own gradient.
+
+Hooks only read: they return None (a returned tensor would replace the gradient), compute
+statistics under no_grad, and never touch `.grad`. A parameter's hook sees the sum over
+every use of the parameter in the pass, which is what autograd accumulates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils.hooks import RemovableHandle
+
+from inspector.engine.describe import live_tensors, tensor_version
+from inspector.engine.records import Call, Gradient, Stats
+from inspector.engine.stats import compute_stats
+
+
+class GradientRecorder:
+    """Hooks the outputs and parameters of recorded calls; fills `Call.grad` as backward runs.
+
+    `calls` is the recorder's list, updated in place (each call replaced by a copy with its
+    Gradient). `on_gradient` hears each call whose gradient arrived (the stepper pauses there);
+    `on_fault` turns recording off after an internal error.
+    """
+
+    def __init__(
+        self,
+        calls: list[Call],
+        *,
+        on_gradient: Callable[[Call], None] | None = None,
+        on_fault: Callable[[Exception], None] | None = None,
+    ) -> None:
+        self.calls = calls
+        self.on_gradient = on_gradient
+        self.on_fault = on_fault
+        self._handles: list[RemovableHandle] = []
+        self._tensors: dict[
+            tuple[int, int | None], tuple[weakref.ref[torch.Tensor], list[tuple[int, int]]]
+        ] = {}
+        self._param_names: dict[int, list[tuple[int, str]]] = {}  # id(param) -> (module, name)
+        self._module_calls: dict[int, list[int]] = {}  # id(module) -> seqs of its calls
+        self._call_module: dict[int, int] = {}  # seq -> id(module)
+        self._param_order: dict[int, list[str]] = {}  # id(module) -> its parameter names
+        self._param_norms: dict[int, dict[str, tuple[float, float]]] = {}  # -> (grad, param)
+        self._outs: dict[int, list[Stats | None]] = {}
+        self._order: dict[int, int] = {}
+        self._events = 0
+        self._generation = 0
+        self.enabled = True
+
+    # -- forward side: register ------------------------------------------------------------
+
+    def track(self, seq: int, module: Any, output: Any) -> None:
+        """Hook the output tensors of call `seq` and, once per pass, `module`'s parameters."""
+        if not self.enabled or not torch.is_grad_enabled():
+            return
+        for position, t in enumerate(live_tensors(output)):
+            if not (t.requires_grad and (t.is_floating_point() or t.is_complex())):
+                continue
+            key = (id(t), tensor_version(t))
+            entry = self._tensors.get(key)
+            if entry is not None and entry[0]() is t:
+                entry[1].append((seq, position))  # a container returning its child's tensor
+                continue
+            users = [(seq, position)]
+            try:
+                ref = weakref.ref(t)
+            except TypeError:
+                continue
+            # ids of freed tensors come back: the weak reference tells a reuse apart
+            self._tensors[key] = (ref, users)
+            self._handles.append(t.register_hook(self._tensor_hook(users)))
+        if isinstance(module, torch.nn.Module):
+            self._track_params(seq, module)
+
+    def _track_params(self, seq: int, module: torch.nn.Module) -> None:
+        mid = id(module)
+        self._call_module[seq] = mid
+        seqs = self._module_calls.get(mid)
+        if seqs is not None:
+            seqs.append(seq)
+            return
+        self._module_calls[mid] = [seq]
+        names = self._param_order[mid] = []
+        for name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad:
+                continue
+            names.append(name)
+            owners = self._param_names.get(id(param))
+            if owners is not None:  # tied: one hook, every owner hears it
+                owners.append((mid, name))
+                continue
+            owners = self._param_names[id(param)] = [(mid, name)]
+            self._handles.append(param.register_hook(self._param_hook(owners, weakref.ref(param))))
+
+    def _tensor_hook(self, users: list[tuple[int, int]]) -> Callable[[torch.Tensor], None]:
+        generation = self._generation
+
+        def hook(grad: torch.Tensor) -> None:
+            if not self.enabled or generation != self._generation:
+                return
+            try:
+                stats = compute_stats(grad)
+                event = self._next_event()
+                for seq, position in users:
+                    outs = self._outs.setdefault(seq, [])
+                    outs.extend([None] * (position + 1 - len(outs)))
+                    outs[position] = stats
+                    self._order.setdefault(seq, event)
+                seqs = sorted({seq for seq, _ in users}, reverse=True)  # innermost first
+            except Exception as exc:
+                self._fail(exc)
+                return
+            self._publish(seqs)
+
+        return hook
+
+    def _param_hook(
+        self, owners: list[tuple[int, str]], param: weakref.ref[torch.Tensor]
+    ) -> Callable[[torch.Tensor], None]:
+        generation = self._generation
+
+        def hook(grad: torch.Tensor) -> None:
+            if not self.enabled or generation != self._generation:
+                return
+            try:
+                with torch.no_grad():
+                    norm = float(torch.linalg.vector_norm(grad.detach(), dtype=torch.float64))
+                    live = param()
+                    size = float("nan")
+                    if live is not None:
+                        size = float(torch.linalg.vector_norm(live.detach(), dtype=torch.float64))
+                seqs: list[int] = []
+                for mid, name in owners:
+                    self._param_norms.setdefault(mid, {})[name] = (norm, size)
+                    seqs.extend(self._module_calls.get(mid, ()))
+            except Exception as exc:
+                self._fail(exc)
+                return
+            self._publish(sorted(set(seqs), reverse=True), listen=False)
+
+        return hook
+
+    def _next_event(self) -> int:
+        self._events += 1
+        return self._events - 1
+
+    def _publish(self, seqs: list[int], *, listen: bool = True) -> None:
+        for seq in seqs:
+            if seq >= len(self.calls):
+                continue
+            call = self.calls[seq]
+            module_norms = self._norms_of(seq)
+            grad = Gradient(
+                tuple(self._outs.get(seq, ())),
+                module_norms,
+                self._order.get(seq, call.grad.order if call.grad is not None else -1),
+            )
+            call = dataclasses.replace(call, grad=grad)
+            self.calls[seq] = call
+            if listen and self.on_gradient is not None:
+                self.on_gradient(call)
+
+    def _norms_of(self, seq: int) -> tuple[tuple[str, float, float], ...]:
+        mid = self._call_module.get(seq)
+        if mid is None or mid not in self._param_norms:
+            return ()
+        norms = self._param_norms[mid]
+        order = self._param_order[mid]
+        return tuple((name, *norms[name]) for name in order if name in norms)
+
+    def _fail(self, exc: Exception) -> None:
+        self.enabled = False
+        self.remove()
+        if self.on_fault is not None:
+            self.on_fault(exc)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def remove(self) -> None:
+        """Remove every hook (tensors the user keeps alive must not call back later)."""
+        handles, self._handles = self._handles, []
+        for handle in handles:
+            handle.remove()
+
+    def new_pass(self) -> None:
+        """Forget the previous pass: its hooks go, late gradients of it are ignored."""
+        self.remove()
+        self._generation += 1
+        self._tensors.clear()
+        self._param_names.clear()
+        self._module_calls.clear()
+        self._call_module.clear()
+        self._param_order.clear()
+        self._param_norms.clear()
+        self._outs.clear()
+        self._order.clear()
+        self._events = 0
+
+
+class BackwardRequestError(ValueError):
+    """backward=True was asked of a pass that has no scalar to differentiate."""
+
+
+def backward_root(output: Any, loss: Any, has_loss: bool) -> torch.Tensor:
+    """The scalar to call backward on: the loss when one was given, else the model's own
+    loss: a scalar output, its `loss` field or key, or a scalar first item of a tuple."""
+    root = loss if has_loss else _own_loss(output)
+    what = "the loss" if has_loss else "the model output"
+    if not isinstance(root, torch.Tensor):
+        raise BackwardRequestError(
+            f"backward=True needs a scalar tensor to differentiate; {what} is a "
+            f"{type(root).__name__}: give loss_fn and target, or a model that returns its loss"
+        )
+    if root.numel() != 1:
+        raise BackwardRequestError(
+            f"backward=True needs a scalar to differentiate; {what} has shape "
+            f"{tuple(root.shape)}: give loss_fn and target (e.g. nn.CrossEntropyLoss())"
+        )
+    if not root.requires_grad:
+        raise BackwardRequestError(
+            f"backward=True: {what} does not require grad (no parameter requires grad, or "
+            "the pass ran under torch.no_grad())"
+        )
+    return root
+
+
+def _own_loss(output: Any) -> Any:
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, dict) and "loss" in output:
+        return output["loss"]
+    if isinstance(getattr(output, "loss", None), torch.Tensor):
+        return output.loss
+    if (
+        isinstance(output, (tuple, list))
+        and output
+        and isinstance(output[0], torch.Tensor)
+        and output[0].numel() == 1
+    ):
+        return output[0]
+    return output
+
+
+def rms(stats: Stats) -> float:
+    """Root mean square from the mean and the (unbiased) std."""
+    n = stats.numel
+    var = stats.std * stats.std * ((n - 1) / n if n > 1 else 0.0)
+    return math.sqrt(max(stats.mean * stats.mean + var, 0.0))
