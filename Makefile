@@ -30,6 +30,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/capture.py
+	$(BIN)/python bench/backward.py
 	$(BIN)/python bench/diagnose.py
 	$(BIN)/python bench/step.py
 	$(BIN)/python bench/tui.py
