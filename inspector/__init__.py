@@ -88,6 +88,7 @@ def debug(
     loss_fn: Any = None,
     target: Any = None,
     breakpoints: Any = (),
+    backward: bool = False,
     **kwargs: Any,
 ) -> Any:
     """Open the debugger paused before the first module call of `model(*args, **kwargs)`.
@@ -98,16 +99,20 @@ def debug(
 
     Args:
         breakpoints: path globs ("decoder.*.attn"), module types ("Conv2d") or Breakpoint
-            objects (with an `nth` call or a condition: "nan", "inf", "batch", "absmax>N").
+            objects (with an `nth` call or a condition: "nan", "inf", "batch", "absmax>N",
+            "dead", "saturated", "grad-nan", "grad-norm>N").
+        backward: after the forward (and the loss), step on through the backward pass, call
+            by call in reverse, with each call's gradient statistics.
     """
     if not interactive():
-        t = report(model, *args, loss_fn=loss_fn, target=target, **kwargs)
+        t = report(model, *args, loss_fn=loss_fn, target=target, backward=backward, **kwargs)
     else:
         from inspector.tui import run_app
 
         t = run_app(
-            model, args, kwargs, loss_fn=loss_fn, target=target, breakpoints=breakpoints
-        ).trace
+            model, args, kwargs, loss_fn=loss_fn, target=target, breakpoints=breakpoints,
+            backward=backward,
+        ).trace  # fmt: skip
     if t.error is not None:
         raise t.error
     return t.output

@@ -32,6 +32,7 @@ class Target:
     kwargs: dict[str, Any] = field(default_factory=dict)
     loss_fn: Any = None
     target: Any = None
+    backward: bool = False  # the FILE sets `backward = True`: show its gradients too
 
     def trace_kwargs(self) -> dict[str, Any]:
         extra = dict(self.kwargs)
@@ -59,7 +60,7 @@ def target_from(
     target = namespace.get("target")
     if callable(target) and not hasattr(target, "shape"):
         target = target()  # a factory, so that building stays lazy
-    return Target(model, args, kwargs, loss_fn, target)
+    return Target(model, args, kwargs, loss_fn, target, bool(namespace.get("backward", False)))
 
 
 def load_file(path: str) -> Target:
@@ -87,10 +88,17 @@ def load_file(path: str) -> Target:
 
 def cmd_report(ns: argparse.Namespace) -> int:
     from inspector.engine import trace
+    from inspector.engine.gradients import BackwardRequestError
     from inspector.report import print_trace
 
     tgt = load_file(ns.file)
-    t = trace(tgt.model, *tgt.args, stats=not ns.shapes_only, **tgt.trace_kwargs())
+    try:
+        t = trace(
+            tgt.model, *tgt.args, stats=not ns.shapes_only, backward=ns.backward or tgt.backward,
+            **tgt.trace_kwargs(),
+        )  # fmt: skip
+    except BackwardRequestError as exc:  # backward with nothing to differentiate
+        raise UsageError(f"{ns.file}: {exc}") from None
     print_trace(t)
     if ns.contributions and t.error is None:
         from rich.console import Console
@@ -152,7 +160,7 @@ def open_target(tgt: Target) -> int:
     import inspector
 
     try:
-        inspector.debug(tgt.model, *tgt.args, **tgt.trace_kwargs())
+        inspector.debug(tgt.model, *tgt.args, backward=tgt.backward, **tgt.trace_kwargs())
     except KeyboardInterrupt:
         return 130
     except Exception:
@@ -178,6 +186,11 @@ def make_parser() -> argparse.ArgumentParser:
     report.add_argument("file", help="a Python file defining build() -> (model, args)")
     report.add_argument("--json", metavar="PATH", help="also write the trace as JSON to PATH")
     report.add_argument("--shapes-only", action="store_true", help="skip tensor statistics")
+    report.add_argument(
+        "--backward",
+        action="store_true",
+        help="also run backward on FILE's loss and show gradients (vanishing, exploding, NaN)",
+    )
     report.add_argument(
         "--contributions",
         metavar="LAYER",

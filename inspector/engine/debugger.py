@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from inspector.engine.diagnose import collect_findings, explain_failure
+from inspector.engine.gradients import BackwardRequestError
 from inspector.engine.recorder import Recorder, Stop
 from inspector.engine.records import Call, Diagnosis
 from inspector.engine.stepper import Breakpoint, Pause, Stepper
@@ -62,6 +63,7 @@ class Debugger:
         loss_fn: Callable[..., Any] | None = None,
         target: Any = None,
         stats: bool = True,
+        backward: bool = False,
         stop_at_start: bool = True,
         timeout: float = DEFAULT_TIMEOUT,
         on_event: Callable[[Event], None] | None = None,
@@ -70,6 +72,7 @@ class Debugger:
         check_module(model, "model")
         self.model, self.args, self.kwargs = model, args, kwargs
         self.loss_fn, self.target, self.stats = loss_fn, target, stats
+        self.backward = backward  # then step on through the backward pass, call by call
         self.breakpoints = [b if isinstance(b, Breakpoint) else Breakpoint(b) for b in breakpoints]
         self.stop_at_start = stop_at_start
         self.timeout = timeout
@@ -92,7 +95,7 @@ class Debugger:
         """
         if self._thread is not None:
             raise RuntimeError("this Debugger already started; use restart()")
-        recorder = Recorder(stats=self.stats)
+        recorder = Recorder(stats=self.stats, gradients=self.backward)
         stepper = Stepper(
             on_pause=self.on_event,
             breakpoints=self.breakpoints,
@@ -116,10 +119,12 @@ class Debugger:
         try:
             result = run_recorded(
                 recorder, self.model, self.args, self.kwargs,
-                loss_fn=self.loss_fn, target=self.target,
+                loss_fn=self.loss_fn, target=self.target, backward=self.backward,
             )  # fmt: skip
         except Stop:
             aborted = True
+        except BackwardRequestError as exc:  # shown as the pass's error, raised by debug()
+            result.error = exc
         t = Trace(recorder.calls, output=result.output, loss=result.loss, error=result.error)
         if not aborted:
             t.findings = collect_findings(t, recorder)

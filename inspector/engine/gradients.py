@@ -119,7 +119,7 @@ class GradientRecorder:
                     outs.extend([None] * (position + 1 - len(outs)))
                     outs[position] = stats
                     self._order.setdefault(seq, event)
-                seqs = sorted({seq for seq, _ in users}, reverse=True)  # innermost first
+                seqs = sorted({seq for seq, _ in users})  # a container before its child
             except Exception as exc:
                 self._fail(exc)
                 return
@@ -149,7 +149,7 @@ class GradientRecorder:
             except Exception as exc:
                 self._fail(exc)
                 return
-            self._publish(sorted(set(seqs), reverse=True), listen=False)
+            self._publish(sorted(set(seqs)))
 
         return hook
 
@@ -157,7 +157,7 @@ class GradientRecorder:
         self._events += 1
         return self._events - 1
 
-    def _publish(self, seqs: list[int], *, listen: bool = True) -> None:
+    def _publish(self, seqs: list[int]) -> None:
         for seq in seqs:
             if seq >= len(self.calls):
                 continue
@@ -170,7 +170,7 @@ class GradientRecorder:
             )
             call = dataclasses.replace(call, grad=grad)
             self.calls[seq] = call
-            if listen and self.on_gradient is not None:
+            if self.on_gradient is not None:
                 self.on_gradient(call)
 
     def _norms_of(self, seq: int) -> tuple[tuple[str, float, float], ...]:

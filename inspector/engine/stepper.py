@@ -23,10 +23,11 @@ from inspector.engine.records import Call, Diagnosis, first_tensor
 
 @dataclass(frozen=True, slots=True)
 class Pause:
-    """The model is stopped at `call` ("enter": before it runs, "exit": after it returned)."""
+    """The model is stopped at `call` ("enter": before it runs, "exit": after it returned,
+    "backward": the backward pass reached it, with the gradient of its output in `call.grad`)."""
 
     call: Call
-    phase: str  # "enter" | "exit"
+    phase: str  # "enter" | "exit" | "backward"
     reason: str  # "step", "breakpoint fc*", "error", "nan"...
     calls: tuple[Call, ...]  # every call recorded so far in this pass
     pass_index: int = 0  # which forward pass of a session (attach)
@@ -34,7 +35,7 @@ class Pause:
 
     @property
     def where(self) -> str:
-        verb = "before" if self.phase == "enter" else "after"
+        verb = {"enter": "before", "exit": "after"}.get(self.phase, "in the backward of")
         return f"{verb} {self.call.name} ({self.call.type})"
 
 
@@ -44,8 +45,10 @@ class Breakpoint:
 
     `pattern` matches a call path (glob: "decoder.*.attn") or a module type ("Conv2d");
     `nth` limits it to the Nth call of that module (1-based); `condition` is a built-in name
-    ("nan", "inf", "batch", "absmax>100") or a callable on the finished Call, checked when a
-    call ends. A breakpoint with a condition and no pattern applies to every module.
+    ("nan", "inf", "batch", "absmax>100", "dead", "saturated") or a callable on the finished
+    Call, checked when a call ends; the gradient conditions ("grad-nan", "grad-norm>10") are
+    checked when the backward pass reaches the call. A breakpoint with a condition and no
+    pattern applies to every module.
     """
 
     pattern: str = "*"
@@ -62,20 +65,34 @@ class Breakpoint:
         if self.nth is not None and (not isinstance(self.nth, int) or self.nth < 1):
             raise ValueError(f"nth counts calls from 1; got {self.nth!r}")
         if isinstance(self.condition, str):
-            known = self.condition in ("nan", "inf", "batch")
-            if not known and not self.condition.startswith("absmax>"):
-                raise ValueError(
-                    f"unknown breakpoint condition {self.condition!r}: use nan, inf, batch, "
-                    "absmax>N or a callable"
-                )
+            known = self.condition in FORWARD_CONDITIONS or self.condition == "grad-nan"
+            bounded = self.condition.startswith(("absmax>", "grad-norm>"))
+            if bounded:
+                try:
+                    float(self.condition.split(">", 1)[1])
+                except ValueError:
+                    bounded = False
+            if not known and not bounded:
+                raise ValueError(f"unknown breakpoint condition {self.condition!r}: {CONDITIONS}")
 
     def matches_enter(self, call: Call) -> bool:
         return self.enabled and self.condition is None and self._matches(call)
 
+    @property
+    def on_gradient(self) -> bool:
+        """Whether the condition is checked in the backward pass."""
+        return isinstance(self.condition, str) and self.condition.startswith("grad-")
+
     def matches_exit(self, call: Call, batch: int | None) -> bool:
-        if not self.enabled or self.condition is None or not self._matches(call):
+        if not self.enabled or self.condition is None or self.on_gradient:
             return False
-        return condition_holds(self.condition, call, batch)
+        return self._matches(call) and condition_holds(self.condition, call, batch)
+
+    def matches_backward(self, call: Call) -> bool:
+        if not self.enabled or not self.on_gradient or not self._matches(call):
+            return False
+        assert self.condition is not None
+        return condition_holds(self.condition, call, None)
 
     def _matches(self, call: Call) -> bool:
         if self.nth is not None and call.index != self.nth - 1:
@@ -90,9 +107,29 @@ class Breakpoint:
         return what
 
 
+FORWARD_CONDITIONS = ("nan", "inf", "batch", "dead", "saturated")
+CONDITIONS = "use nan, inf, batch, absmax>N, dead, saturated, grad-nan, grad-norm>N or a callable"
+SATURATED = 0.5  # the default Thresholds.saturated
+
+
 def condition_holds(condition: str | Callable[[Call], bool], call: Call, batch: int | None) -> bool:
     if callable(condition):
         return bool(condition(call))
+    if condition == "dead":
+        units = call.units
+        out = first_tensor(call.outputs)
+        whole = call.type in ("ReLU", "ReLU6") and out is not None and out.stats is not None
+        return bool(units is not None and units.dead) or (
+            whole and out.stats.zero_fraction == 1.0  # type: ignore[union-attr]
+        )
+    if condition == "saturated":
+        units = call.units
+        return units is not None and (units.saturated or 0.0) >= SATURATED
+    if condition == "grad-nan":
+        return call.grad is not None and not call.grad.finite
+    if condition.startswith("grad-norm>"):
+        bound = float(condition.split(">", 1)[1])
+        return call.grad is not None and any(g > bound for _, g, _ in call.grad.params)
     out = first_tensor(call.outputs)
     stats = out.stats if out is not None else None
     if condition == "nan":
@@ -104,9 +141,7 @@ def condition_holds(condition: str | Callable[[Call], bool], call: Call, batch: 
     if condition.startswith("absmax>"):
         bound = float(condition.split(">", 1)[1])
         return stats is not None and max(abs(stats.min), abs(stats.max)) > bound
-    raise ValueError(
-        f"unknown breakpoint condition {condition!r}: use nan, inf, batch, absmax>N or a callable"
-    )
+    raise ValueError(f"unknown breakpoint condition {condition!r}: {CONDITIONS}")
 
 
 @dataclass
@@ -141,6 +176,8 @@ class Stepper:
         self.pass_goal: int | None = None  # stop at the start of this pass (sessions)
         self._batch: int | None = None
         self._in_error = False  # an exception is unwinding: stop at its innermost call only
+        self._grad_seen: set[int] = set()  # calls the backward pass already reached
+        self._grad_hit: set[int] = set()  # calls a gradient breakpoint already stopped at
         self.paused: Pause | None = None
 
     # -- called in the model's thread --------------------------------------------------------
@@ -150,6 +187,9 @@ class Stepper:
             x = first_tensor(call.inputs)
             self._batch = x.shape[0] if x is not None and x.ndim >= 2 else None
             self._in_error = False
+            if call.seq == 0:
+                self._grad_seen.clear()
+                self._grad_hit.clear()
         reason = self._stop_reason(call, "enter")
         if reason is not None:
             self._pause(call, "enter", reason)
@@ -158,6 +198,27 @@ class Stepper:
         reason = self._stop_reason(call, "exit")
         if reason is not None:
             self._pause(call, "exit", reason)
+
+    def gradient_ready(self, call: Call) -> None:
+        """The backward pass brought `call` a gradient: its output's (the first event of a
+        call, where stepping stops) or a parameter's (checked against breakpoints only)."""
+        if self._abort:
+            raise Stop("the debugger quit")
+        if self._quit:
+            return
+        first = call.seq not in self._grad_seen
+        self._grad_seen.add(call.seq)
+        reason = None
+        if call.seq not in self._grad_hit:
+            for bp in self.breakpoints:
+                if bp.matches_backward(call):
+                    reason = f"breakpoint {bp.describe()}"
+                    self._grad_hit.add(call.seq)
+                    break
+        if reason is None and first and self._goal.kind in ("into", "over"):
+            reason = "step"
+        if reason is not None:
+            self._pause(call, "backward", reason)
 
     def _stop_reason(self, call: Call, phase: str) -> str | None:
         if self._abort:

@@ -35,8 +35,57 @@ def call_tensors(call: Call) -> list[tuple[str, TensorInfo | str]]:
         for key, value in call.kwargs.fields:
             rows.extend(named_tensors(f"in.{key}", value))
     if call.status != "error":
-        rows.extend(named_tensors("out", call.outputs))
+        outs = list(named_tensors("out", call.outputs))
+        rows.extend(outs)
+        if call.grad is not None:
+            rows.extend(gradient_rows(call, outs))
     return rows
+
+
+def gradient_rows(
+    call: Call, outs: list[tuple[str, TensorInfo | str]]
+) -> list[tuple[str, TensorInfo | str]]:
+    """`grad out` rows: each output tensor's gradient, shown with the output's shape."""
+    assert call.grad is not None
+    rows: list[tuple[str, TensorInfo | str]] = []
+    tensors = [(name, info) for name, info in outs if isinstance(info, TensorInfo)]
+    for (name, info), stats in zip(tensors, call.grad.outputs, strict=False):
+        if stats is not None:
+            grad = TensorInfo(info.shape, info.dtype, info.device, stats=stats)
+            rows.append(("grad " + name, grad))
+    return rows
+
+
+def gradient_line(call: Call) -> Text | None:
+    """`∇ weight 0.17 (0.058 of |w|) · bias 0.02` for the module's own parameters."""
+    if call.grad is None or not call.grad.params:
+        return None
+    line = Text("param grads  ", style="bold")
+    for i, (name, grad, size) in enumerate(call.grad.params):
+        if i:
+            line.append(" · ", style="dim")
+        bad = grad != grad or grad in (float("inf"), float("-inf"))
+        line.append(f"{name} |g| {number(grad, 3)}", style="bold red" if bad else "")
+        if size > 0 and not bad:
+            line.append(f" ({number(grad / size, 2)} of |w|)", style="dim")
+    return line
+
+
+def units_line(call: Call) -> Text | None:
+    """Dead units of a ReLU layer, the saturated share of a sigmoid/tanh layer."""
+    units = call.units
+    if units is None:
+        return None
+    if units.dead:
+        shown = ", ".join(str(i) for i in units.dead[:10])
+        more = f", … {len(units.dead) - 10} more" if len(units.dead) > 10 else ""
+        return Text(
+            f"dead units: {len(units.dead)} of {units.count} ({shown}{more})", style="yellow"
+        )
+    if units.saturated is not None:
+        style = "yellow" if units.saturated >= 0.5 else "dim"
+        return Text(f"saturated: {100 * units.saturated:.0f}% of outputs at the bounds", style)
+    return None
 
 
 class Histogram:
@@ -138,6 +187,8 @@ class CallDetail:
         if rows:
             selected = self.selected if self.selected is not None else _default_row(rows)
             parts.append(tensor_table(rows, selected, options.max_width))
+            extra = [line for line in (gradient_line(call), units_line(call)) if line]
+            parts.extend(extra)
             info = rows[selected][1] if selected is not None and selected < len(rows) else None
             if isinstance(info, TensorInfo) and info.stats is not None:
                 parts.append(Text(f"histogram of {rows[selected][0]}", style="bold"))  # type: ignore[index]

@@ -65,3 +65,16 @@ def io_shapes(call: Call) -> str:
     else:
         out = shape(call.outputs)
     return f"{inputs_shape(call)} → {out}"
+
+
+def grad_text(call: Call) -> str:
+    """`∇ 3.1e-04`: the RMS of the gradient of the call's first output, `∇ NaN` when it has
+    NaN or Inf, "" before the backward pass reached the call."""
+    grad = call.grad.output if call.grad is not None else None
+    if grad is None:
+        return ""
+    if not grad.finite:
+        return "∇ NaN" if grad.nan else "∇ Inf"
+    n = grad.numel
+    var = grad.std * grad.std * ((n - 1) / n if n > 1 else 0.0)
+    return f"∇ {number(math.sqrt(grad.mean * grad.mean + var), 2)}"

@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from inspector.engine.records import Call, first_tensor
-from inspector.render.text import count, io_shapes, number
+from inspector.render.text import count, grad_text, io_shapes, number
 
 STATUS_MARK = {"ok": ("✓", "green"), "error": ("✗", "bold red"), "running": ("▶", "yellow")}
 
@@ -63,7 +63,9 @@ class TraceTable:
         )
         table.add_column("", width=1, no_wrap=True)
         table.add_column("module", no_wrap=True, overflow="ellipsis", max_width=24)
-        if width >= 70:
+        grads = any(call.grad is not None for call in self.calls)
+        typed = width >= 70 and not (grads and width < 100)  # the gradient column first
+        if typed:
             table.add_column("type", no_wrap=True, overflow="ellipsis", max_width=14)
         table.add_column("input → output", overflow="fold", min_width=20, ratio=1)
         if wide:
@@ -71,6 +73,8 @@ class TraceTable:
         table.add_column("mean ± std", justify="right", no_wrap=True)
         if wide:
             table.add_column("zero", justify="right", no_wrap=True)
+        if grads:
+            table.add_column("grad rms", justify="right", no_wrap=True, min_width=8)
         for call in self.calls:
             mark, mark_style = STATUS_MARK.get(call.status, ("?", ""))
             mean_std, zeros = output_stats(call)
@@ -78,7 +82,7 @@ class TraceTable:
             if call.seq == self.highlight:
                 style = "reverse"
             cells: list[Text | str] = [Text(mark, style=mark_style), Text(call_label(call))]
-            if width >= 70:
+            if typed:
                 cells.append(Text(call.type, style="cyan"))
             cells.append(Text(io_shapes(call)))
             if wide:
@@ -86,5 +90,8 @@ class TraceTable:
             cells.append(mean_std)
             if wide:
                 cells.append(zeros)
+            if grads:
+                g = grad_text(call).removeprefix("∇ ")
+                cells.append(Text(g, style="bold red" if g in ("NaN", "Inf") else "magenta"))
             table.add_row(*cells, style=style)
         yield table

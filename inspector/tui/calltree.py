@@ -20,7 +20,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from inspector.engine.records import Call
-from inspector.render.text import io_shapes
+from inspector.render.text import grad_text, io_shapes
 from inspector.render.trace_table import STATUS_MARK
 
 CURSOR = Style(reverse=True)
@@ -43,6 +43,10 @@ def node_label(call: Call, *, current: bool, breakpoint: bool, collapsed: bool) 
     text.append(name, style="bold red" if call.status == "error" else "bold")
     text.append(f"  {call.type}", style="cyan")
     text.append(f"  {io_shapes(call)}", style="dim")
+    grad = grad_text(call)
+    if grad:
+        bad = grad in ("∇ NaN", "∇ Inf")
+        text.append(f"  {grad}", style="bold red" if bad else "magenta")
     return text
 
 

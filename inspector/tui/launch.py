@@ -61,12 +61,13 @@ def run_app(
     loss_fn: Callable[..., Any] | None = None,
     target: Any = None,
     breakpoints: Iterable[Breakpoint | str] = (),
+    backward: bool = False,
 ) -> Finished:
     """Run the pass under the TUI; returns when the user quits and the pass has ended."""
     app = InspectorApp(title=type(model).__name__)
     debugger = Debugger(
         model, *args, breakpoints=breakpoints, loss_fn=loss_fn, target=target,
-        on_event=app.post_event, **kwargs,
+        backward=backward, on_event=app.post_event, **kwargs,
     )  # fmt: skip
     app.controller = _DebuggerControl(debugger)
     app.on_ready = debugger.start

@@ -209,3 +209,90 @@ def test_commands_need_a_pause() -> None:
     assert isinstance(d.start(), Finished)
     with pytest.raises(RuntimeError, match="not paused"):
         d.step()
+
+
+def _classifier() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    return model, torch.randn(2, 4), torch.tensor([0, 2])
+
+
+def test_stepping_goes_on_through_the_backward_pass_in_reverse() -> None:
+    model, x, y = _classifier()
+    d = Debugger(model, x, loss_fn=nn.CrossEntropyLoss(), target=y, backward=True)
+    event = d.start()
+    backward = []
+    while isinstance(event, Pause):
+        if event.phase == "backward":
+            backward.append(event.call.name)
+            assert event.call.grad is not None and event.call.grad.output is not None
+            assert event.where.startswith("in the backward of ")
+        event = d.step()
+    assert backward == ["loss_fn", "(root)", "2", "1", "0"]
+    assert all(c.grad is not None for c in event.trace.calls)
+    assert all(not p._backward_hooks for p in model.parameters())
+
+
+def test_gradient_breakpoints_stop_in_the_backward_pass() -> None:
+    from tests.diagnose.test_numerics import NaNGradInFeat
+
+    torch.manual_seed(0)
+    model = NaNGradInFeat()
+    with torch.no_grad():
+        model.pre.weight.zero_()
+        model.pre.bias.zero_()
+    d = Debugger(
+        model, torch.randn(4, 4), loss_fn=nn.CrossEntropyLoss(), target=torch.tensor([0, 1, 2, 0]),
+        backward=True, stop_at_start=False, breakpoints=[Breakpoint(condition="grad-nan")],
+    )  # fmt: skip
+    event = d.start()
+    assert isinstance(event, Pause) and event.phase == "backward"
+    assert event.call.path == "pre" and event.reason == "breakpoint * if grad-nan"
+    assert not all(s is None or s.finite for s in event.call.grad.outputs)  # type: ignore[union-attr]
+    finished = d.quit(abort=True)
+    assert finished.aborted and _hook_count(model) == 0
+    assert all(not p._backward_hooks for p in model.parameters())
+
+
+def test_grad_norm_breakpoint_sees_parameter_gradients() -> None:
+    model, x, y = _classifier()
+    d = Debugger(
+        model, x, loss_fn=nn.CrossEntropyLoss(), target=y, backward=True, stop_at_start=False,
+        breakpoints=[Breakpoint("0", condition="grad-norm>0")],
+    )  # fmt: skip
+    event = d.start()
+    assert isinstance(event, Pause) and event.call.path == "0" and event.phase == "backward"
+    assert event.call.grad is not None and event.call.grad.params
+    assert isinstance(d.cont(), Finished)
+
+
+def test_backward_without_a_scalar_ends_the_pass_with_the_reason() -> None:
+    model, x, _ = _classifier()
+    d = Debugger(model, x, backward=True, stop_at_start=False)
+    event = d.start()
+    assert isinstance(event, Finished) and isinstance(event.trace.error, ValueError)
+    assert "give loss_fn and target" in str(event.trace.error)
+
+
+@pytest.mark.parametrize("condition", ["grad-norm>x", "grad", "absmax>"])
+def test_bad_gradient_conditions_are_refused(condition: str) -> None:
+    with pytest.raises(ValueError, match="unknown breakpoint condition"):
+        Breakpoint(condition=condition)
+
+
+def test_dead_and_saturated_breakpoints() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 8), nn.Sigmoid())
+    with torch.no_grad():
+        model[0].bias[:16] = -100.0
+        model[2].weight.mul_(500.0)
+    x = torch.randn(16, 8)
+    d = Debugger(model, x, stop_at_start=False, breakpoints=[Breakpoint(condition="dead")])
+    event = d.start()
+    assert isinstance(event, Pause) and event.call.path == "1" and event.phase == "exit"
+    assert event.call.units is not None and len(event.call.units.dead) == 16
+    d.quit()
+    d = Debugger(model, x, stop_at_start=False, breakpoints=[Breakpoint(condition="saturated")])
+    event = d.start()
+    assert isinstance(event, Pause) and event.call.path == "3"
+    d.quit()

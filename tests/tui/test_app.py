@@ -281,3 +281,45 @@ def test_parse_breakpoint_rejects_what_it_cannot_read() -> None:
         parse_breakpoint("fc1 #two")
     with pytest.raises(ValueError, match="unknown breakpoint condition"):
         parse_breakpoint("fc1 if nans")
+
+
+def test_stepping_into_the_backward_pass_shows_gradients() -> None:
+    from inspector.engine.debugger import Debugger
+
+    model, args = load_example("deep_sigmoid").build()
+    module = load_example("deep_sigmoid")
+    app = InspectorApp()
+    debugger = Debugger(
+        model, *args, loss_fn=module.loss_fn, target=module.target(), backward=True,
+        breakpoints=[Breakpoint("loss_fn")], on_event=app.post_event,
+    )  # fmt: skip
+    app.controller = _DebuggerControl(debugger)
+    app.on_ready = debugger.start
+
+    async def script(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: app.pause is not None)
+        await pilot.press("c")  # to the loss
+        await wait_for(pilot, lambda: app.pause is not None and app.pause.call.path == "loss_fn")
+        for _ in range(3):  # the loss ends, then the backward pass reaches it, then the root
+            await pilot.press("s")
+            await wait_for(pilot, lambda: app.pause is not None)
+        assert app.pause is not None and app.pause.phase == "backward"
+        assert "paused in the backward of (root) (Sequential)" in status(app)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: app.pause is not None and app.pause.call.path == "25")
+        detail = app.query_one(DetailPanel).plain()
+        assert "grad out" in detail
+        tree = app.query_one(CallTree)
+        assert "∇ " in row_text(tree, app.pause.call.seq)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: app.finished is not None)
+        assert "vanishing gradients" in app.query_one(ProblemsPanel).plain()
+        await pilot.press("q")
+
+    try:
+        drive(app, script)
+    finally:
+        if debugger.stepper is not None:
+            debugger.stepper.release()
+        debugger.join(10)
+    assert debugger.finished is not None and debugger.finished.trace.error is None
