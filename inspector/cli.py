@@ -139,10 +139,18 @@ def cmd_run(ns: argparse.Namespace) -> int:
         raise UsageError(f"no such file: {ns.script}")
     if not inspector.interactive():
         raise UsageError("run needs a terminal; for CI use `report FILE` or `check FILE`")
+    from inspector.engine.stepper import parse_breakpoint
     from inspector.tui.script import run_script
 
     try:
-        return run_script(ns.script, ns.args, breakpoints=ns.breaks, post_mortem=ns.post_mortem)
+        breakpoints = [parse_breakpoint(b) for b in ns.breaks]
+    except ValueError as exc:
+        raise UsageError(f"--break: {exc}") from None
+    try:
+        return run_script(
+            ns.script, ns.args, breakpoints=breakpoints, post_mortem=ns.post_mortem,
+            gradients=ns.backward,
+        )  # fmt: skip
     except KeyboardInterrupt:
         return 130
 
@@ -211,7 +219,13 @@ def make_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="PATTERN",
-        help="stop at modules matching PATTERN (path glob or type); repeatable",
+        help="stop at modules matching PATTERN (path glob or type), optionally with a "
+        "condition: 'fc2', 'Conv2d #3', '* if nan', 'decoder.* if grad-nan'; repeatable",
+    )
+    run.add_argument(
+        "--backward",
+        action="store_true",
+        help="also record the script's backward passes: gradients, grad-* breakpoints",
     )
     run.add_argument(
         "--post-mortem",

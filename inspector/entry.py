@@ -26,6 +26,7 @@ def attach(
     *,
     on_pass: int | None = None,
     stats: bool = True,
+    gradients: bool = False,
 ) -> Session:
     """Hooks that stay across passes until `session.detach()` (or the `with` block ends).
 
@@ -34,8 +35,12 @@ def attach(
         break_on: path globs, module types or Breakpoint objects to stop at.
         on_pass: stop at the start of this pass (1-based); a pass starts with each call of a
             root module.
+        gradients: also record the gradients of each backward pass the loop runs (the
+            stepper stops there too: "grad-nan" and "grad-norm>N" breakpoints).
     """
-    return _start(model, break_on, on_pass=on_pass, stop_next=False, stats=stats)
+    return _start(
+        model, break_on, on_pass=on_pass, stop_next=False, stats=stats, gradients=gradients
+    )
 
 
 def set_trace() -> None:
@@ -51,6 +56,7 @@ def _start(
     on_pass: int | None,
     stop_next: bool,
     stats: bool,
+    gradients: bool = False,
 ) -> Session:
     global _active
     if _active is not None and _active.attached:
@@ -62,11 +68,11 @@ def _start(
 
         ui = ThreadedUI()
         session = Session(ui.show, model, break_on=break_on, on_pass=on_pass,
-                          stop_next=stop_next, stats=stats)  # fmt: skip
+                          stop_next=stop_next, stats=stats, gradients=gradients)  # fmt: skip
         ui.session = session
     else:
         session = Session(_log_pause, model, break_on=break_on, on_pass=on_pass,
-                          stop_next=False, stats=stats)  # fmt: skip
+                          stop_next=False, stats=stats, gradients=gradients)  # fmt: skip
         session.stepper.on_pause = lambda p: _log_and_go(session, p)
     _active = session
     return session

@@ -46,6 +46,7 @@ class ScriptRun:
         breakpoints: Iterable[Breakpoint | str] = (),
         post_mortem: bool = False,
         stats: bool = True,
+        gradients: bool = False,
         on_event: Callable[[Pause | ScriptFinished], None],
     ) -> None:
         self.path = str(Path(path))
@@ -53,7 +54,8 @@ class ScriptRun:
         self.breakpoints = [b if isinstance(b, Breakpoint) else Breakpoint(b) for b in breakpoints]
         self.post_mortem = post_mortem  # run free: only a failure (or a breakpoint) stops
         self.on_event = on_event
-        self.recorder = Recorder(stats=stats, per_pass=True)
+        # gradients: the script's own backward passes are recorded and can be stepped through
+        self.recorder = Recorder(stats=stats, per_pass=True, gradients=gradients)
         self.stepper = Stepper(
             on_pause=self.on_event,
             breakpoints=self.breakpoints,

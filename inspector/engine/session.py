@@ -35,10 +35,11 @@ class Session:
         on_pass: int | None = None,
         stop_next: bool = False,
         stats: bool = True,
+        gradients: bool = False,
     ) -> None:
         if isinstance(break_on, (str, Breakpoint)):
             break_on = [break_on]
-        self.recorder = Recorder(stats=stats, per_pass=True)
+        self.recorder = Recorder(stats=stats, per_pass=True, gradients=gradients)
         self.stepper = Stepper(
             on_pause=front,
             breakpoints=[b if isinstance(b, Breakpoint) else Breakpoint(b) for b in break_on],

@@ -112,6 +112,23 @@ CONDITIONS = "use nan, inf, batch, absmax>N, dead, saturated, grad-nan, grad-nor
 SATURATED = 0.5  # the default Thresholds.saturated
 
 
+def parse_breakpoint(text: str) -> Breakpoint:
+    """`fc*`, `Conv2d`, `decoder.*.attn if nan`, `if absmax>100`, `fc1 #2` (the 2nd call)."""
+    text = text.strip()
+    condition = None
+    if " if " in f" {text} ":
+        text, _, condition = f" {text} ".partition(" if ")
+        text, condition = text.strip(), condition.strip()
+    nth = None
+    if "#" in text:
+        text, _, count = text.partition("#")
+        text = text.strip()
+        nth = int(count) if count.strip().isdigit() else None
+        if nth is None:
+            raise ValueError(f"after # comes the call number, e.g. fc1 #2; got {count!r}")
+    return Breakpoint(text or "*", nth=nth, condition=condition or None)
+
+
 def condition_holds(condition: str | Callable[[Call], bool], call: Call, batch: int | None) -> bool:
     if callable(condition):
         return bool(condition(call))

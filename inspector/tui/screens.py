@@ -11,7 +11,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from inspector.engine.stepper import Breakpoint
+from inspector.engine.stepper import Breakpoint, parse_breakpoint
 
 KEYS = (
     ("s", "step into: stop at the very next call start or end"),
@@ -71,23 +71,6 @@ class AskScreen(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
-
-
-def parse_breakpoint(text: str) -> Breakpoint:
-    """`fc*`, `Conv2d`, `decoder.*.attn if nan`, `if absmax>100`, `fc1 #2` (the 2nd call)."""
-    text = text.strip()
-    condition = None
-    if " if " in f" {text} ":
-        text, _, condition = f" {text} ".partition(" if ")
-        text, condition = text.strip(), condition.strip()
-    nth = None
-    if "#" in text:
-        text, _, count = text.partition("#")
-        text = text.strip()
-        nth = int(count) if count.strip().isdigit() else None
-        if nth is None:
-            raise ValueError(f"after # comes the call number, e.g. fc1 #2; got {count!r}")
-    return Breakpoint(text or "*", nth=nth, condition=condition or None)
 
 
 class BreakpointsScreen(ModalScreen[None]):

@@ -75,6 +75,7 @@ def run_script(
     *,
     breakpoints: Iterable[Breakpoint | str] = (),
     post_mortem: bool = False,
+    gradients: bool = False,
 ) -> int:
     """Run `path` under the inspector; returns the script's exit code."""
     events: queue.Queue[Pause | ScriptFinished] = queue.Queue()
@@ -88,7 +89,7 @@ def run_script(
             app.post_event(event)  # type: ignore[arg-type]
 
     run = ScriptRun(path, argv, breakpoints=breakpoints, post_mortem=post_mortem,
-                    on_event=deliver)  # fmt: skip
+                    gradients=gradients, on_event=deliver)  # fmt: skip
     app = ScriptApp(run)
     first: Pause | ScriptFinished | None = None
     if post_mortem:

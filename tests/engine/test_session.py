@@ -119,3 +119,29 @@ def test_set_trace_without_a_terminal_does_not_block() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "ran (1, 2)" in out.stdout
+
+
+def test_a_session_records_each_training_steps_gradients_and_stops_on_them() -> None:
+    from inspector.engine.stepper import Breakpoint
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    criterion = nn.MSELoss()
+    x, y = torch.randn(4, 3), torch.randn(4, 2)
+    front = Continue()
+    seen: list[tuple[int, bool]] = []
+    bp = Breakpoint("2", condition="grad-norm>0")
+    with Session(front, model, break_on=bp, gradients=True) as session:
+        front.session = session
+        for _ in range(3):
+            loss = criterion(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            seen.append((session.passes, all(c.grad is not None for c in session.calls)))
+    assert seen == [(1, True), (2, True), (3, True)]
+    assert [(p.call.path, p.phase, p.pass_index) for p in front.pauses] == [
+        ("2", "backward", i) for i in range(3)
+    ]
+    assert _hook_count(model) == 0 and all(not p._backward_hooks for p in model.parameters())
