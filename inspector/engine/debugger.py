@@ -28,6 +28,7 @@ from inspector.engine.recorder import Recorder, Stop
 from inspector.engine.records import Call, Diagnosis
 from inspector.engine.stepper import Breakpoint, Pause, Stepper
 from inspector.engine.trace import RunResult, Trace, check_module, run_recorded
+from inspector.engine.values import ValueStore
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -64,6 +65,7 @@ class Debugger:
         target: Any = None,
         stats: bool = True,
         backward: bool = False,
+        keep_values: int = 0,
         stop_at_start: bool = True,
         timeout: float = DEFAULT_TIMEOUT,
         on_event: Callable[[Event], None] | None = None,
@@ -73,6 +75,8 @@ class Debugger:
         self.model, self.args, self.kwargs = model, args, kwargs
         self.loss_fn, self.target, self.stats = loss_fn, target, stats
         self.backward = backward  # then step on through the backward pass, call by call
+        self.keep_values = keep_values  # bytes of tensor values kept for heat maps
+        self.values: ValueStore | None = None
         self.breakpoints = [b if isinstance(b, Breakpoint) else Breakpoint(b) for b in breakpoints]
         self.stop_at_start = stop_at_start
         self.timeout = timeout
@@ -96,6 +100,8 @@ class Debugger:
         if self._thread is not None:
             raise RuntimeError("this Debugger already started; use restart()")
         recorder = Recorder(stats=self.stats, gradients=self.backward)
+        if self.keep_values > 0:
+            recorder.values = self.values = ValueStore(self.keep_values)
         stepper = Stepper(
             on_pause=self.on_event,
             breakpoints=self.breakpoints,

@@ -26,6 +26,7 @@ from inspector.engine.describe import Describer
 from inspector.engine.gradients import GradientRecorder
 from inspector.engine.naming import ModuleNames, ParamCounter, call_site, module_line
 from inspector.engine.records import Call, Struct, Units
+from inspector.engine.values import ValueStore
 
 
 class InspectorWarning(UserWarning):
@@ -100,6 +101,7 @@ class Recorder:
         # the record restarts (memory stays bounded by one pass).
         self.per_pass = per_pass
         self.pass_index = 0
+        self.values: ValueStore | None = None  # tensor values for heat maps, within a budget
         self.gradients: GradientRecorder | None = None
         if gradients:
             self.gradients = GradientRecorder(
@@ -231,6 +233,8 @@ class Recorder:
         )
         self.calls.append(call)
         self.modules.append(_weak(key))
+        if self.values is not None and parent is None:
+            self.values.keep(seq, "in", (*args, *kwargs.values()))
         stack.append(_Open(seq, key, time.perf_counter(), sys.exc_info()[1], self._paused_s))
         return call
 
@@ -262,6 +266,8 @@ class Recorder:
             )
             if self.gradients is not None:
                 self.gradients.track(opened.seq, key, output)
+            if self.values is not None:
+                self.values.keep(opened.seq, "out", output)
         self.calls[opened.seq] = call
         return call
 
@@ -277,6 +283,8 @@ class Recorder:
         self._counts.clear()
         if self.gradients is not None:
             self.gradients.new_pass()
+        if self.values is not None:
+            self.values.clear()
         self.pass_index += 1
 
     def current(self) -> int | None:

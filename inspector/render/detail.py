@@ -8,6 +8,8 @@ from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderR
 from rich.text import Text
 
 from inspector.engine.records import Call, Stats, Struct, TensorInfo, Value, format_shape
+from inspector.engine.values import HeatMap
+from inspector.render.heatmap import HeatMapView
 from inspector.render.text import count, number
 
 BARS = " ▁▂▃▄▅▆▇█"
@@ -165,11 +167,20 @@ def _cell(info: TensorInfo, column: str) -> Text:
 
 
 class CallDetail:
-    """Everything recorded about one call; `selected` picks the tensor whose histogram shows."""
+    """Everything recorded about one call; `selected` picks the tensor whose histogram shows,
+    `heat` is the heat map of a slice of it (or why there is none), when asked for."""
 
-    def __init__(self, call: Call, selected: int | None = None) -> None:
+    def __init__(
+        self,
+        call: Call,
+        selected: int | None = None,
+        heat: HeatMap | str | None = None,
+        hint: bool = False,
+    ) -> None:
         self.call = call
         self.selected = selected
+        self.heat = heat
+        self.hint = hint  # name the keys (in the debugger, not in the report)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         call = self.call
@@ -185,7 +196,7 @@ class CallDetail:
                               style="dim", overflow="ellipsis", no_wrap=True))  # fmt: skip
         rows = call_tensors(call)
         if rows:
-            selected = self.selected if self.selected is not None else _default_row(rows)
+            selected = self.selected if self.selected is not None else default_row(rows)
             parts.append(tensor_table(rows, selected, options.max_width))
             extra = [line for line in (gradient_line(call), units_line(call)) if line]
             parts.extend(extra)
@@ -193,6 +204,10 @@ class CallDetail:
             if isinstance(info, TensorInfo) and info.stats is not None:
                 parts.append(Text(f"histogram of {rows[selected][0]}", style="bold"))  # type: ignore[index]
                 parts.append(Histogram(info.stats))
+            if self.heat is not None:
+                parts.append(HeatMapView(self.heat))
+            elif self.hint:
+                parts.append(Text("t: next tensor · m: heat map of a slice", style="dim"))
         if call.status == "error" and call.error:
             parts.append(Text(call.error, style="bold red"))
         elif call.status == "running":
@@ -200,7 +215,7 @@ class CallDetail:
         yield Group(*parts)
 
 
-def _default_row(rows: list[tuple[str, TensorInfo | str]]) -> int | None:
+def default_row(rows: list[tuple[str, TensorInfo | str]]) -> int | None:
     """The first output tensor, else the first input tensor."""
     tensors = [i for i, (_, info) in enumerate(rows) if isinstance(info, TensorInfo)]
     outputs = [i for i in tensors if rows[i][0].startswith("out")]

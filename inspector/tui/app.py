@@ -18,8 +18,10 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import ContentSwitcher, Footer
 
 from inspector.engine.debugger import Finished
-from inspector.engine.records import Call, Diagnosis
+from inspector.engine.records import Call, Diagnosis, TensorInfo
 from inspector.engine.stepper import Breakpoint, Pause
+from inspector.engine.values import HeatMap
+from inspector.render.detail import call_tensors, default_row
 from inspector.tui.calltree import CallTree
 from inspector.tui.messages import PassFinished, Paused
 from inspector.tui.panels import ContribPanel, DetailPanel, ProblemsPanel, StatusLine
@@ -51,6 +53,12 @@ class InspectorApp(App[None]):
         Binding("right,right_square_bracket", "history(1)", "fwd", priority=True),
         Binding("slash", "find", "find"),
         Binding("p", "toggle_view", "problems"),
+        Binding("t", "next_tensor", "tensor", show=False),
+        Binding("m", "heat_map", "heat map", show=False),
+        Binding("comma", "slice(-1)", "prev slice", show=False),
+        Binding("full_stop", "slice(1)", "next slice", show=False),
+        Binding("less_than_sign", "slice(-1, True)", "prev outer", show=False),
+        Binding("greater_than_sign", "slice(1, True)", "next outer", show=False),
         Binding("x", "contributions('grad_x_act')", "contrib"),
         Binding("i", "contributions('integrated_gradients')", "integrated grad", show=False),
         Binding("o", "pick_output", "explain which output", show=False),
@@ -82,6 +90,10 @@ class InspectorApp(App[None]):
         self._ui_thread: int | None = None
         self.pass_index = 0
         self.contrib_target: int | None = None  # the output to explain; None: predicted class
+        self.tensor_row: int | None = None  # the detail's tensor row; None: the first output
+        self.heat_on = False  # show a heat map of the selected tensor
+        self.slice_index = 0  # which 2-D slice of it
+        self._heat_shape: tuple[int, ...] = ()  # leading dims of the heat map shown
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -331,10 +343,70 @@ class InspectorApp(App[None]):
 
     def _show_detail(self, seq: int, *, switch: bool = False) -> None:
         if seq < len(self.calls):
+            if seq != self.selected:
+                self.tensor_row, self.slice_index = None, 0
             self.selected = seq
-            self.query_one(DetailPanel).show(self.calls[seq])
+            call = self.calls[seq]
+            rows = call_tensors(call)
+            row = self.tensor_row
+            if row is None or row >= len(rows):
+                row = default_row(rows)
+            heat = self._heat(call, rows, row) if self.heat_on else None
+            self.query_one(DetailPanel).show(call, row, heat)
             if switch:
                 self.query_one(ContentSwitcher).current = "detail"
+
+    def _heat(
+        self, call: Call, rows: list[tuple[str, TensorInfo | str]], row: int | None
+    ) -> HeatMap | str:
+        compute = getattr(self.controller, "heatmap", None)
+        if compute is None:
+            return "values are kept only when the inspector runs the model (debug(), run)"
+        if row is None or not isinstance(rows[row][1], TensorInfo):
+            return "no tensor selected (t picks one)"
+        name, info = rows[row]
+        assert isinstance(info, TensorInfo)
+        if name.startswith("grad "):
+            return "gradients are kept as statistics only"
+        position = None
+        if name.startswith("out"):
+            position = sum(
+                1 for n, i in rows[:row] if n.startswith("out") and isinstance(i, TensorInfo)
+            )
+        heat = compute(self.calls, call, info, position, self.slice_index, f"{call.name} {name}")
+        self._heat_shape = heat.leading if isinstance(heat, HeatMap) else ()
+        return heat
+
+    # -- tensors, histograms and heat maps ------------------------------------------------
+
+    def action_next_tensor(self) -> None:
+        call = self._selected()
+        if call is None:
+            return
+        rows = call_tensors(call)
+        tensors = [i for i, (_, info) in enumerate(rows) if isinstance(info, TensorInfo)]
+        if not tensors:
+            return
+        current = self.tensor_row if self.tensor_row is not None else default_row(rows)
+        later = [i for i in tensors if current is None or i > current]
+        self.tensor_row = later[0] if later else tensors[0]
+        self.slice_index = 0
+        self._show_detail(call.seq)
+
+    def action_heat_map(self) -> None:
+        self.heat_on = not self.heat_on
+        self.query_one(ContentSwitcher).current = "detail"
+        if self.selected is not None:
+            self._show_detail(self.selected)
+
+    def action_slice(self, step: int, outer: bool = False) -> None:
+        if not self.heat_on or self.selected is None:
+            self.notify("m shows the heat map first", timeout=2)
+            return
+        if outer and self._heat_shape:
+            step *= self._heat_shape[-1]
+        self.slice_index += step
+        self._show_detail(self.selected)
 
     def _status(self, text: str, style: str = "") -> None:
         self.query_one(StatusLine).show(text, style)

@@ -7,18 +7,21 @@ it and reaches the caller as KeyboardInterrupt, after the hooks are gone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from torch import nn
 
 from inspector.engine.contrib import contributions
 from inspector.engine.debugger import Debugger, Finished
+from inspector.engine.records import Call, TensorInfo
 from inspector.engine.stepper import Breakpoint
+from inspector.engine.values import DEFAULT_BUDGET, HeatMap, value_key
 from inspector.render import ContributionBars
 from inspector.tui.app import InspectorApp
 
 JOIN_TIMEOUT = 600.0
+HEAT_ROWS, HEAT_COLS = 24, 64  # cells: two rows of cells per line of text
 
 
 class _DebuggerControl:
@@ -32,6 +35,24 @@ class _DebuggerControl:
         stepper = self.debugger.stepper
         if stepper is not None:
             stepper.command(kind, arg)
+
+    def heatmap(
+        self,
+        calls: Sequence[Call],
+        call: Call,
+        info: TensorInfo,
+        output_position: int | None,
+        index: int,
+        label: str,
+    ) -> HeatMap | str:
+        """A slice of a tensor the pass kept (cells sized for the detail panel)."""
+        store = self.debugger.values
+        if store is None:
+            return "values are not kept in this run"
+        key = value_key(calls, call, info, output_position=output_position)
+        if isinstance(key, str):
+            return key
+        return store.heatmap(*key, index, rows=HEAT_ROWS, cols=HEAT_COLS, label=label)
 
     def contributions(
         self,
@@ -67,7 +88,7 @@ def run_app(
     app = InspectorApp(title=type(model).__name__)
     debugger = Debugger(
         model, *args, breakpoints=breakpoints, loss_fn=loss_fn, target=target,
-        backward=backward, on_event=app.post_event, **kwargs,
+        backward=backward, keep_values=DEFAULT_BUDGET, on_event=app.post_event, **kwargs,
     )  # fmt: skip
     app.controller = _DebuggerControl(debugger)
     app.on_ready = debugger.start

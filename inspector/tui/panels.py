@@ -10,6 +10,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from inspector.engine.records import Call, Diagnosis
+from inspector.engine.values import HeatMap
 from inspector.render import CallDetail, DiagnosisPanel
 
 
@@ -31,8 +32,13 @@ class _Shows(Static):
 class DetailPanel(_Shows):
     """The selected call in detail."""
 
-    def show(self, call: Call | None) -> None:
-        self.put(CallDetail(call) if call is not None else Text("No call selected.", "dim"))
+    def show(
+        self, call: Call | None, selected: int | None = None, heat: HeatMap | str | None = None
+    ) -> None:
+        if call is None:
+            self.put(Text("No call selected.", "dim"))
+        else:
+            self.put(CallDetail(call, selected, heat, hint=True))
 
 
 class ProblemsPanel(_Shows):

@@ -87,3 +87,38 @@ def test_io_shapes_of_running_and_failed_calls(seed_trace: inspector.Trace) -> N
     assert io_shapes(seed_trace.calls[0]) == "(4, 3, 32, 32) → ✗"
     running = inspector.Call(0, "", 0, "Net", 0, None, seed_trace.calls[0].inputs)
     assert io_shapes(running) == "(4, 3, 32, 32) → …"
+
+
+def test_heat_map_in_colour_uses_half_blocks_and_without_colour_shades() -> None:
+    from inspector.engine.values import heatmap
+    from inspector.render.heatmap import HeatMapView
+
+    x = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0]] * 4)
+    heat = heatmap(x, label="fc out")
+    plain = draw(HeatMapView(heat))
+    assert plain[0] == "heat map of fc out"
+    assert plain[1:5] == [" ░▒▓█"] * 4  # one cell per character, dark to bright
+    assert "' ' 0 → '█' 4" in plain[5]
+    console = Console(width=40, file=io.StringIO(), color_system="truecolor", record=True)
+    console.print(HeatMapView(heat))
+    text = console.export_text(styles=True, clear=False)
+    lines = console.export_text().splitlines()
+    assert lines[1:3] == ["▀▀▀▀▀", "▀▀▀▀▀"]  # two cells per character
+    assert "dark 0 → bright 4" in lines[3] and "\x1b[" in text
+    signed = draw(HeatMapView(heatmap(torch.tensor([[-2.0, 0.0, 2.0]]))))
+    assert signed[1] == "█ █" and "|2|" in signed[2]
+    assert draw(HeatMapView("overwritten in place"))[0] == "heat map: overwritten in place"
+
+
+def test_call_detail_shows_gradients_units_and_the_heat_map() -> None:
+    from inspector.engine.values import heatmap
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    t = inspector.trace(model, torch.randn(2, 4), loss_fn=nn.CrossEntropyLoss(),
+                        target=torch.tensor([0, 2]), backward=True)  # fmt: skip
+    text = "\n".join(draw(CallDetail(t.find("0"), heat=heatmap(torch.zeros(2, 8))), 100))
+    assert "grad out" in text and "param grads  weight |g|" in text
+    assert "of |w|" in text and "heat map of tensor" in text
+    relu = "\n".join(draw(CallDetail(t.find("1")), 100))
+    assert "dead units: 3 of 8" in relu

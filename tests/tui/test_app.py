@@ -323,3 +323,52 @@ def test_stepping_into_the_backward_pass_shows_gradients() -> None:
             debugger.stepper.release()
         debugger.join(10)
     assert debugger.finished is not None and debugger.finished.trace.error is None
+
+
+def test_heat_map_keys_pick_the_tensor_and_the_slice() -> None:
+    from inspector.engine.debugger import Debugger
+    from inspector.engine.values import DEFAULT_BUDGET
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten())
+    app = InspectorApp()
+    debugger = Debugger(
+        model, torch.randn(2, 3, 6, 6), keep_values=DEFAULT_BUDGET, breakpoints=["1"],
+        stop_at_start=False, on_event=app.post_event,
+    )  # fmt: skip
+    app.controller = _DebuggerControl(debugger)
+    app.on_ready = debugger.start
+
+    async def script(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: app.pause is not None and app.pause.call.path == "1")
+        await pilot.press("c")
+        await wait_for(pilot, lambda: app.finished is not None)
+        app._select(1)  # the conv
+        await pilot.press("m")
+        await wait_for(
+            pilot, lambda: "heat map of 0 out[0, 0" in app.query_one(DetailPanel).plain()
+        )
+        detail = app.query_one(DetailPanel).plain()
+        assert "slice 1 of 8" in detail and "6x6" in detail
+        await pilot.press("full_stop")
+        await wait_for(
+            pilot, lambda: "out[0, 1, :, :]  slice 2 of 8" in app.query_one(DetailPanel).plain()
+        )
+        await pilot.press("greater_than_sign")
+        await wait_for(
+            pilot, lambda: "out[1, 1, :, :]  slice 6 of 8" in app.query_one(DetailPanel).plain()
+        )
+        await pilot.press("t")  # next tensor: wraps to the input, the root's input
+        await wait_for(
+            pilot, lambda: "heat map of 0 in[0][0, 0" in app.query_one(DetailPanel).plain()
+        )
+        await pilot.press("m")
+        await wait_for(pilot, lambda: "heat map" not in app.query_one(DetailPanel).plain())
+        await pilot.press("q")
+
+    try:
+        drive(app, script)
+    finally:
+        if debugger.stepper is not None:
+            debugger.stepper.release()
+        debugger.join(10)
