@@ -363,7 +363,7 @@ def test_heat_map_keys_pick_the_tensor_and_the_slice() -> None:
             pilot, lambda: "heat map of 0 in[0][0, 0" in app.query_one(DetailPanel).plain()
         )
         await pilot.press("m")
-        await wait_for(pilot, lambda: "heat map of" not in app.query_one(DetailPanel).plain())
+        await wait_for(pilot, lambda: "heat map of 0" not in app.query_one(DetailPanel).plain())
         await pilot.press("q")
 
     try:
