@@ -64,11 +64,13 @@ def _start(
     from inspector import interactive
 
     if interactive():
+        from inspector.engine.values import ValueStore
         from inspector.tui.threaded import ThreadedUI
 
         ui = ThreadedUI()
         session = Session(ui.show, model, break_on=break_on, on_pass=on_pass,
                           stop_next=stop_next, stats=stats, gradients=gradients)  # fmt: skip
+        session.recorder.values = ValueStore()  # heat maps of the pass on screen
         ui.session = session
     else:
         session = Session(_log_pause, model, break_on=break_on, on_pass=on_pass,

@@ -14,14 +14,56 @@ from torch import nn
 
 from inspector.engine.contrib import contributions
 from inspector.engine.debugger import Debugger, Finished
+from inspector.engine.recorder import Recorder
 from inspector.engine.records import Call, TensorInfo
-from inspector.engine.stepper import Breakpoint
-from inspector.engine.values import DEFAULT_BUDGET, HeatMap, value_key
+from inspector.engine.stepper import Breakpoint, Stepper
+from inspector.engine.values import DEFAULT_BUDGET, HeatMap, ValueStore, value_key
 from inspector.render import ContributionBars
 from inspector.tui.app import InspectorApp
 
 JOIN_TIMEOUT = 600.0
 HEAT_ROWS, HEAT_COLS = 24, 64  # cells: two rows of cells per line of text
+
+
+def heatmap_of(
+    store: ValueStore | None,
+    calls: Sequence[Call],
+    call: Call,
+    info: TensorInfo,
+    output_position: int | None,
+    index: int,
+    label: str,
+) -> HeatMap | str:
+    """A slice of a tensor the run kept (cells sized for the detail panel), or why not."""
+    if store is None:
+        return "values are not kept in this run"
+    key = value_key(calls, call, info, output_position=output_position)
+    if isinstance(key, str):
+        return key
+    return store.heatmap(*key, index, rows=HEAT_ROWS, cols=HEAT_COLS, label=label)
+
+
+class StepperControl:
+    """The app's controller over a stepper whose recorder keeps values (run, set_trace)."""
+
+    def __init__(self, stepper: Stepper, recorder: Recorder) -> None:
+        self.stepper = stepper
+        self.recorder = recorder
+        self.breakpoints = stepper.breakpoints
+
+    def command(self, kind: str, arg: str = "") -> None:
+        self.stepper.command(kind, arg)
+
+    def heatmap(
+        self,
+        calls: Sequence[Call],
+        call: Call,
+        info: TensorInfo,
+        output_position: int | None,
+        index: int,
+        label: str,
+    ) -> HeatMap | str:
+        return heatmap_of(self.recorder.values, calls, call, info, output_position, index, label)
 
 
 class _DebuggerControl:
@@ -45,14 +87,7 @@ class _DebuggerControl:
         index: int,
         label: str,
     ) -> HeatMap | str:
-        """A slice of a tensor the pass kept (cells sized for the detail panel)."""
-        store = self.debugger.values
-        if store is None:
-            return "values are not kept in this run"
-        key = value_key(calls, call, info, output_position=output_position)
-        if isinstance(key, str):
-            return key
-        return store.heatmap(*key, index, rows=HEAT_ROWS, cols=HEAT_COLS, label=label)
+        return heatmap_of(self.debugger.values, calls, call, info, output_position, index, label)
 
     def contributions(
         self,

@@ -17,7 +17,9 @@ from inspector.engine.debugger import Finished
 from inspector.engine.script import ScriptFinished, ScriptRun
 from inspector.engine.stepper import Breakpoint, Pause
 from inspector.engine.trace import Trace
+from inspector.engine.values import ValueStore
 from inspector.tui.app import InspectorApp
+from inspector.tui.launch import StepperControl
 
 JOIN_TIMEOUT = 600.0
 
@@ -26,7 +28,7 @@ class ScriptApp(InspectorApp):
     """The inspector over a running script: continue hands the terminal back to it."""
 
     def __init__(self, run: ScriptRun) -> None:
-        super().__init__(run.stepper, title=run.path)
+        super().__init__(StepperControl(run.stepper, run.recorder), title=run.path)
         self.run_ = run
         self.arrived = threading.Event()
 
@@ -90,6 +92,7 @@ def run_script(
 
     run = ScriptRun(path, argv, breakpoints=breakpoints, post_mortem=post_mortem,
                     gradients=gradients, on_event=deliver)  # fmt: skip
+    run.recorder.values = ValueStore()  # heat maps of the pass on screen
     app = ScriptApp(run)
     first: Pause | ScriptFinished | None = None
     if post_mortem:

@@ -17,6 +17,7 @@ from textual.message import Message
 from inspector.engine.session import Session
 from inspector.engine.stepper import Pause
 from inspector.tui.app import InspectorApp
+from inspector.tui.launch import StepperControl
 from inspector.tui.thread_driver import ThreadDriver
 
 START_TIMEOUT = 30.0
@@ -31,7 +32,7 @@ class SessionApp(InspectorApp):
     """The inspector over a session in another thread."""
 
     def __init__(self, session: Session, ready: threading.Event) -> None:
-        super().__init__(session.stepper, title="session")
+        super().__init__(StepperControl(session.stepper, session.recorder), title="session")
         self.driver_class = ThreadDriver
         self.session = session
         self.arrived = threading.Event()
