@@ -131,6 +131,11 @@ class Describer:
     def tensor(self, t: torch.Tensor, producer: int | None) -> TensorInfo:
         known = self.registry.lookup(t)
         if known is not None:
+            if known.stats is None and self.stats:  # described while statistics were off
+                stats = compute_stats(t)
+                if stats is not None:
+                    known = dataclasses.replace(known, stats=stats)
+                    self.registry.remember(t, known)
             return known
         view_of = None
         base = getattr(t, "_base", None)

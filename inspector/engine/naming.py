@@ -14,7 +14,7 @@ import os
 import sys
 import sysconfig
 import weakref
-from types import FrameType
+from types import CodeType, FrameType
 
 import torch
 from torch import nn
@@ -55,10 +55,22 @@ def frame_line(frame: FrameType) -> SourceLine:
     return source_line(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
 
 
+_SITES: dict[tuple[CodeType, int], SourceLine] = {}
+
+
 def call_site() -> SourceLine | None:
-    """The user's line that made the module call now being entered."""
+    """The user's line that made the module call now being entered (remembered by code
+    object and line: a loop makes the same call many times)."""
     frame = user_frame(sys._getframe(1))
-    return frame_line(frame) if frame is not None else None
+    if frame is None:
+        return None
+    key = (frame.f_code, frame.f_lineno)
+    line = _SITES.get(key)
+    if line is None:
+        if len(_SITES) > 16384:
+            _SITES.clear()
+        line = _SITES[key] = frame_line(frame)
+    return line
 
 
 def module_line(module: nn.Module) -> str:

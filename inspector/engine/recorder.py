@@ -102,6 +102,11 @@ class Recorder:
         self.per_pass = per_pass
         self.pass_index = 0
         self.values: ValueStore | None = None  # tensor values for heat maps, within a budget
+        # Sessions: statistics only while someone looks (the stepper says when); a pause
+        # while running free gets its call's statistics from the live values (with_stats).
+        self.stats_when: Callable[[], bool] | None = None
+        self._stats = stats
+        self._live: tuple[int, tuple[Any, ...], dict[str, Any], Any] | None = None
         self.gradients: GradientRecorder | None = None
         if gradients:
             self.gradients = GradientRecorder(
@@ -178,24 +183,61 @@ class Recorder:
         if self.fault is not None:
             return
         try:
+            self._choose_stats()
             call = self._start(key, args, kwargs, path)
         except Exception as exc:
             self._fail(exc)
             return
         if self.listener is not None:
-            self._notify(self.listener.call_started, call)
+            self._live = (call.seq, args, kwargs, None)
+            try:
+                self._notify(self.listener.call_started, call)
+            finally:
+                self._live = None
 
     def exit(self, key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
         """The call of `key` ends, with `output`, or with the exception now being handled."""
         if self.fault is not None:
             return
         try:
+            self._choose_stats()
             call = self._finish(key, args, kwargs, output)
         except Exception as exc:
             self._fail(exc)
             return
         if call is not None and self.listener is not None:
-            self._notify(self.listener.call_finished, call)
+            self._live = (call.seq, args, kwargs, output)
+            try:
+                self._notify(self.listener.call_finished, call)
+            finally:
+                self._live = None
+
+    def _choose_stats(self) -> None:
+        policy = self.stats_when
+        self.describer.stats = self._stats and (policy is None or policy())
+
+    def with_stats(self, call: Call) -> Call:
+        """`call` with the statistics of its live tensors, when they were skipped (a pause
+        reached while running free). Only the call being notified has live values."""
+        live = self._live
+        if not self._stats or self.describer.stats or live is None or live[0] != call.seq:
+            return call
+        seq, args, kwargs, output = live
+        describe = self.describer.describe
+        self.describer.stats = True
+        try:
+            inputs = tuple(describe(a) for a in args)
+            kw = Struct("kwargs", tuple((k, describe(v)) for k, v in kwargs.items()))
+            outputs = call.outputs
+            if call.status == "ok":
+                outputs = describe(output, producer=seq)
+        finally:
+            self.describer.stats = False
+        call = dataclasses.replace(
+            call, inputs=inputs, kwargs=kw if kwargs else None, outputs=outputs
+        )
+        self.calls[seq] = call
+        return call
 
     def _stack(self) -> list[_Open]:
         stack: list[_Open] | None = getattr(self._local, "stack", None)

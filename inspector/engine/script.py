@@ -65,6 +65,9 @@ class ScriptRun:
         )
         self.stepper.explain = lambda call: explain_recorded(self.recorder, call)
         self.recorder.listener = self.stepper
+        # The script runs free most of the time: shapes only until a stop is near.
+        self.recorder.stats_when = self.stepper.wants_stats
+        self.stepper.enrich = self.recorder.with_stats
         self.finished: ScriptFinished | None = None
         self._thread = threading.Thread(target=self._run, name="inspector-script", daemon=True)
 

@@ -50,6 +50,9 @@ class Session:
         self.stepper.pass_goal = on_pass
         self.stepper.explain = lambda call: explain_recorded(self.recorder, call)
         self.recorder.listener = self.stepper
+        # A training loop runs free most of the time: shapes only until a stop is near.
+        self.recorder.stats_when = self.stepper.wants_stats
+        self.stepper.enrich = self.recorder.with_stats
         self.model = model
         if model is not None:
             self.recorder.attach(model)

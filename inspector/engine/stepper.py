@@ -79,6 +79,13 @@ class Breakpoint:
         return self.enabled and self.condition is None and self._matches(call)
 
     @property
+    def needs_stats(self) -> bool:
+        """Whether checking the condition reads tensor statistics."""
+        if self.condition is None or self.on_gradient:
+            return False
+        return self.condition != "batch"
+
+    @property
     def on_gradient(self) -> bool:
         """Whether the condition is checked in the backward pass."""
         return isinstance(self.condition, str) and self.condition.startswith("grad-")
@@ -182,6 +189,7 @@ class Stepper:
     calls: Sequence[Call] = ()  # the recorder's list, read at each pause
     explain: Callable[[Call], Diagnosis | None] | None = None  # diagnosis at an error pause
     pass_source: Callable[[], int] | None = None  # the current pass of a session
+    enrich: Callable[[Call], Call] | None = None  # statistics for a call about to pause
 
     def __post_init__(self) -> None:
         self._goal = _Goal("into" if self.stop_at_start else "continue")
@@ -286,6 +294,8 @@ class Stepper:
                 diagnosis = self.explain(call)
             except Exception:  # the pause matters more than its explanation
                 diagnosis = None
+        if self.enrich is not None:
+            call = self.enrich(call)
         if self.pass_source is not None:
             self.pass_index = self.pass_source()
         pause = Pause(call, phase, reason, tuple(self.calls), self.pass_index, diagnosis)
@@ -328,6 +338,15 @@ class Stepper:
         elif kind == "interrupt":
             self._quit, self._interrupt = True, True
 
+    def wants_stats(self) -> bool:
+        """Whether the calls now running need statistics: someone is stepping through them,
+        or a breakpoint's condition reads them. Running free, shapes are enough."""
+        if self._quit:
+            return False
+        if self._goal.kind in ("into", "over", "out", "to"):
+            return True
+        return any(bp.enabled and bp.needs_stats for bp in self.breakpoints)
+
     # -- called from the controller's thread ----------------------------------------------
 
     def command(self, kind: str, arg: str = "") -> None:
@@ -352,10 +371,21 @@ class Stepper:
             self._cond.notify_all()
 
 
+_MATCHES: dict[tuple[str, str, str], bool] = {}
+
+
 def _path_matches(call: Call, pattern: str) -> bool:
     """A glob on the path or on any dotted tail of it ("fc2" matches "model.fc2", and
-    "decoder.*.attn" matches "model.decoder.3.attn"), or the module type ("Conv2d")."""
-    if call.type == pattern:
-        return True
-    parts = call.path.split(".")
-    return any(fnmatch.fnmatchcase(".".join(parts[i:]), pattern) for i in range(len(parts)))
+    "decoder.*.attn" matches "model.decoder.3.attn"), or the module type ("Conv2d").
+    Remembered: a session asks the same question at every call of every pass."""
+    key = (call.path, call.type, pattern)
+    known = _MATCHES.get(key)
+    if known is None:
+        parts = call.path.split(".")
+        known = call.type == pattern or any(
+            fnmatch.fnmatchcase(".".join(parts[i:]), pattern) for i in range(len(parts))
+        )
+        if len(_MATCHES) > 65536:
+            _MATCHES.clear()
+        _MATCHES[key] = known
+    return known

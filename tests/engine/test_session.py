@@ -12,7 +12,7 @@ from torch import nn
 
 import inspector
 from inspector.engine.session import Session
-from inspector.engine.stepper import Pause
+from inspector.engine.stepper import Breakpoint, Pause
 from tests.engine.test_trace_zoo import _global_hook_count, _hook_count
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,8 +122,6 @@ def test_set_trace_without_a_terminal_does_not_block() -> None:
 
 
 def test_a_session_records_each_training_steps_gradients_and_stops_on_them() -> None:
-    from inspector.engine.stepper import Breakpoint
-
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -145,3 +143,40 @@ def test_a_session_records_each_training_steps_gradients_and_stops_on_them() -> 
         ("2", "backward", i) for i in range(3)
     ]
     assert _hook_count(model) == 0 and all(not p._backward_hooks for p in model.parameters())
+
+
+def test_running_free_records_shapes_and_a_pause_gets_its_statistics() -> None:
+    from inspector.engine.records import first_tensor
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2), nn.Tanh())
+    seen: list[Pause] = []
+    live: list[Session] = []
+
+    def front(pause: Pause) -> None:
+        seen.append(pause)
+        live[0].stepper.command("into" if len(seen) == 1 else "continue")
+
+    with Session(front, model, break_on="2") as session:
+        live.append(session)
+        model(torch.randn(4, 3))
+        calls = list(session.calls)
+    at_break, stepped = seen[0], seen[1]
+    assert at_break.call.path == "2" and at_break.phase == "enter"
+    x = first_tensor(at_break.call.inputs)
+    assert x is not None and x.stats is not None  # computed at the pause, from live values
+    assert first_tensor(calls[1].outputs).stats is None  # type: ignore[union-attr]  # ran free
+    assert stepped.call.path == "2" and stepped.phase == "exit"
+    assert first_tensor(stepped.call.outputs).stats is not None  # type: ignore[union-attr]
+    # a condition that reads statistics gets them at every call
+    hits: list[Pause] = []
+
+    def watch(pause: Pause) -> None:
+        hits.append(pause)
+        live[-1].stepper.command("continue")
+
+    with Session(watch, model, break_on=Breakpoint(condition="absmax>0.001")) as session:
+        live.append(session)
+        model(torch.randn(4, 3))
+        assert all(first_tensor(c.outputs).stats is not None for c in session.calls)  # type: ignore[union-attr]
+    assert hits[0].call.path == "0" and hits[0].phase == "exit"
