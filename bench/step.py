@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import torch
-from textual import events
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -42,6 +41,8 @@ async def painted(app: InspectorApp) -> None:
 
 def keypress_latency(steps: int) -> list[float]:
     """Milliseconds from pressing `s` to the next pause painted, for `steps` presses."""
+    from textual import events  # after inspector.tui, which sets the frame rate as the CLI does
+
     model = transformer_stack(8, d_model=64)
     x = hidden_states(model, 2, 16)
     app = InspectorApp()

@@ -182,6 +182,22 @@ class CallDetail:
         self.heat = heat
         self.hint = hint  # name the keys (in the debugger, not in the report)
 
+    def height_key(self) -> tuple[object, ...]:
+        """Everything the number of lines drawn depends on, except the width: two details
+        with the same key take the same height (a UI can skip a layout pass)."""
+        call = self.call
+        rows = call_tensors(call)
+        selected = self.selected if self.selected is not None else default_row(rows)
+        info = rows[selected][1] if selected is not None and selected < len(rows) else None
+        histogram = isinstance(info, TensorInfo) and info.stats is not None
+        heat = self.heat
+        heat_key = len(heat.values) if isinstance(heat, HeatMap) else heat
+        return (
+            len(rows), call.module_repr, call.call_site is not None, call.status, call.error,
+            gradient_line(call) is not None, units_line(call) is not None, histogram, heat_key,
+            self.hint,
+        )  # fmt: skip
+
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         call = self.call
         head = Text.assemble((call.name, "bold"), "  ", (call.type, "cyan"))

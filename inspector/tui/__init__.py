@@ -1,5 +1,12 @@
 """The terminal UI (Textual): thin widgets over inspector.render, driven by engine events."""
 
+import os
+
+# Textual repaints at most TEXTUAL_FPS times a second (60 unless set). A debugger answers each
+# key with one repaint, so waiting for the next frame was most of a step's latency (p95 ~60
+# ms at 60, ~35 ms at 240: bench/step.py). Repaints happen only when something changed.
+os.environ.setdefault("TEXTUAL_FPS", "240")
+
 from inspector.tui.app import InspectorApp
 from inspector.tui.launch import run_app
 
