@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -142,15 +144,34 @@ def trace(
     """
     check_module(model, "model")
     recorder = Recorder(stats=stats, gradients=backward)
-    run = run_recorded(
-        recorder, model, args, kwargs, loss_fn=loss_fn, target=target, backward=backward
-    )
-    result = Trace(recorder.calls, output=run.output, loss=run.loss, error=run.error)
-    from inspector.engine.diagnose import collect_findings
+    with _collector_paused():
+        run = run_recorded(
+            recorder, model, args, kwargs, loss_fn=loss_fn, target=target, backward=backward
+        )
+        result = Trace(recorder.calls, output=run.output, loss=run.loss, error=run.error)
+        from inspector.engine.diagnose import collect_findings
 
-    result.findings = collect_findings(result, recorder, thresholds)
-    recorder.release()
+        result.findings = collect_findings(result, recorder, thresholds)
+        recorder.release()
     return result
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for one recorded pass, then back as it was.
+
+    The record allocates a few thousand small objects per pass, enough to set off a full
+    collection, which walks every object in the process (170k after importing torch): about
+    40 ms, as much as all the hooks of ResNet-50 cost. Reference counting frees as always;
+    only reference cycles made during the pass wait for the next collection.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class RunResult:

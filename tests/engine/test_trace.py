@@ -302,3 +302,26 @@ def test_global_mode_marks_the_failing_call() -> None:
     assert [c.status for c in recorder.calls] == ["error", "ok", "ok", "ok", "error"]
     failure = recorder.failure_for(recorder.failures[0].exception)
     assert failure is not None and recorder.calls[failure.seq].path == "model.head"
+
+
+def test_the_garbage_collector_is_left_as_it_was() -> None:
+    import gc
+
+    model = nn.Sequential(nn.Linear(3, 2))
+    assert gc.isenabled()
+    inspector.trace(model, torch.randn(2, 3))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        inspector.trace(model, torch.randn(2, 5))  # fails inside: the error is recorded
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+    class Interrupts(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        inspector.trace(Interrupts(), torch.randn(2))
+    assert gc.isenabled()
