@@ -100,7 +100,7 @@ def debug(
     Args:
         breakpoints: path globs ("decoder.*.attn"), module types ("Conv2d") or Breakpoint
             objects (with an `nth` call or a condition: "nan", "inf", "batch", "absmax>N",
-            "dead", "saturated", "grad-nan", "grad-norm>N").
+            "dead", "saturated", "scale", "grad-nan", "grad-norm>N").
         backward: after the forward (and the loss), step on through the backward pass, call
             by call in reverse, with each call's gradient statistics.
     """

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from inspector.engine.gradients import rms
 from inspector.engine.recorder import Stop
 from inspector.engine.records import Call, Diagnosis, first_tensor
 
@@ -45,7 +46,8 @@ class Breakpoint:
 
     `pattern` matches a call path (glob: "decoder.*.attn") or a module type ("Conv2d");
     `nth` limits it to the Nth call of that module (1-based); `condition` is a built-in name
-    ("nan", "inf", "batch", "absmax>100", "dead", "saturated") or a callable on the finished
+    ("nan", "inf", "batch", "absmax>100", "dead", "saturated", "scale": the output's RMS 10x
+    the input's or a tenth of it) or a callable on the finished
     Call, checked when a call ends; the gradient conditions ("grad-nan", "grad-norm>10") are
     checked when the backward pass reaches the call. A breakpoint with a condition and no
     pattern applies to every module.
@@ -90,8 +92,10 @@ class Breakpoint:
         """Whether the condition is checked in the backward pass."""
         return isinstance(self.condition, str) and self.condition.startswith("grad-")
 
-    def matches_exit(self, call: Call, batch: int | None) -> bool:
+    def matches_exit(self, call: Call, batch: int | None, leaf: bool = True) -> bool:
         if not self.enabled or self.condition is None or self.on_gradient:
+            return False
+        if self.condition == "scale" and not leaf:  # a container only passes it on
             return False
         return self._matches(call) and condition_holds(self.condition, call, batch)
 
@@ -114,9 +118,12 @@ class Breakpoint:
         return what
 
 
-FORWARD_CONDITIONS = ("nan", "inf", "batch", "dead", "saturated")
-CONDITIONS = "use nan, inf, batch, absmax>N, dead, saturated, grad-nan, grad-norm>N or a callable"
+FORWARD_CONDITIONS = ("nan", "inf", "batch", "dead", "saturated", "scale")
+CONDITIONS = (
+    "use nan, inf, batch, absmax>N, dead, saturated, scale, grad-nan, grad-norm>N or a callable"
+)
 SATURATED = 0.5  # the default Thresholds.saturated
+SCALE_STEP = 10.0  # the default Thresholds.scale_step
 
 
 def parse_breakpoint(text: str) -> Breakpoint:
@@ -149,6 +156,12 @@ def condition_holds(condition: str | Callable[[Call], bool], call: Call, batch: 
     if condition == "saturated":
         units = call.units
         return units is not None and (units.saturated or 0.0) >= SATURATED
+    if condition == "scale":  # the output's RMS 10x the input's, or a tenth of it
+        x, y = first_tensor(call.inputs), first_tensor(call.outputs)
+        if x is None or y is None or x.stats is None or y.stats is None:
+            return False
+        rx, ry = rms(x.stats), rms(y.stats)
+        return rx > 0 and ry > 0 and not (1 / SCALE_STEP < ry / rx < SCALE_STEP)
     if condition == "grad-nan":
         return call.grad is not None and not call.grad.finite
     if condition.startswith("grad-norm>"):
@@ -277,9 +290,14 @@ class Stepper:
         for bp in self.breakpoints:
             if phase == "enter" and bp.matches_enter(call):
                 return f"breakpoint {bp.describe()}"
-            if phase == "exit" and bp.matches_exit(call, self._batch):
+            if phase == "exit" and bp.matches_exit(call, self._batch, self._leaf(call)):
                 return f"breakpoint {bp.describe()}"
         return None
+
+    def _leaf(self, call: Call) -> bool:
+        """No child ran inside `call` (the first child comes right after it, in pre-order)."""
+        nxt = call.seq + 1
+        return not (nxt < len(self.calls) and self.calls[nxt].parent == call.seq)
 
     @staticmethod
     def _over_done(goal: _Goal, call: Call, phase: str) -> bool:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import fnmatch
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Protocol
 
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer
 
 from inspector.engine.debugger import Finished
@@ -94,6 +96,34 @@ class InspectorApp(App[None]):
         self.heat_on = False  # show a heat map of the selected tensor
         self.slice_index = 0  # which 2-D slice of it
         self._heat_shape: tuple[int, ...] = ()  # leading dims of the heat map shown
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        """Every key's action in the command palette too (ctrl+p), by its name."""
+        yield from super().get_system_commands(screen)
+        commands = (
+            ("Step into", "s: stop at the very next call start or end", "step('into')"),
+            ("Step over", "n: run the current call and its children", "step('over')"),
+            ("Step out", "r: run to the end of the enclosing call", "step('out')"),
+            ("Continue", "c: to a breakpoint, an error, or the end", "step('continue')"),
+            ("Go to module", "g: run until a module matching a glob starts", "go"),
+            ("Toggle breakpoint", "b: on the selected module", "toggle_breakpoint"),
+            ("Breakpoints", "B: add with a condition, on/off, delete", "breakpoints"),
+            ("Back", "←: the previous recorded call", "history(-1)"),
+            ("Forward", "→: the next recorded call", "history(1)"),
+            ("Find module", "/: a recorded module by name", "find"),
+            ("Problems", "p: switch between the tensors and the problems", "toggle_view"),
+            ("Next tensor", "t: the tensor whose histogram and heat map show", "next_tensor"),
+            ("Heat map", "m: a 2-D slice of the selected tensor, on or off", "heat_map"),
+            ("Contributions", "x: gradient x activation toward the output",
+             "contributions('grad_x_act')"),
+            ("Integrated gradients", "i: contributions with progress",
+             "contributions('integrated_gradients')"),
+            ("Explain which output", "o: an output index, or the predicted class",
+             "pick_output"),
+            ("Copy module path", "y: the selected module's path", "copy_path"),
+        )  # fmt: skip
+        for title, help_text, action in commands:
+            yield SystemCommand(title, help_text, partial(self.run_action, action))
 
     # -- layout ---------------------------------------------------------------------------
 

@@ -296,3 +296,15 @@ def test_dead_and_saturated_breakpoints() -> None:
     event = d.start()
     assert isinstance(event, Pause) and event.call.path == "3"
     d.quit()
+
+
+def test_scale_breakpoint_stops_at_the_layer_that_blows_the_scale_up() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8), nn.Linear(8, 2))
+    with torch.no_grad():
+        model[2].weight.mul_(100.0)
+    d = Debugger(model, torch.randn(4, 8), stop_at_start=False,
+                 breakpoints=[Breakpoint(condition="scale")])  # fmt: skip
+    event = d.start()
+    assert isinstance(event, Pause) and event.call.path == "2"
+    assert isinstance(d.cont(), Finished)

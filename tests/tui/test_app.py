@@ -372,3 +372,25 @@ def test_heat_map_keys_pick_the_tensor_and_the_slice() -> None:
         if debugger.stepper is not None:
             debugger.stepper.release()
         debugger.join(10)
+
+
+def test_every_key_action_is_in_the_command_palette() -> None:
+    t = _trace()
+    controller = FakeController()
+    app = InspectorApp(controller)
+
+    async def script(pilot: Pilot[Any]) -> None:
+        app.post_event(_pause(t, 1))
+        await wait_for(pilot, lambda: app.pause is not None)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for title in ("Step into", "Continue", "Heat map", "Breakpoints", "Copy module path"):
+            assert title in titles
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        for ch in "Step over":
+            await pilot.press("space" if ch == " " else ch)
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: controller.commands == [("over", "")])
+
+    drive(app, script)
