@@ -36,8 +36,10 @@ class Terminal:
             check=True,
         )  # fmt: skip
 
-    def screen(self, history: bool = False) -> str:
+    def screen(self, history: bool = False, escapes: bool = False) -> str:
         extra = ["-S", "-500"] if history else []
+        if escapes:
+            extra.append("-e")
         out = subprocess.run(
             ["tmux", "capture-pane", "-p", *extra, "-t", self.name], capture_output=True, text=True
         )
@@ -159,3 +161,53 @@ def test_ctrl_c_at_a_pause_is_a_keyboard_interrupt(terminal: Terminal, tmp_path:
     assert terminal.exit_code() == 130
     assert "KeyboardInterrupt" in terminal.screen(history=True)
     assert (tmp_path / "stty_after").read_text() == (tmp_path / "stty_before").read_text()
+
+
+def hues(screen: str) -> set[str]:
+    """The colours (not greys) in a screen's escape codes: the basic hues (1-6, 9-14, SGR
+    31-36), the colour cube (16-231) off its grey diagonal, RGB with unequal parts."""
+    import re
+
+    found: set[str] = set()
+    for code in re.findall("\x1b\\[([0-9;]*)m", screen):
+        parts = [int(p) for p in code.split(";") if p]
+        i = 0
+        while i < len(parts):
+            p = parts[i]
+            if p in (38, 48) and i + 2 < len(parts) + 1 and parts[i + 1] == 5:
+                n = parts[i + 2]
+                cube = (n - 16) // 36, (n - 16) // 6 % 6, (n - 16) % 6
+                if 1 <= n <= 6 or 9 <= n <= 14 or (16 <= n <= 231 and len(set(cube)) > 1):
+                    found.add(f"{p};5;{n}")
+                i += 3
+            elif p in (38, 48) and parts[i + 1] == 2:
+                r, g, b = parts[i + 2 : i + 5]
+                if not r == g == b:
+                    found.add(f"{p};2;{r};{g};{b}")
+                i += 5
+            else:
+                if 31 <= p <= 36 or 41 <= p <= 46 or 91 <= p <= 96 or 101 <= p <= 106:
+                    found.add(str(p))
+                i += 1
+    return found
+
+
+def test_no_color_leaves_only_greys_on_screen(terminal: Terminal) -> None:
+    terminal.start(f"NO_COLOR=1 {sys.executable} -m inspector demo")
+    terminal.wait_for(lambda s: "paused before (root) (SeedCNN)" in s)
+    terminal.keys("c")  # the failure: red in colour
+    terminal.wait_for(lambda s: "error" in s.splitlines()[0])
+    screen = terminal.screen(escapes=True)
+    assert "\x1b[" in screen and hues(screen) == set()
+    terminal.keys("q")
+    assert terminal.exit_code() == 0
+
+
+def test_colour_is_there_without_no_color(terminal: Terminal) -> None:
+    terminal.start(f"{sys.executable} -m inspector demo")
+    terminal.wait_for(lambda s: "paused before (root) (SeedCNN)" in s)
+    terminal.keys("c")
+    terminal.wait_for(lambda s: "error" in s.splitlines()[0])
+    assert hues(terminal.screen(escapes=True))  # the check above can fail
+    terminal.keys("q")
+    assert terminal.exit_code() == 0
