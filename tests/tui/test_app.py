@@ -394,3 +394,20 @@ def test_every_key_action_is_in_the_command_palette() -> None:
         await wait_for(pilot, lambda: controller.commands == [("over", "")])
 
     drive(app, script)
+
+
+def test_themes_apply_to_every_panel() -> None:
+    t = _trace()
+    app = InspectorApp(FakeController())
+
+    async def script(pilot: Pilot[Any]) -> None:
+        app.post_event(_pause(t, 1))
+        await wait_for(pilot, lambda: app.pause is not None)
+        tree = app.query_one(CallTree)
+        dark = tree.styles.border_right[1]
+        app.theme = "textual-light"
+        await pilot.pause(0.1)
+        assert tree.styles.border_right[1] != dark  # $primary-background follows the theme
+        assert "paused before 0 (Linear)" in status(app)
+
+    drive(app, script)
