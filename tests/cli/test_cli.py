@@ -68,3 +68,17 @@ def test_a_file_whose_build_raises_shows_its_traceback(tmp_path: Path) -> None:
     result = run("report", str(broken))
     assert result.returncode == 2
     assert "ValueError: no data here" in result.stderr
+
+
+def test_report_with_gradients_names_where_they_vanish() -> None:
+    result = run("report", "examples/deep_sigmoid.py", env={"NO_COLOR": "1"})
+    assert result.returncode == 0, result.stderr  # the file asks for backward itself
+    text = result.stdout
+    assert "grad rms" in text and "vanishing gradients" in text
+    assert "threshold grad_vanish: 0.0001" in " ".join(text.split())
+    assert max(len(line) for line in text.splitlines()) <= 80
+    mlp = run("report", "examples/mlp.py", "--backward")
+    assert mlp.returncode == 0 and "grad rms" in mlp.stdout and "No findings." in mlp.stdout
+    no_loss = run("report", "examples/lstm.py", "--backward")
+    assert no_loss.returncode == 2 and "give loss_fn and target" in no_loss.stderr
+    assert "Traceback" not in no_loss.stderr

@@ -69,3 +69,16 @@ def test_out_of_order_calls_rejected() -> None:
     doc["calls"][1]["parent"] = 5
     with pytest.raises(TraceFormatError, match="out of order"):
         inspector.Trace.from_json(json.dumps(doc))
+
+
+def test_malformed_gradients_and_units_are_clear_errors() -> None:
+    from torch import nn
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    t = inspector.trace(model, torch.randn(8, 3), loss_fn=lambda o, _: o.sum(), backward=True)
+    doc = json.loads(t.to_json())
+    for key, bad in (("grad", [1, 2]), ("grad", {"outputs": "x"}), ("units", "dead")):
+        broken = json.loads(json.dumps(doc))
+        broken["calls"][1][key] = bad
+        with pytest.raises(TraceFormatError, match="malformed trace file"):
+            inspector.Trace.from_json(json.dumps(broken))
