@@ -25,34 +25,11 @@ JOIN_TIMEOUT = 600.0
 HEAT_ROWS, HEAT_COLS = 24, 64  # cells: two rows of cells per line of text
 
 
-def heatmap_of(
-    store: ValueStore | None,
-    calls: Sequence[Call],
-    call: Call,
-    info: TensorInfo,
-    output_position: int | None,
-    index: int,
-    label: str,
-) -> HeatMap | str:
-    """A slice of a tensor the run kept (cells sized for the detail panel), or why not."""
-    if store is None:
-        return "values are not kept in this run"
-    key = value_key(calls, call, info, output_position=output_position)
-    if isinstance(key, str):
-        return key
-    return store.heatmap(*key, index, rows=HEAT_ROWS, cols=HEAT_COLS, label=label)
+class _KeptValues:
+    """Heat maps of the tensors a run kept: the part of a controller that reads values."""
 
-
-class StepperControl:
-    """The app's controller over a stepper whose recorder keeps values (run, set_trace)."""
-
-    def __init__(self, stepper: Stepper, recorder: Recorder) -> None:
-        self.stepper = stepper
-        self.recorder = recorder
-        self.breakpoints = stepper.breakpoints
-
-    def command(self, kind: str, arg: str = "") -> None:
-        self.stepper.command(kind, arg)
+    def _store(self) -> ValueStore | None:
+        raise NotImplementedError
 
     def heatmap(
         self,
@@ -63,10 +40,32 @@ class StepperControl:
         index: int,
         label: str,
     ) -> HeatMap | str:
-        return heatmap_of(self.recorder.values, calls, call, info, output_position, index, label)
+        """A slice of a tensor the run kept (cells sized for the detail panel), or why not."""
+        store = self._store()
+        if store is None:
+            return "values are not kept in this run"
+        key = value_key(calls, call, info, output_position=output_position)
+        if isinstance(key, str):
+            return key
+        return store.heatmap(*key, index, rows=HEAT_ROWS, cols=HEAT_COLS, label=label)
 
 
-class _DebuggerControl:
+class StepperControl(_KeptValues):
+    """The app's controller over a stepper whose recorder keeps values (run, set_trace)."""
+
+    def __init__(self, stepper: Stepper, recorder: Recorder) -> None:
+        self.stepper = stepper
+        self.recorder = recorder
+        self.breakpoints = stepper.breakpoints
+
+    def command(self, kind: str, arg: str = "") -> None:
+        self.stepper.command(kind, arg)
+
+    def _store(self) -> ValueStore | None:
+        return self.recorder.values
+
+
+class _DebuggerControl(_KeptValues):
     """The app's controller: forwards to the Debugger's stepper once it exists."""
 
     def __init__(self, debugger: Debugger) -> None:
@@ -78,16 +77,8 @@ class _DebuggerControl:
         if stepper is not None:
             stepper.command(kind, arg)
 
-    def heatmap(
-        self,
-        calls: Sequence[Call],
-        call: Call,
-        info: TensorInfo,
-        output_position: int | None,
-        index: int,
-        label: str,
-    ) -> HeatMap | str:
-        return heatmap_of(self.debugger.values, calls, call, info, output_position, index, label)
+    def _store(self) -> ValueStore | None:
+        return self.debugger.values
 
     def contributions(
         self,

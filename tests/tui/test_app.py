@@ -57,6 +57,24 @@ def drive(app: InspectorApp, script: Callable[[Pilot[Any]], Awaitable[None]]) ->
     asyncio.run(main())
 
 
+def connect(app: InspectorApp, debugger: Any) -> None:
+    """The app drives `debugger` and starts it once mounted, as run_app does."""
+    app.controller = _DebuggerControl(debugger)
+    app.on_ready = debugger.start
+
+
+def drive_debugger(
+    app: InspectorApp, debugger: Any, script: Callable[[Pilot[Any]], Awaitable[None]]
+) -> None:
+    """drive(), then release the model thread whatever happened."""
+    try:
+        drive(app, script)
+    finally:
+        if debugger.stepper is not None:
+            debugger.stepper.release()
+        debugger.join(10)
+
+
 def row_text(tree: CallTree, seq: int) -> str:
     call = tree.calls[seq]
     label = node_label(
@@ -183,8 +201,7 @@ def test_end_to_end_on_the_seed_cnn() -> None:
     model, args = load_example("seed_cnn").build()
     app = InspectorApp()
     debugger = Debugger(model, *args, on_event=app.post_event)
-    app.controller = _DebuggerControl(debugger)
-    app.on_ready = debugger.start
+    connect(app, debugger)
 
     async def script(pilot: Pilot[Any]) -> None:
         await wait_for(pilot, lambda: app.pause is not None)
@@ -196,12 +213,7 @@ def test_end_to_end_on_the_seed_cnn() -> None:
         await wait_for(pilot, lambda: app.finished is not None)
         await pilot.press("q")
 
-    try:
-        drive(app, script)
-    finally:
-        if debugger.stepper is not None:
-            debugger.stepper.release()
-        debugger.join(10)
+    drive_debugger(app, debugger, script)
     assert debugger.finished is not None and isinstance(debugger.finished.trace.error, RuntimeError)
 
 
@@ -212,8 +224,7 @@ def test_contributions_view_after_the_pass() -> None:
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
     app = InspectorApp()
     debugger = Debugger(model, torch.randn(2, 4), on_event=app.post_event)
-    app.controller = _DebuggerControl(debugger)
-    app.on_ready = debugger.start
+    connect(app, debugger)
 
     async def script(pilot: Pilot[Any]) -> None:
         from inspector.tui.panels import ContribPanel
@@ -236,12 +247,7 @@ def test_contributions_view_after_the_pass() -> None:
         assert "0 → output 2 (integrated gradients" in app.query_one(ContribPanel).plain()
         await pilot.press("q")
 
-    try:
-        drive(app, script)
-    finally:
-        if debugger.stepper is not None:
-            debugger.stepper.release()
-        debugger.join(10)
+    drive_debugger(app, debugger, script)
 
 
 def test_breakpoint_list_adds_conditions_toggles_and_deletes() -> None:
@@ -293,8 +299,7 @@ def test_stepping_into_the_backward_pass_shows_gradients() -> None:
         model, *args, loss_fn=module.loss_fn, target=module.target(), backward=True,
         breakpoints=[Breakpoint("loss_fn")], on_event=app.post_event,
     )  # fmt: skip
-    app.controller = _DebuggerControl(debugger)
-    app.on_ready = debugger.start
+    connect(app, debugger)
 
     async def script(pilot: Pilot[Any]) -> None:
         await wait_for(pilot, lambda: app.pause is not None)
@@ -316,12 +321,7 @@ def test_stepping_into_the_backward_pass_shows_gradients() -> None:
         assert "vanishing gradients" in app.query_one(ProblemsPanel).plain()
         await pilot.press("q")
 
-    try:
-        drive(app, script)
-    finally:
-        if debugger.stepper is not None:
-            debugger.stepper.release()
-        debugger.join(10)
+    drive_debugger(app, debugger, script)
     assert debugger.finished is not None and debugger.finished.trace.error is None
 
 
@@ -336,8 +336,7 @@ def test_heat_map_keys_pick_the_tensor_and_the_slice() -> None:
         model, torch.randn(2, 3, 6, 6), keep_values=DEFAULT_BUDGET, breakpoints=["1"],
         stop_at_start=False, on_event=app.post_event,
     )  # fmt: skip
-    app.controller = _DebuggerControl(debugger)
-    app.on_ready = debugger.start
+    connect(app, debugger)
 
     async def script(pilot: Pilot[Any]) -> None:
         await wait_for(pilot, lambda: app.pause is not None and app.pause.call.path == "1")
@@ -366,12 +365,7 @@ def test_heat_map_keys_pick_the_tensor_and_the_slice() -> None:
         await wait_for(pilot, lambda: "heat map of 0" not in app.query_one(DetailPanel).plain())
         await pilot.press("q")
 
-    try:
-        drive(app, script)
-    finally:
-        if debugger.stepper is not None:
-            debugger.stepper.release()
-        debugger.join(10)
+    drive_debugger(app, debugger, script)
 
 
 def test_every_key_action_is_in_the_command_palette() -> None:
