@@ -3,9 +3,9 @@
 Models (bench/models.py, seeded, eval mode): ResNet-50 on a (8, 3, 224, 224) batch and 12 GPT
 blocks (d_model 768) on (4, 128, 768) hidden states, so one forward takes 0.3-2 s on 2 cores.
 
-Time: every variant runs once as a warm-up, then `--repeats` times, alternating the variants
-within each repeat (ABCD ABCD ...) so that drift of the machine hits all of them alike; the
-table gives the median wall time of each and its ratio to the plain forward's median. All runs
+Time: every variant runs once as a warm-up, then `--repeats` times, rotating the variants'
+order from repeat to repeat (ABCD BCDA ...) so that drift of the machine hits all of them
+alike; the table gives the median wall time of each and its ratio to the plain forward's median. All runs
 are under `torch.no_grad()`, after `gc.collect()`, with `torch.set_num_threads` fixed.
 
   plain               model(x)
@@ -115,13 +115,16 @@ def time_once(fn: Callable[[], object]) -> float:
 
 
 def measure(runs: list[Variant], repeats: int) -> dict[str, list[float]]:
-    """Seconds per run of each variant: one warm-up round, then `repeats` alternating rounds."""
+    """Seconds per run of each variant: one warm-up round, then `repeats` rounds, the order
+    rotated from round to round so that no variant always runs first (or right after the
+    heaviest one)."""
     times: dict[str, list[float]] = {name: [] for name, _ in runs}
     with torch.no_grad():
         for _, fn in runs:
             fn()
-        for _ in range(repeats):
-            for name, fn in runs:
+        for r in range(repeats):
+            k = r % len(runs)
+            for name, fn in runs[k:] + runs[:k]:
                 times[name].append(time_once(fn))
     return times
 
@@ -226,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"torch {torch.__version__}, python {platform.python_version()}, "
         f"{torch.get_num_threads()} threads (torch default {DEFAULT_THREADS}), "
-        f"median of {args.repeats} alternating repeats, torch.no_grad()"
+        f"median of {args.repeats} rotating repeats, torch.no_grad()"
         + (", QUICK smoke run" if args.quick else "")
     )
     if summary is None:
