@@ -36,7 +36,9 @@ def call_tensors(call: Call) -> list[tuple[str, TensorInfo | str]]:
     if call.kwargs is not None:
         for key, value in call.kwargs.fields:
             rows.extend(named_tensors(f"in.{key}", value))
-    if call.status != "error":
+    if call.status == "running":
+        rows.append(("out", "running: appears when the call returns"))
+    elif call.status != "error":
         outs = list(named_tensors("out", call.outputs))
         rows.extend(outs)
         if call.grad is not None:
@@ -182,9 +184,10 @@ class CallDetail:
         self.heat = heat
         self.hint = hint  # name the keys (in the debugger, not in the report)
 
-    def height_key(self) -> tuple[object, ...]:
-        """Everything the number of lines drawn depends on, except the width: two details
-        with the same key take the same height (a UI can skip a layout pass)."""
+    def height_key(self, width: int) -> tuple[object, ...]:
+        """Everything the number of lines drawn at `width` depends on: two details with the
+        same key take the same height (a UI can skip a layout pass). A running call has a
+        placeholder output row, so a call's start and end usually draw alike."""
         call = self.call
         rows = call_tensors(call)
         selected = self.selected if self.selected is not None else default_row(rows)
@@ -192,10 +195,11 @@ class CallDetail:
         histogram = isinstance(info, TensorInfo) and info.stats is not None
         heat = self.heat
         heat_key = len(heat.values) if isinstance(heat, HeatMap) else heat
+        repr_lines = -(-len(call.module_repr) // max(width, 1))
         return (
-            len(rows), call.module_repr, call.call_site is not None, call.status, call.error,
-            gradient_line(call) is not None, units_line(call) is not None, histogram, heat_key,
-            self.hint,
+            len(rows), repr_lines, call.call_site is not None, call.status == "error",
+            call.error, gradient_line(call) is not None, units_line(call) is not None,
+            histogram, heat_key, self.hint,
         )  # fmt: skip
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
@@ -226,8 +230,6 @@ class CallDetail:
                 parts.append(Text("t: next tensor · m: heat map of a slice", style="dim"))
         if call.status == "error" and call.error:
             parts.append(Text(call.error, style="bold red"))
-        elif call.status == "running":
-            parts.append(Text("running: outputs appear when the call returns", style="yellow"))
         yield Group(*parts)
 
 

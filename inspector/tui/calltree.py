@@ -24,6 +24,7 @@ from inspector.render.text import grad_text, io_shapes
 from inspector.render.trace_table import STATUS_MARK
 
 CURSOR = Style(reverse=True)
+GROW_ROWS = 32
 
 
 def node_label(call: Call, *, current: bool, breakpoint: bool, collapsed: bool) -> Text:
@@ -103,8 +104,20 @@ class CallTree(ScrollView, can_focus=True):
                 self.rows.append(call.seq)
         changed.update(c.parent for c in calls[old:] if c.parent is not None)
         self._width = max(self._width, *(self._label_width(c) for c in calls[old:]), 0)
-        self.virtual_size = Size(self._width, len(self.rows))
+        self._resize()
         self._refresh_seqs(changed | {c.seq for c in calls[old:]} | self._finished_since(old))
+
+    def _resize(self) -> None:
+        """The scrollable size. A new size costs a layout of the whole screen, so while a pass
+        is running and its rows overflow the view, it grows in blocks: one layout per 32 new
+        calls instead of one per call (the scroll range then ends in a few blank rows until
+        the pass finishes)."""
+        height = len(self.rows)
+        if self.current_seq is not None and height > self.size.height:
+            height = -(-height // GROW_ROWS) * GROW_ROWS
+        size = Size(self._width, height)
+        if size != self.virtual_size:
+            self.virtual_size = size
 
     def start_pass(self) -> None:
         """Forget every row: a new pass starts."""
@@ -143,7 +156,7 @@ class CallTree(ScrollView, can_focus=True):
             self.rows.append(seq)
             seq = self._ends[seq] + 1 if seq in self.collapsed else seq + 1
         self.cursor = min(self.cursor, max(len(self.rows) - 1, 0))
-        self.virtual_size = Size(self._width, len(self.rows))
+        self._resize()
         self._cache.clear()
         self.refresh()
 

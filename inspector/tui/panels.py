@@ -42,7 +42,8 @@ class DetailPanel(_Shows):
         detail = CallDetail(call, selected, heat, hint=True)
         # Stepping from call to call mostly changes numbers, not the number of lines: then
         # the screen needs no new layout, only a repaint (a third of a frame saved).
-        height = (detail.height_key(), self.size.width)
+        width = self.content_region.width or self.size.width
+        height = (detail.height_key(width), width)
         same = height == getattr(self, "_height", None)
         self._height = height
         self.put(detail, layout=not same)
