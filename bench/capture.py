@@ -5,8 +5,9 @@ blocks (d_model 768) on (4, 128, 768) hidden states, so one forward takes 0.3-2 
 
 Time: every variant runs once as a warm-up, then `--repeats` times, rotating the variants'
 order from repeat to repeat (ABCD BCDA ...) so that drift of the machine hits all of them
-alike; the table gives the median wall time of each and its ratio to the plain forward's median. All runs
-are under `torch.no_grad()`, after `gc.collect()`, with `torch.set_num_threads` fixed.
+alike; the table gives the median wall time of each and its ratio to the plain forward's
+median. All runs are under `torch.no_grad()`, after `gc.collect()`, with
+`torch.set_num_threads` fixed.
 
   plain               model(x)
   trace(stats=False)  inspector.trace(model, x, stats=False): shapes, dtypes, devices

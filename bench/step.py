@@ -15,7 +15,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import os
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -114,6 +117,54 @@ def keypress_latency(steps: int) -> tuple[list[float], list[float]]:
     return frame_times, callback_times
 
 
+TMUX_APP = (
+    "import sys; sys.path.insert(0, '.'); import inspector; "
+    "from bench.models import transformer_stack, hidden_states; "
+    "m = transformer_stack(8, d_model=64); inspector.debug(m, hidden_states(m, 2, 16))"
+)
+
+
+def tmux_latency(steps: int) -> list[float] | None:
+    """Milliseconds from `tmux send-keys s` to the new status line in `tmux capture-pane`, in a
+    real terminal (120x40); each includes the two tmux commands (a few ms each). None
+    without tmux."""
+    if shutil.which("tmux") is None:
+        return None
+    name = f"inspector-bench-{os.getpid()}"
+    root = str(Path(__file__).resolve().parent.parent)
+
+    def first_line() -> str:
+        out = subprocess.run(
+            ["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True
+        )
+        return out.stdout.splitlines()[0] if out.stdout else ""
+
+    command = f'cd {root} && unset CI && {sys.executable} -c "{TMUX_APP}"; sleep 5'
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", name, "-x", "120", "-y", "40", command], check=True
+    )
+    times: list[float] = []
+    try:
+        deadline = time.monotonic() + 60
+        while "paused" not in first_line():
+            assert time.monotonic() < deadline, "the debugger did not open in tmux"
+            time.sleep(0.1)
+        for _ in range(steps):
+            before = first_line()
+            start = time.perf_counter()
+            subprocess.run(["tmux", "send-keys", "-t", name, "s"], check=True)
+            while True:
+                now = first_line()
+                if now != before and "paused" in now:
+                    break
+                assert time.perf_counter() - start < 10, "no pause after the key"
+            times.append((time.perf_counter() - start) * 1e3)
+            time.sleep(0.05)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+    return times
+
+
 def session_overhead(repeats: int, batch: int) -> tuple[float, float, float]:
     """(plain ms, attached ms, attached with a NaN watch ms): medians of alternating runs.
 
@@ -165,6 +216,15 @@ def main() -> None:
         print(
             f"keypress to next call painted (headless, 120x40, {steps} steps), {label}: "
             f"median {statistics.median(times):.1f} ms, p95 {p95:.1f} ms"
+        )
+    in_tmux = tmux_latency(60)
+    if in_tmux is None:
+        print("tmux not installed: no real-terminal figure")
+    else:
+        p95 = statistics.quantiles(in_tmux, n=20)[-1]
+        print(
+            f"keypress to next call painted in tmux (send-keys to capture-pane, 60 steps): "
+            f"median {statistics.median(in_tmux):.1f} ms, p95 {p95:.1f} ms"
         )
     plain, attached, watched = session_overhead(repeats, batch)
     print(
