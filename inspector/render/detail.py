@@ -133,7 +133,11 @@ def tensor_table(
             grid.append([label, Text(info, style="dim")])
         else:
             grid.append([label, *(_cell(info, c) for c in columns)])
-    widths = [max(len(r[i]) for r in grid if i < len(r)) for i in range(len(columns) + 1)]
+    # a text row (a non-tensor value, a call still running) spans the columns: it does not
+    # widen them
+    full = [r for r in grid if len(r) > 2]  # the header is always one
+    widths = [max(len(r[0]) for r in grid)]
+    widths += [max(len(r[i]) for r in full) for i in range(1, len(columns) + 1)]
     left = {0, 1} | ({2} if "dtype" in columns else set())
     out = Text(no_wrap=True, overflow="ellipsis")
     for r, cells in enumerate(grid):
