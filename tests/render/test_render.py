@@ -122,3 +122,16 @@ def test_call_detail_shows_gradients_units_and_the_heat_map() -> None:
     assert "of |w|" in text and "heat map of tensor" in text
     relu = "\n".join(draw(CallDetail(t.find("1")), 100))
     assert "dead units: 3 of 8" in relu
+
+
+def test_a_running_call_shows_a_placeholder_row_that_does_not_widen_the_table() -> None:
+    import dataclasses
+
+    t = inspector.trace(nn.Sequential(nn.Linear(16, 2)), torch.randn(32, 16))
+    running = dataclasses.replace(t.calls[1], status="running", outputs=None)
+    lines = draw(CallDetail(running), 56)
+    header = next(line for line in lines if "shape" in line)
+    assert "max" in header and len(header.rstrip()) < 48  # the columns keep their widths
+    assert any(line.startswith("out    running: appears when the call returns") for line in lines)
+    done = draw(CallDetail(t.calls[1]), 56)
+    assert len(done) == len(lines)  # the call's start and end take the same height
