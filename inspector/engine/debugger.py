@@ -133,7 +133,7 @@ class Debugger:
             result.error = exc
         t = Trace(recorder.calls, output=result.output, loss=result.loss, error=result.error)
         if not aborted:
-            t.findings = collect_findings(t, recorder)
+            t.findings = collect_findings(t, recorder, in_backward=result.in_backward)
         recorder.release()
         self.finished = Finished(t, aborted)
         self.on_event(self.finished)

@@ -151,7 +151,7 @@ def trace(
         result = Trace(recorder.calls, output=run.output, loss=run.loss, error=run.error)
         from inspector.engine.diagnose import collect_findings
 
-        result.findings = collect_findings(result, recorder, thresholds)
+        result.findings = collect_findings(result, recorder, thresholds, run.in_backward)
         recorder.release()
     return result
 
@@ -175,12 +175,13 @@ def _collector_paused() -> Iterator[None]:
 
 
 class RunResult:
-    __slots__ = ("error", "loss", "output")
+    __slots__ = ("error", "in_backward", "loss", "output")
 
     def __init__(self) -> None:
         self.output: Any = None
         self.loss: Any = None
         self.error: BaseException | None = None
+        self.in_backward = False  # the error came from the backward pass
 
 
 def run_recorded(
@@ -212,7 +213,9 @@ def run_recorded(
         if backward:
             recorder.stop_forward()
             root = backward_root(result.output, result.loss, loss_fn is not None)
+            result.in_backward = True
             root.backward()
+            result.in_backward = False
     except BackwardRequestError:
         raise
     except Exception as exc:

@@ -240,3 +240,35 @@ def test_gradients_survive_json() -> None:
     back = inspector.Trace.from_json(t.to_json())
     assert back.calls == t.calls
     assert any(c.grad is not None for c in back.calls)
+
+
+class SavedThenChanged(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.act = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(self.fc(x))
+        y.add_(1)  # sigmoid's backward needs its output: changed in place
+        return y
+
+
+def test_a_failing_backward_is_explained_as_such() -> None:
+    from inspector.engine.debugger import Debugger, Finished
+
+    model = SavedThenChanged()
+    t = inspector.trace(model, torch.randn(2, 4), loss_fn=lambda o, _: o.sum(), backward=True)
+    assert isinstance(t.error, RuntimeError) and t.output is not None
+    d = t.diagnosis
+    assert d is not None and d.code == "backward-failed" and d.module == "act"
+    assert d.summary.startswith("the backward pass failed: one of the variables needed")
+    assert "out of place" in d.fixes[0] and "Sigmoid" in d.fixes[0]
+    assert _hook_count(model, t.output) == 0
+    debugger = Debugger(model, torch.randn(2, 4), loss_fn=lambda o, _: o.sum(), backward=True,
+                        stop_at_start=False)  # fmt: skip
+    event = debugger.start()
+    while not isinstance(event, Finished):
+        event = debugger.cont()
+    assert event.trace.diagnosis is not None
+    assert event.trace.diagnosis.code == "backward-failed"

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from inspector.engine.diagnose.anomalies import Thresholds, dead_and_constant, nan_origin
 from inspector.engine.diagnose.errors import explain_failure
-from inspector.engine.diagnose.gradflow import gradient_findings
+from inspector.engine.diagnose.gradflow import backward_failure, gradient_findings
+from inspector.engine.diagnose.locate import user_line
 from inspector.engine.diagnose.numerics import activation_scale, dead_units, saturation
 from inspector.engine.diagnose.silent import silent_findings
 from inspector.engine.records import Diagnosis
@@ -19,12 +20,18 @@ __all__ = ["Thresholds", "collect_findings", "explain_failure"]
 
 
 def collect_findings(
-    trace: Trace, recorder: Recorder, limits: Thresholds | None = None
+    trace: Trace,
+    recorder: Recorder,
+    limits: Thresholds | None = None,
+    in_backward: bool = False,
 ) -> list[Diagnosis]:
     """The error's diagnosis first (if the pass failed), then warnings."""
     limits = limits if limits is not None else Thresholds()
     findings: list[Diagnosis] = []
-    if trace.error is not None:
+    if trace.error is not None and in_backward:
+        findings.append(backward_failure(trace, trace.error, user_line(trace.error.__traceback__)))
+        findings.extend(silent_findings(trace, recorder.modules))
+    elif trace.error is not None:
         failure = recorder.failure_for(trace.error)
         findings.append(
             explain_failure(trace, failure, trace.error, recorder.modules, recorder.lookup)

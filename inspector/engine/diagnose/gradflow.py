@@ -15,11 +15,19 @@ gradient only in the rows the batch used).
 from __future__ import annotations
 
 import math
+import re
 from typing import TYPE_CHECKING
 
 from inspector.engine.diagnose.anomalies import DEFAULTS, Thresholds
 from inspector.engine.diagnose.context import warning_about
-from inspector.engine.records import Call, Diagnosis, Stats, TensorInfo, tensors_in
+from inspector.engine.records import (
+    Call,
+    Diagnosis,
+    SourceLine,
+    Stats,
+    TensorInfo,
+    tensors_in,
+)
 
 if TYPE_CHECKING:
     from inspector.engine.trace import Trace
@@ -203,3 +211,50 @@ def vanishing_exploding(trace: Trace, limits: Thresholds = DEFAULTS) -> list[Dia
                     )
                 )
     return found
+
+
+_SAVED_OUTPUT = re.compile(r"output (\d+) of (\w+?)(?:Backward\d*)?, is at version (\d+)")
+
+
+def backward_failure(trace: Trace, error: BaseException, line: SourceLine | None) -> Diagnosis:
+    """The backward pass raised: say so (the forward ran fine), and for the common case, a
+    tensor autograd saved being changed in place, which op saved it and how to fix it."""
+    message = str(error)
+    first = message.split(". ", 1)[0].split("\n", 1)[0]
+    exception = f"{type(error).__name__}: {message}"
+    module, module_type, call_seq = "", "", None
+    details = ["the forward pass ran to the end; autograd failed while computing gradients"]
+    fixes = ["torch.autograd.set_detect_anomaly(True) names the forward line of the failing op"]
+    saved = _SAVED_OUTPUT.search(message)
+    if "modified by an inplace operation" in message:
+        op = saved.group(2) if saved else "an op"
+        version = saved.group(3) if saved else "?"
+        details.append(
+            f"autograd saved the output of {op} to compute its gradient, and {version} "
+            f"in-place change(s) came after it (x.add_(), x += ..., x[...] = ..., "
+            f"ReLU(inplace=True))"
+        )
+        culprit = next((c for c in trace.calls if c.type.lower() == op.lower()), None)
+        if culprit is not None:
+            module, module_type, call_seq = culprit.path, culprit.type, culprit.seq
+            details.append(f"{culprit.name} ({culprit.type}) made that output")
+        fixes.insert(
+            0,
+            f"make the change after {op} out of place (y = y + 1 instead of y.add_(1) or "
+            "y += 1; nn.ReLU(inplace=False)), or clone first: y = y.clone()",
+        )
+    elif "does not require grad" in message:
+        fixes.insert(0, "something was computed under torch.no_grad() or .detach()ed on the way "
+                        "to the loss, or every parameter has requires_grad=False")  # fmt: skip
+    return Diagnosis(
+        kind="error",
+        module=module,
+        module_type=module_type,
+        call=call_seq,
+        summary=f"the backward pass failed: {first}",
+        line=line,
+        details=tuple(details),
+        fixes=tuple(fixes),
+        code="backward-failed",
+        exception=exception,
+    )
