@@ -77,6 +77,8 @@ class Session:
         """Remove every hook and never stop again. Safe to call twice, from any thread."""
         self.stepper.release()
         self.recorder.detach()
+        if self.recorder.values is not None:
+            self.recorder.values.clear()  # kept tensors go with the hooks
 
     def __enter__(self) -> Session:
         return self

@@ -180,3 +180,17 @@ def test_running_free_records_shapes_and_a_pause_gets_its_statistics() -> None:
         model(torch.randn(4, 3))
         assert all(first_tensor(c.outputs).stats is not None for c in session.calls)  # type: ignore[union-attr]
     assert hits[0].call.path == "0" and hits[0].phase == "exit"
+
+
+def test_detach_lets_go_of_kept_values() -> None:
+    from inspector.engine.values import ValueStore
+
+    model = nn.Sequential(nn.Linear(3, 5), nn.ReLU())
+    front = Continue()
+    session = Session(front, model)
+    front.session = session
+    session.recorder.values = ValueStore()
+    model(torch.randn(4, 3))
+    assert session.recorder.values.bytes > 0
+    session.detach()
+    assert session.recorder.values.bytes == 0 and _hook_count(model) == 0
