@@ -1,0 +1,107 @@
+"""The one-pass C statistics kernel: the same numbers as torch's reductions, and a clean
+fallback when it cannot be built."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from inspector.engine import native
+from inspector.engine import stats as stats_module
+from inspector.engine.records import Stats
+from inspector.engine.stats import compute_stats
+
+ROOT = Path(__file__).resolve().parents[2]
+needs_kernel = pytest.mark.skipif(native.kernel() is None, reason="no C compiler here")
+
+
+def _torch_way(t: torch.Tensor, monkeypatch: pytest.MonkeyPatch) -> Stats | None:
+    with monkeypatch.context() as m:
+        m.setattr(native, "kernel", lambda: None)
+        return compute_stats(t)
+
+
+def _g() -> torch.Generator:
+    return torch.Generator().manual_seed(0)
+
+
+CASES: dict[str, Callable[[], torch.Tensor]] = {
+    "normal 1M float32": lambda: torch.randn(1 << 20, generator=_g()),
+    "relu map": lambda: torch.randn(4, 64, 56, 56, generator=_g()).relu_(),
+    "odd length": lambda: torch.randn(1000003, generator=_g()) * 3 + 7,
+    "float64": lambda: torch.randn(100_001, dtype=torch.float64, generator=_g()),
+    "negative zeros": lambda: torch.randn(5000, generator=_g()).clamp(max=0) * 0,
+    "one value": lambda: torch.tensor([2.5]),
+    "constant": lambda: torch.full((3000,), -1.25),
+    "huge values": lambda: torch.randn(4096, generator=_g()) * 1e20,
+    "tiny spread": lambda: 1e4 + torch.randn(10_000, generator=_g()) * 1e-3,
+    "integers": lambda: torch.arange(-500, 500),
+    "with NaN and Inf": lambda: torch.tensor([1.0, float("nan"), 0.0, float("inf"), -2.0]),
+}
+
+
+@needs_kernel
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_kernel_gives_torchs_numbers(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    t = CASES[name]()
+    mine, theirs = compute_stats(t), _torch_way(t, monkeypatch)
+    assert mine is not None and theirs is not None
+    assert (mine.numel, mine.nan, mine.inf, mine.sampled) == (
+        theirs.numel, theirs.nan, theirs.inf, theirs.sampled,
+    )  # fmt: skip
+    assert mine.zero_fraction == theirs.zero_fraction
+    assert (mine.min, mine.max) == (theirs.min, theirs.max)
+    for field in ("mean", "std"):
+        a, b = getattr(mine, field), getattr(theirs, field)
+        assert math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-6 * max(1.0, abs(theirs.std))), field
+    assert mine.histogram == theirs.histogram
+    exact = t.double()[torch.isfinite(t.double())]
+    assert math.isclose(mine.mean, float(exact.mean()), rel_tol=1e-6, abs_tol=1e-9)
+
+
+@needs_kernel
+def test_what_the_kernel_must_not_read_goes_the_torch_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[int] = []
+    real = stats_module._native_stats
+
+    def spy(lib: object, x: torch.Tensor) -> Stats:
+        seen.append(x.numel())
+        return real(lib, x)
+
+    monkeypatch.setattr(stats_module, "_native_stats", spy)
+    base = torch.randn(64, 64, generator=_g())
+    compute_stats(base.t())  # not contiguous
+    compute_stats(base.half())  # float16
+    compute_stats(torch.nn.Parameter(base))  # a Parameter detaches to a plain tensor: fine
+    assert seen == [4096]
+    negated = compute_stats(torch._neg_view(base.double()))  # resolved first, then read
+    assert negated is not None and math.isclose(negated.mean, -float(base.double().mean()))
+
+
+def test_no_compiler_means_the_torch_way(tmp_path: Path) -> None:
+    env = {**os.environ, "CC": str(tmp_path / "no-such-cc"), "XDG_CACHE_HOME": str(tmp_path)}
+    code = (
+        "import torch\n"
+        "from inspector.engine import native\n"
+        "from inspector.engine.stats import compute_stats\n"
+        "assert native.kernel() is None\n"
+        "s = compute_stats(torch.arange(10.0))\n"
+        "print(s.mean, s.min, s.max)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["4.5", "0.0", "9.0"]
+    env["CC"], env["TORCH_INSPECTOR_NATIVE"] = "cc", "0"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
