@@ -121,15 +121,14 @@ def _plain_cpu_array(x: torch.Tensor) -> bool:
 
 
 def _native_stats(lib: Any, x: torch.Tensor) -> Stats:
-    """Sum, sum of squares, min, max and zeros in one pass of the C kernel (engine/native);
-    a tensor with NaN or Inf goes the torch way, which counts them."""
+    """Sum, sum of squares, min, max, zeros and the sample's histogram in one call of the C
+    kernel (engine/native); a tensor with NaN or Inf goes the torch way, which counts them."""
     n = x.numel()
+    step, count = (n // SAMPLE_SIZE, SAMPLE_SIZE) if n > SAMPLE_SIZE else (1, n)
     out = (ctypes.c_double * 5)()
-    threads = torch.get_num_threads()
-    if x.dtype == torch.float32:
-        lib.stats_f32(ctypes.cast(x.data_ptr(), _F32), n, threads, out)
-    else:
-        lib.stats_f64(ctypes.cast(x.data_ptr(), _F64), n, threads, out)
+    hist = (ctypes.c_int64 * HIST_BINS)()
+    fn, pointer = (lib.stats_f32, _F32) if x.dtype == torch.float32 else (lib.stats_f64, _F64)
+    fn(ctypes.cast(x.data_ptr(), pointer), n, step, count, HIST_BINS, out, hist)
     total, squares, mn, mx, zeros = out
     if not (math.isfinite(total) and math.isfinite(mn) and math.isfinite(mx)):
         return _nonfinite_stats(x)
@@ -141,7 +140,6 @@ def _native_stats(lib: Any, x: torch.Tensor) -> Stats:
         std = float(x.std())  # ill-conditioned or overflowed: let torch do it carefully
     else:
         std = math.sqrt(max(var_sum, 0.0) / (n - 1))
-    sampled = _sample(x).to(torch.float64).numpy()
     return Stats(
         numel=n,
         mean=mean,
@@ -149,9 +147,9 @@ def _native_stats(lib: Any, x: torch.Tensor) -> Stats:
         min=mn,
         max=mx,
         zero_fraction=zeros / n,
-        histogram=_histogram(sampled, mn, mx),
+        histogram=tuple(hist),
         histogram_range=(mn, mx),
-        sampled=len(sampled),
+        sampled=count,
     )
 
 
