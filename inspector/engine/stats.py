@@ -81,13 +81,7 @@ def _float_stats(x: torch.Tensor) -> Stats:
     if not (math.isfinite(s) and math.isfinite(mn) and math.isfinite(mx)):
         return _nonfinite_stats(x)
     mean = s / n
-    var_sum = sq - n * mean * mean
-    if n < 2:
-        std = 0.0
-    elif not math.isfinite(sq) or var_sum * _CANCELLATION_LIMIT[acc] < sq:
-        std = float(x.std())  # ill-conditioned or overflowed: let torch do it carefully
-    else:
-        std = math.sqrt(max(var_sum, 0.0) / (n - 1))
+    std = _std(x, mean, sq, _CANCELLATION_LIMIT[acc])
     zeros = 0 if (mn > 0 or mx < 0) else _count_zeros(x)
     hist = _histogram(sampled, mn, mx)
     return Stats(
@@ -104,6 +98,18 @@ def _float_stats(x: torch.Tensor) -> Stats:
 
 
 _NATIVE_TYPES = (torch.float32, torch.float64)
+
+
+def _std(x: torch.Tensor, mean: float, squares: float, limit: float) -> float:
+    """The unbiased std from the sum of squares, or torch's when that formula would lose
+    digits (`limit`) or the sum of squares overflowed."""
+    n = x.numel()
+    var_sum = squares - n * mean * mean
+    if n < 2:
+        return 0.0
+    if not math.isfinite(squares) or var_sum * limit < squares:
+        return float(x.std())  # ill-conditioned or overflowed: let torch do it carefully
+    return math.sqrt(max(var_sum, 0.0) / (n - 1))
 
 
 def _plain_cpu_array(x: torch.Tensor) -> bool:
@@ -133,13 +139,7 @@ def _native_stats(lib: Any, x: torch.Tensor) -> Stats:
     if not (math.isfinite(total) and math.isfinite(mn) and math.isfinite(mx)):
         return _nonfinite_stats(x)
     mean = total / n
-    var_sum = squares - n * mean * mean
-    if n < 2:
-        std = 0.0
-    elif not math.isfinite(squares) or var_sum * _CANCELLATION_LIMIT[x.dtype] < squares:
-        std = float(x.std())  # ill-conditioned or overflowed: let torch do it carefully
-    else:
-        std = math.sqrt(max(var_sum, 0.0) / (n - 1))
+    std = _std(x, mean, squares, _CANCELLATION_LIMIT[x.dtype])
     return Stats(
         numel=n,
         mean=mean,
