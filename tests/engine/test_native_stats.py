@@ -7,7 +7,7 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -43,13 +43,30 @@ CASES: dict[str, Callable[[], torch.Tensor]] = {
     "huge values": lambda: torch.randn(4096, generator=_g()) * 1e20,
     "tiny spread": lambda: 1e4 + torch.randn(10_000, generator=_g()) * 1e-3,
     "integers": lambda: torch.arange(-500, 500),
+    "ragged blocks": lambda: torch.randn(3 * 1024 + 17, generator=_g()).clamp(min=-0.5),
+    "minimum in the tail": lambda: torch.cat([torch.ones(2048), torch.tensor([-3.0, 0.0])]),
     "with NaN and Inf": lambda: torch.tensor([1.0, float("nan"), 0.0, float("inf"), -2.0]),
 }
 
 
+@pytest.fixture(params=["processor's code", "baseline code"])
+def kernel_code(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Both compiled versions of the kernel where the processor runs the wide one."""
+    lib = native.kernel()
+    assert lib is not None
+    if request.param == "baseline code":
+        assert lib.stats_wide(0) == 0
+    try:
+        yield request.param
+    finally:
+        lib.stats_wide(1)
+
+
 @needs_kernel
 @pytest.mark.parametrize("name", list(CASES))
-def test_the_kernel_gives_torchs_numbers(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_kernel_gives_torchs_numbers(
+    name: str, kernel_code: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     t = CASES[name]()
     mine, theirs = compute_stats(t), _torch_way(t, monkeypatch)
     assert mine is not None and theirs is not None

@@ -8,7 +8,7 @@ No compiler, a failed build or `TORCH_INSPECTOR_NATIVE=0`: `kernel()` is None an
 statistics come from torch's reductions, with the same results.
 
 The library is plain C called through ctypes (which releases the GIL during the call), one
-thread (stats.c says why).
+thread, with AVX2 code picked at run time where the processor has it (stats.c says why).
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ import threading
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("stats.c")
-# `omp simd` vectorizes the loop without OpenMP's runtime (torch brings its own); compilers
-# without the flag still build it, unvectorized.
-FLAGS = (["-O3", "-fopenmp-simd"], ["-O3"])
+# One set of flags for every machine: stats.c picks its AVX2 code at run time on x86-64.
+FLAGS = (["-O3"],)
 _lock = threading.Lock()
 _state: dict[str, ctypes.CDLL | None] = {}
 
@@ -72,6 +71,8 @@ def _load() -> ctypes.CDLL | None:
                 ctypes.c_int, ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_int64),
             ]  # fmt: skip
             fn.restype = None
+        lib.stats_wide.argtypes = [ctypes.c_int]
+        lib.stats_wide.restype = ctypes.c_int
         return lib
     return None
 
