@@ -7,8 +7,10 @@ network pays nothing; saturation is one pass over the outputs of sigmoid and tan
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 from inspector.engine.records import TensorInfo, Units, Value
@@ -54,3 +56,42 @@ def describe_units(module: Any, output: Any, described: Value) -> Units | None:
         middle, half = (low + high) / 2, (high - low) / 2
         near = torch.count_nonzero((x - middle).abs() >= half - SATURATION_MARGIN)
         return Units(axis, count, saturated=int(near) / x.numel())
+
+
+Finish = Callable[[Any, Value], Units]
+
+
+def device_units(module: Any, output: Any) -> tuple[torch.Tensor, Finish] | None:
+    """`describe_units` for an output on an accelerator, without waiting for it: the per-unit
+    numbers as a tensor on the device, and how to read them on the host together with the
+    output's statistics (the dead units are listed under the same zero-fraction gate)."""
+    name = type(module).__name__
+    if name not in DEAD_TYPES and name not in BOUNDS:
+        return None
+    if not isinstance(output, torch.Tensor) or not output.is_floating_point():
+        return None
+    axis = unit_axis(output.dim())
+    if axis is None or output.numel() == 0:
+        return None
+    count, numel = output.shape[axis], output.numel()
+    with torch.no_grad():
+        x = output.detach()
+        if name in DEAD_TYPES:
+            others = tuple(d for d in range(x.dim()) if d != axis)
+            dead = (torch.amax(x, dim=others) == 0) & (torch.amin(x, dim=others) == 0)
+
+            def dead_units(values: Any, described: Value) -> Units:
+                stats = described.stats if isinstance(described, TensorInfo) else None
+                if stats is None or stats.zero_fraction < DEAD_GATE:
+                    return Units(axis, count)
+                return Units(axis, count, dead=tuple(int(i) for i in np.flatnonzero(values)))
+
+            return dead.to(x.dtype), dead_units
+        low, high = BOUNDS[name]
+        middle, half = (low + high) / 2, (high - low) / 2
+        near = torch.count_nonzero((x - middle).abs() >= half - SATURATION_MARGIN)
+
+        def saturation(values: Any, described: Value) -> Units:
+            return Units(axis, count, saturated=float(values[0]) / numel)
+
+        return near.reshape(1).to(torch.float32), saturation

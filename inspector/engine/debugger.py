@@ -49,6 +49,7 @@ def explain_recorded(recorder: Recorder, call: Call) -> Diagnosis | None:
     failure = next((f for f in recorder.failures if f.seq == call.seq), None)
     if failure is None:
         return None
+    recorder.settle()
     record = Trace(list(recorder.calls), error=failure.exception)
     return explain_failure(record, failure, failure.exception, recorder.modules, recorder.lookup)
 
@@ -107,6 +108,7 @@ class Debugger:
             breakpoints=self.breakpoints,
             stop_at_start=self.stop_at_start,
             calls=recorder.calls,
+            enrich=recorder.with_stats,
         )
         stepper.explain = lambda call: explain_recorded(recorder, call)
         recorder.listener = stepper
@@ -131,6 +133,7 @@ class Debugger:
             aborted = True
         except BackwardRequestError as exc:  # shown as the pass's error, raised by debug()
             result.error = exc
+        recorder.settle()
         t = Trace(recorder.calls, output=result.output, loss=result.loss, error=result.error)
         if not aborted:
             t.findings = collect_findings(t, recorder, in_backward=result.in_backward)

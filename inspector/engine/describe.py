@@ -17,7 +17,14 @@ from typing import Any
 import torch
 
 from inspector.engine.records import Struct, TensorInfo, Value
-from inspector.engine.stats import compute_stats
+from inspector.engine.stats import (
+    DeviceBatch,
+    can_have_stats,
+    compute_stats,
+    device_packet,
+    on_device,
+    stats_from_packet,
+)
 
 MAX_ITEMS = 64  # items of one sequence or mapping to describe; the rest is counted
 MAX_DEPTH = 8
@@ -85,16 +92,59 @@ class TensorRegistry:
             return
         entries[key] = (ref, tensor_version(t), info)
 
+    def replace(self, infos: dict[int, TensorInfo]) -> None:
+        """Swap the infos given by id in `infos` for their replacements."""
+        if not infos:
+            return
+        for key, (ref, version, info) in list(self._entries.items()):
+            new = infos.get(id(info))
+            if new is not None:
+                self._entries[key] = (ref, version, new)
+
     def clear(self) -> None:
         self._entries.clear()
 
 
 class Describer:
-    """Describes values as records; one per pass, sharing the pass's tensor registry."""
+    """Describes values as records; one per pass, sharing the pass's tensor registry.
+
+    Tensors on an accelerator get their statistics computed on the device but not read: their
+    TensorInfo has `stats=None` until `settle()` brings every waiting packet to the host at
+    once and returns the infos that replace them (`touched` counts the described values that
+    held a waiting info, so a caller knows which records to update).
+    """
 
     def __init__(self, *, stats: bool = True, registry: TensorRegistry | None = None) -> None:
         self.stats = stats
         self.registry = registry if registry is not None else TensorRegistry()
+        self.device = DeviceBatch()
+        self.touched = 0
+        self._waiting: set[int] = set()  # ids of infos whose statistics are on the device
+        self._resolved: dict[int, TensorInfo] = {}  # id of a waiting info -> its settled info
+
+    def settle(self) -> dict[int, TensorInfo]:
+        """Read every waiting packet (one transfer per device); {id(old info): new info}."""
+        self.device.flush()
+        resolved, self._resolved = self._resolved, {}
+        self.registry.replace(resolved)
+        return resolved
+
+    def forget_waiting(self) -> None:
+        """Drop what still waits on the device (a new pass starts; its records are gone)."""
+        self.device.clear()
+        self._waiting.clear()
+        self._resolved.clear()
+
+    def _defer(self, t: torch.Tensor, info: TensorInfo) -> None:
+        key, numel = id(info), t.numel()
+        self._waiting.add(key)
+
+        def done(values: Any) -> None:
+            self._waiting.discard(key)
+            self._resolved[key] = dataclasses.replace(info, stats=stats_from_packet(values, numel))
+
+        self.device.add(device_packet(t), done)
+        self.touched += 1
 
     def describe(self, value: Any, producer: int | None = None, _depth: int = 0) -> Value:
         """The record of `value`; tensors not seen before are attributed to `producer`."""
@@ -131,7 +181,13 @@ class Describer:
     def tensor(self, t: torch.Tensor, producer: int | None) -> TensorInfo:
         known = self.registry.lookup(t)
         if known is not None:
-            if known.stats is None and self.stats:  # described while statistics were off
+            if id(known) in self._waiting:
+                self.touched += 1
+            elif known.stats is None and self.stats:  # described while statistics were off
+                if on_device(t):
+                    if can_have_stats(t):
+                        self._defer(t, known)
+                    return known
                 stats = compute_stats(t)
                 if stats is not None:
                     known = dataclasses.replace(known, stats=stats)
@@ -144,17 +200,20 @@ class Describer:
             if base_info is not None:
                 view_of = base_info.producer
         layout = t.layout
+        deferred = self.stats and on_device(t)
         info = TensorInfo(
             _shape(t),
             dtype_name(t.dtype),
             device_name(t.device),
             t.requires_grad,
-            compute_stats(t) if self.stats else None,
+            compute_stats(t) if self.stats and not deferred else None,
             "strided" if layout is torch.strided else str(layout).removeprefix("torch."),
             _is_contiguous(t),
             producer,
             view_of,
         )
+        if deferred and can_have_stats(t):
+            self._defer(t, info)
         self.registry.remember(t, info)
         return info
 

@@ -17,15 +17,17 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import torch
 from torch import nn
 from torch.nn.modules import module as torch_module
 from torch.utils.hooks import RemovableHandle
 
-from inspector.engine.activity import describe_units
+from inspector.engine.activity import Finish, describe_units, device_units
 from inspector.engine.describe import Describer
 from inspector.engine.gradients import GradientRecorder
 from inspector.engine.naming import ModuleNames, ParamCounter, call_site, module_line
-from inspector.engine.records import Call, Struct, Units
+from inspector.engine.records import Call, Struct, TensorInfo, Units
+from inspector.engine.stats import on_device
 from inspector.engine.values import ValueStore
 
 
@@ -107,6 +109,9 @@ class Recorder:
         self.stats_when: Callable[[], bool] | None = None
         self._stats = stats
         self._live: tuple[int, tuple[Any, ...], dict[str, Any], Any] | None = None
+        # Calls whose records hold statistics still on an accelerator (Describer.settle).
+        self._unsettled: set[int] = set()
+        self._units_ready: dict[int, tuple[Finish, Any]] = {}
         self.gradients: GradientRecorder | None = None
         if gradients:
             self.gradients = GradientRecorder(
@@ -184,7 +189,10 @@ class Recorder:
             return
         try:
             self._choose_stats()
+            touched = self.describer.touched
             call = self._start(key, args, kwargs, path)
+            if self.describer.touched != touched:
+                self._unsettled.add(call.seq)
         except Exception as exc:
             self._fail(exc)
             return
@@ -201,7 +209,10 @@ class Recorder:
             return
         try:
             self._choose_stats()
+            touched = self.describer.touched
             call = self._finish(key, args, kwargs, output)
+            if call is not None and self.describer.touched != touched:
+                self._unsettled.add(call.seq)
         except Exception as exc:
             self._fail(exc)
             return
@@ -217,14 +228,20 @@ class Recorder:
         self.describer.stats = self._stats and (policy is None or policy())
 
     def with_stats(self, call: Call) -> Call:
-        """`call` with the statistics of its live tensors, when they were skipped (a pause
-        reached while running free). Only the call being notified has live values."""
+        """`call` as a pause shows it: with the statistics of its live tensors when they were
+        skipped (a pause reached while running free; only the call being notified has live
+        values), and every call's statistics that wait on an accelerator read (`settle`)."""
         live = self._live
-        if not self._stats or self.describer.stats or live is None or live[0] != call.seq:
-            return call
+        if self._stats and not self.describer.stats and live is not None and live[0] == call.seq:
+            call = self._restate(call, live)
+        self.settle()
+        return self.calls[call.seq] if call.seq < len(self.calls) else call
+
+    def _restate(self, call: Call, live: tuple[int, tuple[Any, ...], dict[str, Any], Any]) -> Call:
         seq, args, kwargs, output = live
         describe = self.describer.describe
         self.describer.stats = True
+        touched = self.describer.touched
         try:
             inputs = tuple(describe(a) for a in args)
             kw = Struct("kwargs", tuple((k, describe(v)) for k, v in kwargs.items()))
@@ -233,11 +250,43 @@ class Recorder:
                 outputs = describe(output, producer=seq)
         finally:
             self.describer.stats = False
+        if self.describer.touched != touched:
+            self._unsettled.add(seq)
         call = dataclasses.replace(
             call, inputs=inputs, kwargs=kw if kwargs else None, outputs=outputs
         )
         self.calls[seq] = call
         return call
+
+    def settle(self) -> None:
+        """Bring the statistics computed on accelerators to the host, one transfer per
+        device, and put them into the calls' records. A no-op on the CPU."""
+        if not self._unsettled:
+            return
+        seqs, self._unsettled = self._unsettled, set()
+        try:
+            infos = self.describer.settle()
+        except Exception as exc:  # a device error: the records keep stats=None
+            self._units_ready.clear()
+            self._fail(exc)
+            return
+        units, self._units_ready = self._units_ready, {}
+        for seq in sorted(seqs):
+            if seq >= len(self.calls):
+                continue
+            call = self.calls[seq]
+            outputs = _with_infos(call.outputs, infos)
+            found = call.units
+            if seq in units:
+                finish, values = units[seq]
+                found = finish(values, outputs)
+            self.calls[seq] = dataclasses.replace(
+                call,
+                inputs=_with_infos(call.inputs, infos),
+                kwargs=_with_infos(call.kwargs, infos),
+                outputs=outputs,
+                units=found,
+            )
 
     def _stack(self) -> list[_Open]:
         stack: list[_Open] | None = getattr(self._local, "stack", None)
@@ -303,9 +352,10 @@ class Recorder:
             if opened.substituted is not None:
                 failed = opened.substituted
                 status, error = "error", f"{type(failed).__name__}: {failed}"
-            call = _ended(
-                call, outputs, status, error, elapsed, describe_units(key, output, outputs)
-            )
+            units = describe_units(key, output, outputs)
+            if units is None and self.describer.stats and isinstance(output, torch.Tensor):
+                self._units_on_device(opened.seq, key, output)
+            call = _ended(call, outputs, status, error, elapsed, units)
             if self.gradients is not None:
                 self.gradients.track(opened.seq, key, output)
             if self.values is not None:
@@ -313,12 +363,30 @@ class Recorder:
         self.calls[opened.seq] = call
         return call
 
+    def _units_on_device(self, seq: int, key: Any, output: torch.Tensor) -> None:
+        """Dead or saturated units of an output on an accelerator, read at `settle()`."""
+        if not on_device(output):
+            return
+        deferred = device_units(key, output)
+        if deferred is None:
+            return
+        packet, finish = deferred
+
+        def done(values: Any) -> None:
+            self._units_ready[seq] = (finish, values)
+
+        self.describer.device.add(packet, done)
+        self.describer.touched += 1
+
     def lookup(self, t: Any) -> Any:
         """The TensorInfo already given to live tensor `t` in this pass, or None."""
         return self.describer.registry.lookup(t, any_version=True)
 
     def new_pass(self) -> None:
         """Start the record of a new pass (in place: listeners keep their reference)."""
+        self.describer.forget_waiting()
+        self._unsettled.clear()
+        self._units_ready.clear()
         self.calls.clear()
         self.modules.clear()
         self.failures.clear()
@@ -418,6 +486,17 @@ def _ended(
         call.kwargs, outputs, status, error, call.module_repr, call.params, ms, call.call_site,
         units,
     )  # fmt: skip
+
+
+def _with_infos(value: Any, infos: dict[int, TensorInfo]) -> Any:
+    """`value` (a described value) with the TensorInfos named by id in `infos` replaced."""
+    if isinstance(value, TensorInfo):
+        return infos.get(id(value), value)
+    if isinstance(value, tuple):
+        return tuple(_with_infos(v, infos) for v in value)
+    if isinstance(value, Struct):
+        return Struct(value.type, tuple((k, _with_infos(v, infos)) for k, v in value.fields))
+    return value
 
 
 def _function_name(fn: Any) -> str:

@@ -95,6 +95,7 @@ class ScriptRun:
             self.recorder.detach()
             sys.argv = saved_argv
             sys.path[:] = saved_path
+        self.recorder.settle()
         self.finished = ScriptFinished(
             code, text, tuple(self.recorder.calls), self.recorder.pass_index + 1, quit_
         )

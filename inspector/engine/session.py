@@ -67,6 +67,7 @@ class Session:
     @property
     def calls(self) -> list[Call]:
         """The calls of the current pass."""
+        self.recorder.settle()
         return self.recorder.calls
 
     @property

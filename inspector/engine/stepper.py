@@ -287,10 +287,15 @@ class Stepper:
             return "step"
         if goal.kind == "to" and phase == "enter" and _path_matches(call, goal.pattern):
             return f"reached {goal.pattern}"
+        settled = False
         for bp in self.breakpoints:
             if phase == "enter" and bp.matches_enter(call):
                 return f"breakpoint {bp.describe()}"
-            if phase == "exit" and bp.matches_exit(call, self._batch, self._leaf(call)):
+            if phase != "exit":
+                continue
+            if bp.enabled and bp.needs_stats and not settled and self.enrich is not None:
+                call, settled = self.enrich(call), True  # statistics still on a device
+            if bp.matches_exit(call, self._batch, self._leaf(call)):
                 return f"breakpoint {bp.describe()}"
         return None
 

@@ -148,6 +148,7 @@ def trace(
         run = run_recorded(
             recorder, model, args, kwargs, loss_fn=loss_fn, target=target, backward=backward
         )
+        recorder.settle()  # statistics computed on an accelerator: read them all at once
         result = Trace(recorder.calls, output=run.output, loss=run.loss, error=run.error)
         from inspector.engine.diagnose import collect_findings
 
