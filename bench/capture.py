@@ -7,7 +7,9 @@ Time: every variant runs once as a warm-up, then `--repeats` times, rotating the
 order from repeat to repeat (ABCD BCDA ...) so that drift of the machine hits all of them
 alike; the table gives the median wall time of each and its ratio to the plain forward's
 median. All runs are under `torch.no_grad()`, after `gc.collect()`, with
-`torch.set_num_threads` fixed.
+`torch.set_num_threads` fixed. "paired" is the median over rounds of each variant's time
+over the plain forward's in the same round, which a slow spell of a shared machine (one
+round) hits alike; on a quiet machine it reads as the ratio of medians.
 
   plain               model(x)
   trace(stats=False)  inspector.trace(model, x, stats=False): shapes, dtypes, devices
@@ -169,18 +171,26 @@ def same_output(work: Workload) -> bool:
     return isinstance(traced, torch.Tensor) and torch.equal(plain, traced)
 
 
+def paired(times: dict[str, list[float]], name: str, base: str = PLAIN) -> float:
+    """The median over rounds of `name`'s time over `base`'s time in the same round: a slow
+    spell of the machine that lasts a round hits both, and cancels."""
+    return statistics.median(a / b for a, b in zip(times[name], times[base], strict=True))
+
+
 def print_table(work: Workload, times: dict[str, list[float]], calls: int) -> None:
     medians = {name: statistics.median(ts) for name, ts in times.items()}
     base = medians[PLAIN]
     print(f"\n{work.describe()}, {calls} calls recorded")
-    print(f"  {'variant':<20} {'median ms':>10} {'ratio':>7} {'min ms':>9} {'max ms':>9}")
+    header = f"{'median ms':>10} {'ratio':>7} {'paired':>7} {'min ms':>9} {'max ms':>9}"
+    print(f"  {'variant':<20} {header}")
     for name, ts in times.items():
         ratio = medians[name] / base
-        row = f"{medians[name] * 1e3:>10.1f} {ratio:>6.2f}x {min(ts) * 1e3:>9.1f}"
-        print(f"  {name:<20} {row} {max(ts) * 1e3:>9.1f}")
+        row = f"{medians[name] * 1e3:>10.1f} {ratio:>6.2f}x {paired(times, name):>6.2f}x"
+        print(f"  {name:<20} {row} {min(ts) * 1e3:>9.1f} {max(ts) * 1e3:>9.1f}")
     if "torchinfo.summary" in medians:
         versus = medians["trace(stats=True)"] / medians["torchinfo.summary"]
-        print(f"  trace(stats=True) / torchinfo.summary = {versus:.2f}x")
+        pair = paired(times, "trace(stats=True)", "torchinfo.summary")
+        print(f"  trace(stats=True) / torchinfo.summary = {versus:.2f}x (paired {pair:.2f}x)")
     noisy = [name for name, ts in times.items() if max(ts) > NOISY_SPREAD * min(ts)]
     if noisy:
         print(
