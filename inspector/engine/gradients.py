@@ -24,7 +24,14 @@ from torch.utils.hooks import RemovableHandle
 
 from inspector.engine.describe import live_tensors, tensor_version
 from inspector.engine.records import Call, Gradient, Stats
-from inspector.engine.stats import compute_stats
+from inspector.engine.stats import (
+    DeviceBatch,
+    can_have_stats,
+    compute_stats,
+    device_packet,
+    on_device,
+    stats_from_packet,
+)
 
 
 class GradientRecorder:
@@ -41,10 +48,15 @@ class GradientRecorder:
         *,
         on_gradient: Callable[[Call], None] | None = None,
         on_fault: Callable[[Exception], None] | None = None,
+        device: DeviceBatch | None = None,
     ) -> None:
         self.calls = calls
         self.on_gradient = on_gradient
         self.on_fault = on_fault
+        # Gradients on an accelerator: their numbers wait in `device` (the recorder's batch)
+        # until it is read; `refresh()` then puts them into the calls' records.
+        self.device = device
+        self._stale: set[int] = set()
         self._handles: list[RemovableHandle] = []
         self._tensors: dict[
             tuple[int, int | None], tuple[weakref.ref[torch.Tensor], list[tuple[int, int]]]
@@ -112,7 +124,7 @@ class GradientRecorder:
             if not self.enabled or generation != self._generation:
                 return
             try:
-                stats = compute_stats(grad)
+                stats = None if self._defer_stats(grad, users) else compute_stats(grad)
                 event = self._next_event()
                 for seq, position in users:
                     outs = self._outs.setdefault(seq, [])
@@ -136,22 +148,55 @@ class GradientRecorder:
             if not self.enabled or generation != self._generation:
                 return
             try:
-                with torch.no_grad():
-                    norm = float(torch.linalg.vector_norm(grad.detach(), dtype=torch.float64))
-                    live = param()
-                    size = float("nan")
-                    if live is not None:
-                        size = float(torch.linalg.vector_norm(live.detach(), dtype=torch.float64))
                 seqs: list[int] = []
-                for mid, name in owners:
-                    self._param_norms.setdefault(mid, {})[name] = (norm, size)
+                for mid, _ in owners:
                     seqs.extend(self._module_calls.get(mid, ()))
+                with torch.no_grad():
+                    live = param()
+                    norms = torch.stack([_norm(grad), _norm(live, like=grad)])
+                    if self.device is not None and on_device(grad):
+                        self.device.add(norms, self._norms_read(owners, seqs))
+                    else:
+                        self._set_norms(owners, float(norms[0]), float(norms[1]))
             except Exception as exc:
                 self._fail(exc)
                 return
             self._publish(sorted(set(seqs)))
 
         return hook
+
+    def _defer_stats(self, grad: torch.Tensor, users: list[tuple[int, int]]) -> bool:
+        """Leave the statistics of a gradient on an accelerator to be read later."""
+        if self.device is None or not on_device(grad) or not can_have_stats(grad):
+            return False
+        numel = grad.numel()
+
+        def done(values: Any) -> None:
+            stats = stats_from_packet(values, numel)
+            for seq, position in users:
+                self._outs[seq][position] = stats
+                self._stale.add(seq)
+
+        self.device.add(device_packet(grad), done)
+        return True
+
+    def _norms_read(self, owners: list[tuple[int, str]], seqs: list[int]) -> Callable[[Any], None]:
+        def done(values: Any) -> None:
+            self._set_norms(owners, float(values[0]), float(values[1]))
+            self._stale.update(seqs)
+
+        return done
+
+    def _set_norms(self, owners: list[tuple[int, str]], norm: float, size: float) -> None:
+        for mid, name in owners:
+            self._param_norms.setdefault(mid, {})[name] = (norm, size)
+
+    def refresh(self) -> None:
+        """Put the gradient numbers read from accelerators into the calls' records."""
+        seqs, self._stale = self._stale, set()
+        for seq in sorted(seqs):
+            if seq < len(self.calls) and self.calls[seq].grad is not None:
+                self.calls[seq] = dataclasses.replace(self.calls[seq], grad=self._gradient(seq))
 
     def _next_event(self) -> int:
         self._events += 1
@@ -161,17 +206,18 @@ class GradientRecorder:
         for seq in seqs:
             if seq >= len(self.calls):
                 continue
-            call = self.calls[seq]
-            module_norms = self._norms_of(seq)
-            grad = Gradient(
-                tuple(self._outs.get(seq, ())),
-                module_norms,
-                self._order.get(seq, call.grad.order if call.grad is not None else -1),
-            )
-            call = dataclasses.replace(call, grad=grad)
+            call = dataclasses.replace(self.calls[seq], grad=self._gradient(seq))
             self.calls[seq] = call
             if self.on_gradient is not None:
                 self.on_gradient(call)
+
+    def _gradient(self, seq: int) -> Gradient:
+        call = self.calls[seq]
+        return Gradient(
+            tuple(self._outs.get(seq, ())),
+            self._norms_of(seq),
+            self._order.get(seq, call.grad.order if call.grad is not None else -1),
+        )
 
     def _norms_of(self, seq: int) -> tuple[tuple[str, float, float], ...]:
         mid = self._call_module.get(seq)
@@ -207,7 +253,16 @@ class GradientRecorder:
         self._param_norms.clear()
         self._outs.clear()
         self._order.clear()
+        self._stale.clear()
         self._events = 0
+
+
+def _norm(t: torch.Tensor | None, like: torch.Tensor | None = None) -> torch.Tensor:
+    """The 2-norm in float64 where `t` lives, NaN for a parameter already gone; no transfer."""
+    if t is None:
+        assert like is not None
+        return torch.tensor(math.nan, dtype=torch.float64, device=like.device)
+    return torch.linalg.vector_norm(t.detach(), dtype=torch.float64)
 
 
 class BackwardRequestError(ValueError):

@@ -115,7 +115,10 @@ class Recorder:
         self.gradients: GradientRecorder | None = None
         if gradients:
             self.gradients = GradientRecorder(
-                self.calls, on_gradient=self._gradient_ready, on_fault=self._fail
+                self.calls,
+                on_gradient=self._gradient_ready,
+                on_fault=self._fail,
+                device=self.describer.device,
             )
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -261,7 +264,7 @@ class Recorder:
     def settle(self) -> None:
         """Bring the statistics computed on accelerators to the host, one transfer per
         device, and put them into the calls' records. A no-op on the CPU."""
-        if not self._unsettled:
+        if not self._unsettled and not len(self.describer.device):
             return
         seqs, self._unsettled = self._unsettled, set()
         try:
@@ -287,6 +290,8 @@ class Recorder:
                 outputs=outputs,
                 units=found,
             )
+        if self.gradients is not None:
+            self.gradients.refresh()
 
     def _stack(self) -> list[_Open]:
         stack: list[_Open] | None = getattr(self._local, "stack", None)

@@ -249,6 +249,8 @@ class Stepper:
         reason = None
         if call.seq not in self._grad_hit:
             for bp in self.breakpoints:
+                if bp.enabled and bp.on_gradient and self.enrich is not None:
+                    call = self.enrich(call)  # gradient numbers still on a device
                 if bp.matches_backward(call):
                     reason = f"breakpoint {bp.describe()}"
                     self._grad_hit.add(call.seq)

@@ -22,6 +22,7 @@ from inspector.engine.debugger import Debugger, Finished
 from inspector.engine.records import Stats
 from inspector.engine.stats import DeviceBatch, compute_stats, device_packet, stats_from_packet
 from inspector.engine.stepper import Breakpoint, Pause
+from tests.engine.test_gradients import square_loss
 from tests.models import ZOO, Case
 
 
@@ -175,4 +176,52 @@ def test_a_condition_on_statistics_reads_them_at_each_call(as_device: list[int])
     hit = debugger.start()
     assert isinstance(hit, Pause) and hit.call.path == "1" and hit.phase == "exit"
     assert hit.call.outputs.stats is not None and hit.call.outputs.stats.inf > 0
+    debugger.quit()
+
+
+GRAD_NAMES = ("mlp", "resnet_blocks", "tied_embedding", "reused_modules", "transformer_encoder",
+              "lstm", "batchnorm_dropout_train")  # fmt: skip
+GRAD_CASES = [ZOO[name] for name in GRAD_NAMES]
+
+
+def _gradients(case: Case) -> inspector.Trace:
+    model, args, kwargs = case.build()
+    torch.manual_seed(5)
+    return inspector.trace(model, *args, loss_fn=square_loss, backward=True, **kwargs)
+
+
+@pytest.mark.parametrize("case", GRAD_CASES, ids=[c.name for c in GRAD_CASES])
+def test_gradients_on_a_device_are_read_with_the_rest(
+    case: Case, as_device: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deferred = _gradients(case)
+    assert as_device[0] == 1  # forward and backward numbers in one read, after backward
+    monkeypatch.setattr(stats_module, "HOST_DEVICES", {"cpu", "meta"})
+    host = _gradients(case)
+    graded = [(a, b) for a, b in zip(deferred.calls, host.calls, strict=True) if b.grad]
+    assert graded
+    for mine, theirs in graded:
+        assert mine.grad is not None and theirs.grad is not None
+        assert mine.grad.order == theirs.grad.order
+        assert [n for n, _, _ in mine.grad.params] == [n for n, _, _ in theirs.grad.params]
+        for (_, g1, w1), (_, g2, w2) in zip(mine.grad.params, theirs.grad.params, strict=True):
+            assert math.isclose(g1, g2, rel_tol=1e-9) and math.isclose(w1, w2, rel_tol=1e-9)
+        for s1, s2 in zip(mine.grad.outputs, theirs.grad.outputs, strict=True):
+            assert (s1 is None) == (s2 is None)
+            if s1 is not None and s2 is not None:
+                assert (s1.min, s1.max, s1.nan) == (s2.min, s2.max, s2.nan)
+                assert math.isclose(s1.mean, s2.mean, rel_tol=1e-5, abs_tol=1e-9)
+
+
+def test_a_backward_pause_shows_the_gradient(as_device: list[int]) -> None:
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    x = torch.randn(5, 4, generator=_g())
+    debugger = Debugger(model, x, loss_fn=square_loss, backward=True, stop_at_start=False,
+                        breakpoints=[Breakpoint("2", condition="grad-norm>0")])  # fmt: skip
+    hit = debugger.start()
+    assert isinstance(hit, Pause) and hit.phase == "backward" and hit.call.path == "2"
+    grad = hit.call.grad
+    assert grad is not None and grad.params  # read at the pause: the first one to arrive
+    assert all(math.isfinite(g) and g > 0 for _, g, _ in grad.params)
+    assert grad.outputs and grad.outputs[0] is not None and grad.outputs[0].numel == 5
     debugger.quit()
