@@ -152,12 +152,12 @@ class GradientRecorder:
                 for mid, _ in owners:
                     seqs.extend(self._module_calls.get(mid, ()))
                 with torch.no_grad():
-                    live = param()
-                    norms = torch.stack([_norm(grad), _norm(live, like=grad)])
+                    norm, size = _norm(grad), _norm(param(), like=grad)
                     if self.device is not None and on_device(grad):
-                        self.device.add(norms, self._norms_read(owners, seqs))
+                        packet = torch.stack([norm, size])
+                        self.device.add(packet, self._norms_read(owners, seqs))
                     else:
-                        self._set_norms(owners, float(norms[0]), float(norms[1]))
+                        self._set_norms(owners, float(norm), float(size))
             except Exception as exc:
                 self._fail(exc)
                 return

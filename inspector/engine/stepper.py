@@ -248,9 +248,11 @@ class Stepper:
         self._grad_seen.add(call.seq)
         reason = None
         if call.seq not in self._grad_hit:
+            if self.enrich is not None and any(
+                b.enabled and b.on_gradient for b in self.breakpoints
+            ):
+                call = self.enrich(call)  # gradient numbers still on a device: read them once
             for bp in self.breakpoints:
-                if bp.enabled and bp.on_gradient and self.enrich is not None:
-                    call = self.enrich(call)  # gradient numbers still on a device
                 if bp.matches_backward(call):
                     reason = f"breakpoint {bp.describe()}"
                     self._grad_hit.add(call.seq)
