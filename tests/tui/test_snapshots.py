@@ -56,8 +56,15 @@ def shoot(event: Pause | Finished, size: tuple[int, int], keys: tuple[str, ...] 
                     break
             for key in keys:
                 await pilot.press(key)
-            await pilot.pause(0.1)
-            out.append(screen_text(app))
+            # The last paint may lag on a busy machine (the footer once came a frame late):
+            # take the screen once it reads the same twice in a row.
+            text, previous = screen_text(app), None
+            for _ in range(50):
+                if text == previous:
+                    break
+                await pilot.pause(0.05)
+                text, previous = screen_text(app), text
+            out.append(text)
 
     asyncio.run(main())
     return out[0]
