@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -49,17 +50,57 @@ CASES: dict[str, Callable[[], torch.Tensor]] = {
 }
 
 
-@pytest.fixture(params=["processor's code", "baseline code"])
+@pytest.fixture(params=["processor's code", "baseline code", "one thread"])
 def kernel_code(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Both compiled versions of the kernel where the processor runs the wide one."""
+    """Both compiled versions of the kernel where the processor runs the wide one, and the
+    large arrays read in parts on the threads the kernel has (where it has more than one) or
+    whole on one."""
     lib = native.kernel()
     assert lib is not None
     if request.param == "baseline code":
         assert lib.stats_wide(0) == 0
+    if request.param == "one thread":
+        lib.stats_threads(1)
     try:
         yield request.param
     finally:
         lib.stats_wide(1)
+        lib.stats_threads(0)
+
+
+@needs_kernel
+def test_the_kernel_reads_on_torchs_threads_only_with_torchs_runtime() -> None:
+    lib = native.kernel()
+    assert lib is not None
+    if native.openmp() and len(native.openmp_runtimes()) == 1:  # torch's runtime, shared
+        assert lib.stats_threads(-1) == torch.get_num_threads()
+    else:  # none, or two that would fight over the cores: one thread
+        assert lib.stats_threads(-1) == 1
+    assert lib.stats_threads(1) == 1
+    assert lib.stats_threads(0) == max(1, lib.stats_threads(-1))
+
+
+@needs_kernel
+@pytest.mark.parametrize("n", [(1 << 18) - 1, 1 << 18, (1 << 18) + 1023, 3 << 18])
+def test_reading_in_parts_gives_the_numbers_of_one_read(n: int) -> None:
+    lib = native.kernel()
+    assert lib is not None
+    t = torch.randn(n, generator=_g()) * 2 + 1
+    t[: n // 2 : 7] = 0.0
+    t[n // 3] = -40.0  # the minimum in the middle part, the maximum in the last one
+    t[-5] = 50.0
+    try:
+        lib.stats_threads(1)
+        whole = compute_stats(t)
+        lib.stats_threads(0)
+        parts = compute_stats(t)
+    finally:
+        lib.stats_threads(0)
+    assert whole is not None and parts is not None
+    assert (parts.min, parts.max, parts.zero_fraction) == (-40.0, 50.0, whole.zero_fraction)
+    assert parts.histogram == whole.histogram
+    assert math.isclose(parts.mean, whole.mean, rel_tol=1e-9)
+    assert math.isclose(parts.std, whole.std, rel_tol=1e-9)
 
 
 @needs_kernel
@@ -122,3 +163,27 @@ def test_no_compiler_means_the_torch_way(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           cwd=ROOT, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+@needs_kernel
+def test_a_compiler_without_openmp_builds_the_one_thread_kernel(tmp_path: Path) -> None:
+    real = shutil.which("cc") or shutil.which("gcc")
+    assert real is not None
+    wrapper = tmp_path / "cc"
+    wrapper.write_text(
+        f'#!/bin/sh\nfor a in "$@"; do [ "$a" = -fopenmp ] && exit 1; done\nexec {real} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    env = {**os.environ, "CC": str(wrapper), "XDG_CACHE_HOME": str(tmp_path)}
+    code = (
+        "import torch\n"
+        "from inspector.engine import native\n"
+        "from inspector.engine.stats import compute_stats\n"
+        "lib = native.kernel()\n"
+        "print(lib is not None, native.openmp(), lib.stats_threads(-1))\n"
+        "print(compute_stats(torch.arange(1 << 20, dtype=torch.float32)).max)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "False", "1", str(float((1 << 20) - 1))]

@@ -7,8 +7,12 @@ a hash of the source, the compiler flags and the platform, so it is built once p
 No compiler, a failed build or `TORCH_INSPECTOR_NATIVE=0`: `kernel()` is None and the
 statistics come from torch's reductions, with the same results.
 
-The library is plain C called through ctypes (which releases the GIL during the call), one
-thread, with AVX2 code picked at run time where the processor has it (stats.c says why).
+The library is plain C called through ctypes (which releases the GIL during the call), with
+AVX2 code picked at run time where the processor has it (stats.c says why). It is built with
+OpenMP where the compiler has it, and reads a large array on several threads only when its
+OpenMP runtime is the one torch already runs (one library in the process): then the threads
+are torch's own workers. Otherwise (torch on another runtime, or no way to tell) it reads on
+one thread, and without OpenMP it is built as plain C.
 """
 
 from __future__ import annotations
@@ -17,18 +21,24 @@ import ctypes
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
+
+import torch  # noqa: F401  (first: a library built with OpenMP must find torch's runtime loaded)
 
 SOURCE = Path(__file__).with_name("stats.c")
-# One set of flags for every machine: stats.c picks its AVX2 code at run time on x86-64.
-FLAGS = (["-O3"],)
+# Flags to try in turn; stats.c picks its AVX2 code at run time on x86-64.
+FLAGS = (["-O3", "-fopenmp"], ["-O3"])
+# File names of OpenMP runtimes: GNU, LLVM, Intel.
+OPENMP_RUNTIMES = re.compile(r"lib(gomp|omp|iomp5)\b[^/]*$")
 _lock = threading.Lock()
-_state: dict[str, ctypes.CDLL | None] = {}
+_state: dict[str, Any] = {}
 
 
 def kernel() -> ctypes.CDLL | None:
@@ -39,6 +49,11 @@ def kernel() -> ctypes.CDLL | None:
         if "lib" not in _state:
             _state["lib"] = _load()
     return _state["lib"]
+
+
+def openmp() -> bool:
+    """Whether the loaded library was built with OpenMP (it may still run on one thread)."""
+    return kernel() is not None and bool(_state.get("openmp"))
 
 
 def _cache_dir() -> Path:
@@ -71,10 +86,24 @@ def _load() -> ctypes.CDLL | None:
                 ctypes.c_int, ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_int64),
             ]  # fmt: skip
             fn.restype = None
-        lib.stats_wide.argtypes = [ctypes.c_int]
-        lib.stats_wide.restype = ctypes.c_int
+        for name in ("stats_wide", "stats_threads"):
+            getattr(lib, name).argtypes = [ctypes.c_int]
+            getattr(lib, name).restype = ctypes.c_int
+        _state["openmp"] = "-fopenmp" in flags
+        if _state["openmp"] and len(openmp_runtimes()) != 1:
+            lib.stats_threads(1)  # its own runtime would fight torch's spinning workers
         return lib
     return None
+
+
+def openmp_runtimes() -> set[str]:
+    """The files of the OpenMP runtimes loaded in this process (Linux; empty elsewhere)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split(maxsplit=5)[-1].strip() for line in maps if "/" in line}
+    except OSError:
+        return set()
+    return {os.path.realpath(p) for p in paths if OPENMP_RUNTIMES.search(p)}
 
 
 def _build(compiler: str, flags: list[str], target: Path) -> bool:
