@@ -47,6 +47,10 @@ def can_have_stats(t: torch.Tensor) -> bool:
 
 def compute_stats(t: torch.Tensor) -> Stats | None:
     """Statistics of `t`; None for tensors without values (meta, fake, sparse, complex, empty)."""
+    if _plain_cpu_array(t) and t.numel() > 0:  # the common case: C reads them where they are
+        lib = native.kernel()
+        if lib is not None:
+            return _native_stats(lib, t)
     if not can_have_stats(t):
         return None
     with torch.no_grad():
@@ -206,7 +210,8 @@ def _std(x: torch.Tensor, mean: float, squares: float, limit: float) -> float:
     if n < 2:
         return 0.0
     if not math.isfinite(squares) or var_sum * limit < squares:
-        return float(x.std())  # ill-conditioned or overflowed: let torch do it carefully
+        with torch.no_grad():  # ill-conditioned or overflowed: let torch do it carefully
+            return float(x.std())
     return math.sqrt(max(var_sum, 0.0) / (n - 1))
 
 
@@ -215,8 +220,10 @@ def _plain_cpu_array(x: torch.Tensor) -> bool:
     subclass (its data may live elsewhere), not a lazily negated view, not a zero tensor."""
     return (
         type(x) is torch.Tensor
-        and x.device.type == "cpu"
         and x.dtype in _NATIVE_TYPES
+        and x.device.type == "cpu"
+        and x.layout is torch.strided
+        and not x.is_nested
         and x.is_contiguous()
         and not x.is_neg()
         and not x._is_zerotensor()
@@ -226,16 +233,18 @@ def _plain_cpu_array(x: torch.Tensor) -> bool:
 
 def _native_stats(lib: Any, x: torch.Tensor) -> Stats:
     """Sum, sum of squares, min, max, zeros and the sample's histogram in one call of the C
-    kernel (engine/native); a tensor with NaN or Inf goes the torch way, which counts them."""
+    kernel (engine/native), reading `x` where it lies (it may require grad: nothing here
+    records an autograd op); a tensor with NaN or Inf goes the torch way, which counts them."""
     n = x.numel()
     step, count = (n // SAMPLE_SIZE, SAMPLE_SIZE) if n > SAMPLE_SIZE else (1, n)
-    out = (ctypes.c_double * 5)()
-    hist = (ctypes.c_int64 * HIST_BINS)()
-    fn, pointer = (lib.stats_f32, _F32) if x.dtype == torch.float32 else (lib.stats_f64, _F64)
-    fn(ctypes.cast(x.data_ptr(), pointer), n, step, count, HIST_BINS, out, hist)
+    out = _Out()
+    hist = _Hist()
+    fn = lib.stats_f32 if x.dtype == torch.float32 else lib.stats_f64
+    fn(x.data_ptr(), n, step, count, HIST_BINS, out, hist)
     total, squares, mn, mx, zeros = out
     if not (math.isfinite(total) and math.isfinite(mn) and math.isfinite(mx)):
-        return _nonfinite_stats(x)
+        with torch.no_grad():
+            return _nonfinite_stats(x.detach())
     mean = total / n
     std = _std(x, mean, squares, _CANCELLATION_LIMIT[x.dtype])
     return Stats(
@@ -251,8 +260,8 @@ def _native_stats(lib: Any, x: torch.Tensor) -> Stats:
     )
 
 
-_F32 = ctypes.POINTER(ctypes.c_float)
-_F64 = ctypes.POINTER(ctypes.c_double)
+_Out = ctypes.c_double * 5
+_Hist = ctypes.c_int64 * HIST_BINS
 
 
 def _nonfinite_stats(x: torch.Tensor) -> Stats:

@@ -187,3 +187,14 @@ def test_a_compiler_without_openmp_builds_the_one_thread_kernel(tmp_path: Path) 
                           cwd=ROOT, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "False", "1", str(float((1 << 20) - 1))]
+
+
+@needs_kernel
+@pytest.mark.parametrize("name", ["normal 1M float32", "tiny spread", "with NaN and Inf"])
+def test_a_tensor_that_requires_grad_is_read_as_it_is(name: str) -> None:
+    t = CASES[name]().requires_grad_()
+    with torch.enable_grad():
+        mine = compute_stats(t)
+        version = t._version
+    assert mine == compute_stats(t.detach().clone())
+    assert t._version == version and t.grad is None and t.grad_fn is None

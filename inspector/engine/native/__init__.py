@@ -79,10 +79,10 @@ def _load() -> ctypes.CDLL | None:
             lib = ctypes.CDLL(str(target))
         except OSError:
             continue
-        for name, pointer in (("stats_f32", ctypes.c_float), ("stats_f64", ctypes.c_double)):
+        for name in ("stats_f32", "stats_f64"):  # the array goes as its address: no cast
             fn = getattr(lib, name)
             fn.argtypes = [
-                ctypes.POINTER(pointer), ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+                ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
                 ctypes.c_int, ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_int64),
             ]  # fmt: skip
             fn.restype = None
