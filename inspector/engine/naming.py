@@ -88,29 +88,42 @@ class ParamCounter:
     """Parameters of a module and its children, each Parameter counted once (tied weights).
 
     Each module's set of parameters is built from its children's, once: counting every
-    module of a model costs one walk, not one walk per module.
+    module of a model costs one walk, not one walk per module. A lazy parameter (no shape
+    before the module's first call) is left out and its subtree is counted again next time.
     """
 
     def __init__(self) -> None:
         self._ids: dict[int, frozenset[int]] = {}
         self._sizes: dict[int, int] = {}
 
-    def count(self, module: nn.Module) -> int:
-        return sum(self._sizes[i] for i in self._param_ids(module))
+    def count(self, module: nn.Module) -> tuple[int, bool]:
+        """(the number of parameters, False while a lazy one among them has no shape yet)."""
+        ids, complete = self._param_ids(module)
+        return sum(self._sizes[i] for i in ids), complete
 
-    def _param_ids(self, module: nn.Module) -> frozenset[int]:
+    def _param_ids(self, module: nn.Module) -> tuple[frozenset[int], bool]:
         found = self._ids.get(id(module))
-        if found is None:
-            own = set()
-            for p in module._parameters.values():
-                if p is not None and not isinstance(p, nn.parameter.UninitializedParameter):
-                    own.add(id(p))
-                    self._sizes[id(p)] = p.numel()
-            for child in module._modules.values():
-                if child is not None:
-                    own |= self._param_ids(child)
-            found = self._ids[id(module)] = frozenset(own)
-        return found
+        if found is not None:
+            return found, True
+        own: set[int] = set()
+        complete = True
+        for p in module._parameters.values():
+            if p is None:
+                continue
+            if isinstance(p, nn.parameter.UninitializedParameter):
+                complete = False
+                continue
+            own.add(id(p))
+            self._sizes[id(p)] = p.numel()
+        for child in module._modules.values():
+            if child is not None:
+                ids, done = self._param_ids(child)
+                own |= ids
+                complete = complete and done
+        found = frozenset(own)
+        if complete:
+            self._ids[id(module)] = found
+        return found, complete
 
 
 class ModuleNames:

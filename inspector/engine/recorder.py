@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 from torch.nn.modules import module as torch_module
+from torch.nn.modules.lazy import LazyModuleMixin
 from torch.utils.hooks import RemovableHandle
 
 from inspector.engine.activity import Finish, describe_units, device_units
@@ -72,6 +73,7 @@ class _Open:
     exc_before: BaseException | None
     paused_before: float = 0.0  # the recorder's paused total when the call started
     substituted: BaseException | None = None  # dry runs: failed, but returned a stand-in
+    redescribe: bool = False  # its parameter count was not final when it started (lazy)
 
 
 class Recorder:
@@ -95,7 +97,8 @@ class Recorder:
         self._counts: dict[str, int] = {}
         self._handles: list[RemovableHandle] = []
         self._local = threading.local()
-        self._module_info: dict[int, tuple[str, int]] = {}
+        # id of a module (or function) -> (a weak reference to it, its line, its parameters)
+        self._module_info: dict[int, tuple[weakref.ref[Any], str, int]] = {}
         self._params = ParamCounter()
         self._global = False
         self._paused_s = 0.0  # time spent inside listeners (a person looking), not computing
@@ -131,6 +134,19 @@ class Recorder:
             self._handles.append(
                 module.register_forward_hook(self._post, with_kwargs=True, always_call=True)
             )
+        self._describe_modules(model)
+
+    def _describe_modules(self, model: nn.Module) -> None:
+        """Each module's line and parameter count, now rather than at its first call: done
+        here in one loop, warm, instead of in a hook that runs right after an op has pushed
+        Python's data out of the caches (3-5x slower there). A lazy module is described when
+        it runs, once its parameters exist; anything that fails here is tried again then."""
+        try:
+            for module in model.modules():
+                if not isinstance(module, LazyModuleMixin):
+                    self._describe_callable(module)
+        except Exception:
+            pass
 
     def attach_global(self) -> None:
         """Hook every module call in the process; roots are named after the caller's variables."""
@@ -310,7 +326,7 @@ class Recorder:
         index = self._counts.get(path, 0)
         self._counts[path] = index + 1
         seq = len(self.calls)
-        line, params = self._describe_callable(key)
+        line, params, final = self._describe_callable(key)
         describe = self.describer.describe
         call = Call(
             seq=seq,
@@ -331,7 +347,9 @@ class Recorder:
         self.modules.append(_weak(key))
         if self.values is not None and parent is None:
             self.values.keep(seq, "in", (*args, *kwargs.values()))
-        stack.append(_Open(seq, key, time.perf_counter(), sys.exc_info()[1], self._paused_s))
+        opened = _Open(seq, key, time.perf_counter(), sys.exc_info()[1], self._paused_s)
+        opened.redescribe = not final
+        stack.append(opened)
         return call
 
     def _finish(
@@ -345,6 +363,9 @@ class Recorder:
             return None
         opened = stack.pop()
         call = self.calls[opened.seq]
+        if opened.redescribe:  # a lazy parameter got its shape during the call
+            line, params, _ = self._describe_callable(key)
+            call = dataclasses.replace(call, module_repr=line, params=params)
         in_flight = sys.exc_info()[1]
         paused = self._paused_s - opened.paused_before
         elapsed = (time.perf_counter() - opened.started - paused) * 1e3
@@ -396,6 +417,10 @@ class Recorder:
         self.modules.clear()
         self.failures.clear()
         self._counts.clear()
+        # A new pass describes its modules anew: one replaced since (or a parameter swapped)
+        # must not keep the line and count of the old one.
+        self._module_info.clear()
+        self._params = ParamCounter()
         if self.gradients is not None:
             self.gradients.new_pass()
         if self.values is not None:
@@ -413,15 +438,20 @@ class Recorder:
         if stack:
             stack[-1].substituted = exc
 
-    def _describe_callable(self, key: Any) -> tuple[str, int]:
+    def _describe_callable(self, key: Any) -> tuple[str, int, bool]:
+        """(the module's line, its parameter count, whether that count is final), once per
+        module per pass; not final while a lazy parameter below it has no shape yet."""
         cached = self._module_info.get(id(key))
-        if cached is None:
-            if isinstance(key, nn.Module):
-                cached = (module_line(key), self._params.count(key))
-            else:
-                cached = (_function_name(key), 0)
-            self._module_info[id(key)] = cached
-        return cached
+        if cached is not None and cached[0]() is key:
+            return cached[1], cached[2], True
+        if isinstance(key, nn.Module):
+            line = module_line(key)
+            params, final = self._params.count(key)
+        else:
+            line, params, final = _function_name(key), 0, True
+        if final:
+            self._module_info[id(key)] = (_weak(key), line, params)
+        return line, params, final
 
     def _notify(self, method: Callable[[Call], None], call: Call) -> None:
         started = time.perf_counter()

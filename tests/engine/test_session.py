@@ -70,6 +70,21 @@ def test_a_session_records_only_the_current_pass() -> None:
         assert session.passes == 5
 
 
+def test_a_module_changed_between_passes_is_described_anew() -> None:
+    model = nn.Sequential(nn.Linear(3, 2), nn.Tanh())
+    front = Continue()
+    x = torch.randn(4, 3)
+    with Session(front, model) as session:
+        front.session = session
+        model(x)
+        assert session.calls[1].module_repr.endswith("bias=True)")
+        assert [c.params for c in session.calls[:2]] == [8, 8]
+        model[0].bias = None
+        model(x)
+        assert session.calls[1].module_repr.endswith("bias=False)")
+        assert [c.params for c in session.calls[:2]] == [6, 6]
+
+
 def test_attach_without_a_terminal_logs_and_never_waits(capfd) -> None:  # type: ignore[no-untyped-def]
     model = nn.Sequential(nn.Linear(3, 2))
     with inspector.attach(model, break_on="0") as session:

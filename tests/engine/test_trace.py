@@ -221,6 +221,15 @@ def test_tied_weights_counted_once() -> None:
     assert t.find("out").params == 40
 
 
+def test_a_lazy_module_is_described_as_it_runs() -> None:
+    # Before its first call a LazyLinear has no weight to count and reads in_features=0.
+    model = nn.Sequential(nn.LazyLinear(3), nn.ReLU())
+    t = inspector.trace(model, torch.randn(2, 5))
+    assert t.find("0").module_repr == "Linear(in_features=5, out_features=3, bias=True)"
+    assert t.find("0").params == 5 * 3 + 3
+    assert t.find("").params == 18
+
+
 def test_view_of_records_where_a_reshaped_tensor_came_from() -> None:
     class Flat(nn.Module):
         def __init__(self) -> None:
