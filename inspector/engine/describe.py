@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from inspector.engine.records import Struct, TensorInfo, Value
+from inspector.engine.records import Struct, TensorInfo, Value, positional_builder
 from inspector.engine.stats import (
     DeviceBatch,
     can_have_stats,
@@ -29,6 +29,8 @@ from inspector.engine.stats import (
 MAX_ITEMS = 64  # items of one sequence or mapping to describe; the rest is counted
 MAX_DEPTH = 8
 MAX_TEXT = 60
+
+_new_info = positional_builder(TensorInfo)
 
 _SHORT_REPR = (str, torch.Size, torch.dtype, torch.device, slice, range, enum.Enum)
 
@@ -72,10 +74,11 @@ class TensorRegistry:
             return None
         if any_version:
             return entry[2]
-        version = tensor_version(t)
-        if version is None or version != entry[1]:
+        try:
+            version = t._version
+        except (RuntimeError, AttributeError):  # inference tensors keep no version
             return None
-        return entry[2]
+        return entry[2] if version == entry[1] else None
 
     def remember(self, t: torch.Tensor, info: TensorInfo) -> None:
         key = id(t)
@@ -90,7 +93,11 @@ class TensorRegistry:
             ref = weakref.ref(t, forget)
         except TypeError:
             return
-        entries[key] = (ref, tensor_version(t), info)
+        try:
+            version: int | None = t._version
+        except (RuntimeError, AttributeError):
+            version = None
+        entries[key] = (ref, version, info)
 
     def replace(self, infos: dict[int, TensorInfo]) -> None:
         """Swap the infos given by id in `infos` for their replacements."""
@@ -195,16 +202,17 @@ class Describer:
             return known
         view_of = None
         base = getattr(t, "_base", None)
-        if isinstance(base, torch.Tensor):
+        if base is not None and isinstance(base, torch.Tensor):
             base_info = self.registry.lookup(base, any_version=True)
             if base_info is not None:
                 view_of = base_info.producer
         layout = t.layout
         deferred = self.stats and on_device(t)
-        info = TensorInfo(
+        dtype, device = t.dtype, t.device
+        info = _new_info(
             _shape(t),
-            dtype_name(t.dtype),
-            device_name(t.device),
+            _DTYPE_NAMES.get(dtype) or dtype_name(dtype),
+            _DEVICE_NAMES.get(device) or device_name(device),
             t.requires_grad,
             compute_stats(t) if self.stats and not deferred else None,
             "strided" if layout is torch.strided else str(layout).removeprefix("torch."),
@@ -251,12 +259,13 @@ def short_repr(value: Any) -> str:
 
 
 def _shape(t: torch.Tensor) -> tuple[int, ...]:
-    if t.is_nested:  # ragged: only the number of components and the rank are fixed
-        return (t.size(0), *(-1 for _ in range(t.dim() - 1)))
     try:
         return tuple(map(int, t.shape))
-    except (TypeError, RuntimeError):  # symbolic sizes
-        return tuple(-1 for _ in t.shape)
+    except Exception:  # nested (no sizes, or a ragged symbol) or symbolic sizes
+        pass
+    if t.is_nested:  # ragged: only the number of components and the rank are fixed
+        return (t.size(0), *(-1 for _ in range(t.dim() - 1)))
+    return tuple(-1 for _ in t.shape)
 
 
 def _is_contiguous(t: torch.Tensor) -> bool:

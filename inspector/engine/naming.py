@@ -38,12 +38,28 @@ def is_library_file(filename: str) -> bool:
     )
 
 
+# Keyed by id: hashing a code object hashes its bytecode and constants (1 us for one of
+# torch's, per frame per module call). The code object is kept, so its id is not reused.
+_LIBRARY_CODE: dict[int, tuple[CodeType, bool]] = {}
+
+
 def user_frame(start: FrameType | None) -> FrameType | None:
     """The first frame at or above `start` that is the user's code."""
     frame = start
-    while frame is not None and is_library_file(frame.f_code.co_filename):
+    while frame is not None:
+        code = frame.f_code
+        known = _LIBRARY_CODE.get(id(code))
+        if known is not None and known[0] is code:
+            library = known[1]
+        else:
+            if len(_LIBRARY_CODE) > 16384:
+                _LIBRARY_CODE.clear()
+            library = is_library_file(code.co_filename)
+            _LIBRARY_CODE[id(code)] = (code, library)
+        if not library:
+            return frame
         frame = frame.f_back
-    return frame
+    return None
 
 
 def source_line(filename: str, lineno: int, function: str = "") -> SourceLine:
@@ -55,21 +71,25 @@ def frame_line(frame: FrameType) -> SourceLine:
     return source_line(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
 
 
-_SITES: dict[tuple[CodeType, int], SourceLine] = {}
+_SITES: dict[tuple[int, int], tuple[CodeType, SourceLine]] = {}
 
 
-def call_site() -> SourceLine | None:
+def call_site(skip: int = 0) -> SourceLine | None:
     """The user's line that made the module call now being entered (remembered by code
-    object and line: a loop makes the same call many times)."""
-    frame = user_frame(sys._getframe(1))
+    object and line: a loop makes the same call many times). The search starts at the
+    caller's frame, or `skip` frames above it when those are known to be the library's."""
+    frame = user_frame(sys._getframe(1 + skip))
     if frame is None:
         return None
-    key = (frame.f_code, frame.f_lineno)
-    line = _SITES.get(key)
-    if line is None:
-        if len(_SITES) > 16384:
-            _SITES.clear()
-        line = _SITES[key] = frame_line(frame)
+    code = frame.f_code
+    key = (id(code), frame.f_lineno)
+    known = _SITES.get(key)
+    if known is not None and known[0] is code:
+        return known[1]
+    if len(_SITES) > 16384:
+        _SITES.clear()
+    line = frame_line(frame)
+    _SITES[key] = (code, line)
     return line
 
 
@@ -132,6 +152,9 @@ class ModuleNames:
     def __init__(self) -> None:
         self._paths: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
         self._roots: dict[str, weakref.ref[nn.Module]] = {}
+        # id -> (weak reference, path): the lookup of every call, without making a weak
+        # reference to ask the WeakKeyDictionary (a path never changes once given).
+        self._by_id: dict[int, tuple[weakref.ref[nn.Module], str]] = {}
 
     def add_root(self, module: nn.Module, name: str) -> None:
         """Index `module` and its submodules under `name` ("" for the model being traced)."""
@@ -149,6 +172,16 @@ class ModuleNames:
 
     def path(self, module: nn.Module, parent_path: str | None) -> str:
         """The path of `module`, entered inside `parent_path` (None when nothing is running)."""
+        entry = self._by_id.get(id(module))
+        if entry is not None and entry[0]() is module:
+            return entry[1]
+        path = self._path(module, parent_path)
+        if len(self._by_id) > 65536:
+            self._by_id.clear()
+        self._by_id[id(module)] = (weakref.ref(module), path)
+        return path
+
+    def _path(self, module: nn.Module, parent_path: str | None) -> str:
         known = self._paths.get(module)
         if known is not None:
             return known

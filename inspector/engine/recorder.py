@@ -27,9 +27,11 @@ from inspector.engine.activity import Finish, describe_units, device_units
 from inspector.engine.describe import Describer
 from inspector.engine.gradients import GradientRecorder
 from inspector.engine.naming import ModuleNames, ParamCounter, call_site, module_line
-from inspector.engine.records import Call, Struct, TensorInfo, Units
+from inspector.engine.records import Call, Struct, TensorInfo, Units, positional_builder
 from inspector.engine.stats import on_device
 from inspector.engine.values import ValueStore
+
+_new_call = positional_builder(Call)
 
 
 class InspectorWarning(UserWarning):
@@ -65,7 +67,7 @@ class Failure:
     exception: BaseException
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class _Open:
     seq: int
     key: object  # the module or function, compared by identity
@@ -326,25 +328,31 @@ class Recorder:
         index = self._counts.get(path, 0)
         self._counts[path] = index + 1
         seq = len(self.calls)
-        line, params, final = self._describe_callable(key)
+        ref, line, params, final = self._describe_callable(key)
         describe = self.describer.describe
-        call = Call(
-            seq=seq,
-            path=path,
-            index=index,
-            type=type(key).__name__ if isinstance(key, nn.Module) else _function_name(key),
-            depth=len(stack),
-            parent=parent,
-            inputs=tuple(describe(a) for a in args),
-            kwargs=Struct("kwargs", tuple((k, describe(v)) for k, v in kwargs.items()))
+        call = _new_call(
+            seq,
+            path,
+            index,
+            type(key).__name__ if isinstance(key, nn.Module) else _function_name(key),
+            len(stack),
+            parent,
+            (describe(args[0]),) if len(args) == 1 else tuple([describe(a) for a in args]),
+            Struct("kwargs", tuple([(k, describe(v)) for k, v in kwargs.items()]))
             if kwargs
             else None,
-            module_repr=line,
-            params=params,
-            call_site=call_site(),
+            None,  # outputs
+            "running",
+            None,  # error
+            line,
+            params,
+            0.0,  # duration_ms
+            call_site(3),  # above _start, enter and the hook
+            None,  # units
+            None,  # grad
         )
         self.calls.append(call)
-        self.modules.append(_weak(key))
+        self.modules.append(ref)
         if self.values is not None and parent is None:
             self.values.keep(seq, "in", (*args, *kwargs.values()))
         opened = _Open(seq, key, time.perf_counter(), sys.exc_info()[1], self._paused_s)
@@ -364,7 +372,7 @@ class Recorder:
         opened = stack.pop()
         call = self.calls[opened.seq]
         if opened.redescribe:  # a lazy parameter got its shape during the call
-            line, params, _ = self._describe_callable(key)
+            _, line, params, _ = self._describe_callable(key)
             call = dataclasses.replace(call, module_repr=line, params=params)
         in_flight = sys.exc_info()[1]
         paused = self._paused_s - opened.paused_before
@@ -438,20 +446,22 @@ class Recorder:
         if stack:
             stack[-1].substituted = exc
 
-    def _describe_callable(self, key: Any) -> tuple[str, int, bool]:
-        """(the module's line, its parameter count, whether that count is final), once per
-        module per pass; not final while a lazy parameter below it has no shape yet."""
+    def _describe_callable(self, key: Any) -> tuple[weakref.ref[Any], str, int, bool]:
+        """(a weak reference to it, the module's line, its parameter count, whether that
+        count is final), once per module per pass; the count is not final while a lazy
+        parameter below the module has no shape yet."""
         cached = self._module_info.get(id(key))
         if cached is not None and cached[0]() is key:
-            return cached[1], cached[2], True
+            return cached[0], cached[1], cached[2], True
         if isinstance(key, nn.Module):
             line = module_line(key)
             params, final = self._params.count(key)
         else:
             line, params, final = _function_name(key), 0, True
+        ref = _weak(key)
         if final:
-            self._module_info[id(key)] = (_weak(key), line, params)
-        return line, params, final
+            self._module_info[id(key)] = (ref, line, params)
+        return ref, line, params, final
 
     def _notify(self, method: Callable[[Call], None], call: Call) -> None:
         started = time.perf_counter()
@@ -516,10 +526,10 @@ def _ended(
     call: Call, outputs: Any, status: str, error: str | None, ms: float, units: Units | None = None
 ) -> Call:
     """`call` with its end filled in (dataclasses.replace costs 4x more on this hot path)."""
-    return Call(
+    return _new_call(
         call.seq, call.path, call.index, call.type, call.depth, call.parent, call.inputs,
         call.kwargs, outputs, status, error, call.module_repr, call.params, ms, call.call_site,
-        units,
+        units, call.grad,
     )  # fmt: skip
 
 
