@@ -42,11 +42,11 @@ def describe_units(module: Any, output: Any, described: Value) -> Units | None:
     if stats is None or axis is None or not output.is_floating_point() or output.numel() == 0:
         return None
     count = output.shape[axis]
+    if name in DEAD_TYPES and stats.zero_fraction < DEAD_GATE:
+        return Units(axis, count)  # a healthy layer: nothing to read
     with torch.no_grad():
         x = output.detach()
         if name in DEAD_TYPES:
-            if stats.zero_fraction < DEAD_GATE:
-                return Units(axis, count)
             others = tuple(d for d in range(x.dim()) if d != axis)
             hi = torch.amax(x, dim=others)
             lo = torch.amin(x, dim=others)

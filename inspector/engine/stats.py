@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from inspector.engine import native
-from inspector.engine.records import Stats
+from inspector.engine.records import Stats, positional_builder
 
 HIST_BINS = 24
 SAMPLE_SIZE = 4096
@@ -239,27 +239,25 @@ def _native_stats(lib: Any, x: torch.Tensor) -> Stats:
     step, count = (n // SAMPLE_SIZE, SAMPLE_SIZE) if n > SAMPLE_SIZE else (1, n)
     out = _Out()
     hist = _Hist()
-    fn = lib.stats_f32 if x.dtype == torch.float32 else lib.stats_f64
-    fn(x.data_ptr(), n, step, count, HIST_BINS, out, hist)
-    total, squares, mn, mx, zeros = out
+    f32 = x.dtype == torch.float32
+    (lib.stats_f32 if f32 else lib.stats_f64)(x.data_ptr(), n, step, count, HIST_BINS, out, hist)
+    total, squares, mn, mx, zeros = out[:]  # a slice reads a ctypes array in one call
     if not (math.isfinite(total) and math.isfinite(mn) and math.isfinite(mx)):
         with torch.no_grad():
             return _nonfinite_stats(x.detach())
     mean = total / n
-    std = _std(x, mean, squares, _CANCELLATION_LIMIT[x.dtype])
-    return Stats(
-        numel=n,
-        mean=mean,
-        std=std,
-        min=mn,
-        max=mx,
-        zero_fraction=zeros / n,
-        histogram=tuple(hist),
-        histogram_range=(mn, mx),
-        sampled=count,
-    )
+    var_sum = squares - n * mean * mean
+    if n < 2:
+        std = 0.0
+    elif math.isfinite(squares) and var_sum * _CANCELLATION_LIMIT[x.dtype] >= squares:
+        std = math.sqrt(max(var_sum, 0.0) / (n - 1))
+    else:
+        std = _std(x, mean, squares, _CANCELLATION_LIMIT[x.dtype])
+    # every field of Stats, in order
+    return _new_stats(n, mean, std, mn, mx, 0, 0, zeros / n, tuple(hist[:]), (mn, mx), count)
 
 
+_new_stats = positional_builder(Stats)
 _Out = ctypes.c_double * 5
 _Hist = ctypes.c_int64 * HIST_BINS
 
