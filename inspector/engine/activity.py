@@ -19,6 +19,7 @@ DEAD_TYPES = {"ReLU", "ReLU6", "Threshold"}
 BOUNDS = {"Sigmoid": (0.0, 1.0), "Tanh": (-1.0, 1.0)}
 SATURATION_MARGIN = 1e-3
 DEAD_GATE = 0.6  # zero fraction from which dead units are counted
+UNIT_TYPES = frozenset(DEAD_TYPES) | frozenset(BOUNDS)  # the modules whose units are looked at
 
 
 def unit_axis(ndim: int) -> int | None:

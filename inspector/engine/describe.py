@@ -186,7 +186,17 @@ class Describer:
         return Struct(type_name, fields)
 
     def tensor(self, t: torch.Tensor, producer: int | None) -> TensorInfo:
-        known = self.registry.lookup(t)
+        # The hooks' hot path, written out: each call it makes costs microseconds right
+        # after a large op (TensorRegistry.lookup, _shape and _is_contiguous inline).
+        entry = self.registry._entries.get(id(t))
+        known = None
+        if entry is not None and entry[0]() is t:
+            try:
+                version: int | None = t._version
+            except (RuntimeError, AttributeError):  # inference tensors keep no version
+                version = None
+            if version is not None and version == entry[1]:
+                known = entry[2]
         if known is not None:
             if id(known) in self._waiting:
                 self.touched += 1
@@ -206,17 +216,25 @@ class Describer:
             base_info = self.registry.lookup(base, any_version=True)
             if base_info is not None:
                 view_of = base_info.producer
+        try:
+            shape = tuple(map(int, t.shape))
+        except Exception:  # nested (no sizes, or a ragged symbol) or symbolic sizes
+            shape = _odd_shape(t)
+        try:
+            contiguous = t.is_contiguous()
+        except RuntimeError:  # sparse layouts have no strides
+            contiguous = False
         layout = t.layout
         deferred = self.stats and on_device(t)
         dtype, device = t.dtype, t.device
         info = _new_info(
-            _shape(t),
+            shape,
             _DTYPE_NAMES.get(dtype) or dtype_name(dtype),
             _DEVICE_NAMES.get(device) or device_name(device),
             t.requires_grad,
             compute_stats(t) if self.stats and not deferred else None,
             "strided" if layout is torch.strided else str(layout).removeprefix("torch."),
-            _is_contiguous(t),
+            contiguous,
             producer,
             view_of,
         )
@@ -258,18 +276,11 @@ def short_repr(value: Any) -> str:
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "..."
 
 
-def _shape(t: torch.Tensor) -> tuple[int, ...]:
-    try:
-        return tuple(map(int, t.shape))
-    except Exception:  # nested (no sizes, or a ragged symbol) or symbolic sizes
-        pass
+def _odd_shape(t: torch.Tensor) -> tuple[int, ...]:
+    """The shape of a tensor whose sizes are not all plain integers, -1 where unknown."""
     if t.is_nested:  # ragged: only the number of components and the rank are fixed
         return (t.size(0), *(-1 for _ in range(t.dim() - 1)))
-    return tuple(-1 for _ in t.shape)
-
-
-def _is_contiguous(t: torch.Tensor) -> bool:
     try:
-        return bool(t.is_contiguous())
-    except RuntimeError:  # sparse layouts have no strides
-        return False
+        return tuple(map(int, t.shape))
+    except Exception:  # symbolic sizes
+        return tuple(-1 for _ in t.shape)

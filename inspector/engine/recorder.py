@@ -23,11 +23,11 @@ from torch.nn.modules import module as torch_module
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.utils.hooks import RemovableHandle
 
-from inspector.engine.activity import Finish, describe_units, device_units
+from inspector.engine.activity import UNIT_TYPES, Finish, describe_units, device_units
 from inspector.engine.describe import Describer
 from inspector.engine.gradients import GradientRecorder
 from inspector.engine.naming import ModuleNames, ParamCounter, call_site, module_line
-from inspector.engine.records import Call, Struct, TensorInfo, Units, positional_builder
+from inspector.engine.records import Call, Struct, TensorInfo, Units, Value, positional_builder
 from inspector.engine.stats import on_device
 from inspector.engine.values import ValueStore
 
@@ -132,9 +132,12 @@ class Recorder:
         """Hook every module of `model`; paths as in `named_modules()`, prefixed by `name`."""
         self.names.add_root(model, name)
         for module in model.modules():
-            self._handles.append(module.register_forward_pre_hook(self._pre, with_kwargs=True))
+            # enter(module, args, kwargs) and exit(module, args, kwargs, output) are the hooks
+            # themselves: a hook runs right after an op has pushed Python's code and data out
+            # of the caches, and every frame on its way costs a few microseconds there.
+            self._handles.append(module.register_forward_pre_hook(self.enter, with_kwargs=True))
             self._handles.append(
-                module.register_forward_hook(self._post, with_kwargs=True, always_call=True)
+                module.register_forward_hook(self.exit, with_kwargs=True, always_call=True)
             )
         self._describe_modules(model)
 
@@ -179,14 +182,6 @@ class Recorder:
 
     # -- hooks ------------------------------------------------------------------------------
 
-    def _pre(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self.enter(module, args, kwargs)
-
-    def _post(
-        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
-    ) -> None:
-        self.exit(module, args, kwargs, output)
-
     def _pre_global(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         self.enter(module, args, {})
 
@@ -209,7 +204,8 @@ class Recorder:
         if self.fault is not None:
             return
         try:
-            self._choose_stats()
+            policy = self.stats_when
+            self.describer.stats = self._stats and (policy is None or policy())
             touched = self.describer.touched
             call = self._start(key, args, kwargs, path)
             if self.describer.touched != touched:
@@ -229,7 +225,8 @@ class Recorder:
         if self.fault is not None:
             return
         try:
-            self._choose_stats()
+            policy = self.stats_when
+            self.describer.stats = self._stats and (policy is None or policy())
             touched = self.describer.touched
             call = self._finish(key, args, kwargs, output)
             if call is not None and self.describer.touched != touched:
@@ -243,10 +240,6 @@ class Recorder:
                 self._notify(self.listener.call_finished, call)
             finally:
                 self._live = None
-
-    def _choose_stats(self) -> None:
-        policy = self.stats_when
-        self.describer.stats = self._stats and (policy is None or policy())
 
     def with_stats(self, call: Call) -> Call:
         """`call` as a pause shows it: with the statistics of its live tensors when they were
@@ -330,6 +323,10 @@ class Recorder:
         seq = len(self.calls)
         ref, line, params, final = self._describe_callable(key)
         describe = self.describer.describe
+        if len(args) == 1 and isinstance(args[0], torch.Tensor):
+            inputs: tuple[Any, ...] = (self.describer.tensor(args[0], None),)
+        else:
+            inputs = tuple([describe(a) for a in args])
         call = _new_call(
             seq,
             path,
@@ -337,7 +334,7 @@ class Recorder:
             type(key).__name__ if isinstance(key, nn.Module) else _function_name(key),
             len(stack),
             parent,
-            (describe(args[0]),) if len(args) == 1 else tuple([describe(a) for a in args]),
+            inputs,
             Struct("kwargs", tuple([(k, describe(v)) for k, v in kwargs.items()]))
             if kwargs
             else None,
@@ -347,7 +344,7 @@ class Recorder:
             line,
             params,
             0.0,  # duration_ms
-            call_site(3),  # above _start, enter and the hook
+            call_site(2),  # above _start and enter
             None,  # units
             None,  # grad
         )
@@ -381,14 +378,20 @@ class Recorder:
             self.failures.append(Failure(opened.seq, key, args, kwargs, in_flight))
             call = _ended(call, None, "error", f"{type(in_flight).__name__}: {in_flight}", elapsed)
         else:
-            outputs = self.describer.describe(output, producer=opened.seq)
+            describer = self.describer
+            if isinstance(output, torch.Tensor):
+                outputs: Value = describer.tensor(output, opened.seq)
+            else:
+                outputs = describer.describe(output, producer=opened.seq)
             status, error = "ok", None
             if opened.substituted is not None:
                 failed = opened.substituted
                 status, error = "error", f"{type(failed).__name__}: {failed}"
-            units = describe_units(key, output, outputs)
-            if units is None and self.describer.stats and isinstance(output, torch.Tensor):
-                self._units_on_device(opened.seq, key, output)
+            units = None
+            if type(key).__name__ in UNIT_TYPES:  # activations: dead or saturated units
+                units = describe_units(key, output, outputs)
+                if units is None and describer.stats and isinstance(output, torch.Tensor):
+                    self._units_on_device(opened.seq, key, output)
             call = _ended(call, outputs, status, error, elapsed, units)
             if self.gradients is not None:
                 self.gradients.track(opened.seq, key, output)
