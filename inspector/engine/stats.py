@@ -12,10 +12,8 @@ travel to the host in one transfer.
 
 from __future__ import annotations
 
-import ctypes
 import math
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
@@ -48,9 +46,9 @@ def can_have_stats(t: torch.Tensor) -> bool:
 def compute_stats(t: torch.Tensor) -> Stats | None:
     """Statistics of `t`; None for tensors without values (meta, fake, sparse, complex, empty)."""
     if _plain_cpu_array(t) and t.numel() > 0:  # the common case: C reads them where they are
-        lib = native.kernel()
-        if lib is not None:
-            return _native_stats(lib, t)
+        read = native.reader()
+        if read is not None:
+            return _native_stats(read, t)
     if not can_have_stats(t):
         return None
     with torch.no_grad():
@@ -163,9 +161,9 @@ class DeviceBatch:
 
 def _float_stats(x: torch.Tensor) -> Stats:
     if _plain_cpu_array(x):
-        lib = native.kernel()
-        if lib is not None:
-            return _native_stats(lib, x)
+        read = native.reader()
+        if read is not None:
+            return _native_stats(read, x)
     n = x.numel()
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     total = torch.sum(x, dtype=acc)
@@ -235,35 +233,31 @@ def _plain_cpu_array(x: torch.Tensor) -> bool:
     )
 
 
-def _native_stats(lib: Any, x: torch.Tensor) -> Stats:
+def _native_stats(read: native.Reader, x: torch.Tensor) -> Stats:
     """Sum, sum of squares, min, max, zeros and the sample's histogram in one call of the C
     kernel (engine/native), reading `x` where it lies (it may require grad: nothing here
     records an autograd op); a tensor with NaN or Inf goes the torch way, which counts them."""
     n = x.numel()
     step, count = (n // SAMPLE_SIZE, SAMPLE_SIZE) if n > SAMPLE_SIZE else (1, n)
-    out = _Out()
-    hist = _Hist()
-    f32 = x.dtype == torch.float32
-    (lib.stats_f32 if f32 else lib.stats_f64)(x.data_ptr(), n, step, count, HIST_BINS, out, hist)
-    total, squares, mn, mx, zeros = out[:]  # a slice reads a ctypes array in one call
+    f64 = x.dtype == torch.float64
+    total, squares, mn, mx, zeros, hist = read(f64, x.data_ptr(), n, step, count, HIST_BINS)
     if not (math.isfinite(total) and math.isfinite(mn) and math.isfinite(mx)):
         with torch.no_grad():
             return _nonfinite_stats(x.detach())
     mean = total / n
+    limit = _CANCELLATION_LIMIT[torch.float64 if f64 else torch.float32]
     var_sum = squares - n * mean * mean
     if n < 2:
         std = 0.0
-    elif math.isfinite(squares) and var_sum * _CANCELLATION_LIMIT[x.dtype] >= squares:
+    elif math.isfinite(squares) and var_sum * limit >= squares:
         std = math.sqrt(max(var_sum, 0.0) / (n - 1))
     else:
-        std = _std(x, mean, squares, _CANCELLATION_LIMIT[x.dtype])
+        std = _std(x, mean, squares, limit)
     # every field of Stats, in order
-    return _new_stats(n, mean, std, mn, mx, 0, 0, zeros / n, tuple(hist[:]), (mn, mx), count)
+    return _new_stats(n, mean, std, mn, mx, 0, 0, zeros / n, hist, (mn, mx), count)
 
 
 _new_stats = positional_builder(Stats)
-_Out = ctypes.c_double * 5
-_Hist = ctypes.c_int64 * HIST_BINS
 
 
 def _nonfinite_stats(x: torch.Tensor) -> Stats:

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -198,3 +199,75 @@ def test_a_tensor_that_requires_grad_is_read_as_it_is(name: str) -> None:
         version = t._version
     assert mine == compute_stats(t.detach().clone())
     assert t._version == version and t.grad is None and t.grad_fn is None
+
+
+@needs_kernel
+def test_the_extension_is_called_where_pythons_headers_are() -> None:
+    headers = sysconfig.get_paths().get("include") or ""
+    assert native.fast_call() == Path(headers, "Python.h").is_file()
+
+
+@needs_kernel
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_extension_and_ctypes_read_the_same(name: str) -> None:
+    lib = native.kernel()
+    read = native.reader()
+    assert lib is not None and read is not None
+    t = CASES[name]().to(torch.float64 if name == "integers" else None)
+    wide = t.dtype == torch.float64
+    n = t.numel()
+    step, count = (n // 4096, 4096) if n > 4096 else (1, n)
+    args = (wide, t.data_ptr(), n, step, count, 24)
+    mine, theirs = read(*args), native._ctypes_reader(lib)(*args)
+    assert repr(mine) == repr(theirs)  # NaN included
+    assert sum(mine[5]) == (count if math.isfinite(mine[2]) and math.isfinite(mine[3]) else 0)
+
+
+@needs_kernel
+def test_the_extension_refuses_a_sample_outside_the_array() -> None:
+    if not native.fast_call():
+        pytest.skip("built without Python's headers")
+    read = native.reader()
+    assert read is not None
+    t = torch.zeros(10)
+    assert read(False, t.data_ptr(), 10, 3, 4, 24)[5][0] == 4  # 0, 3, 6, 9: inside
+    for bad in [(10, 4, 4, 24), (10, 1, 11, 24), (10, 1, 4, 0), (0, 1, 0, 24), (10, 0, 1, 24)]:
+        with pytest.raises(ValueError, match="inside the array"):
+            read(False, t.data_ptr(), *bad)
+
+
+@needs_kernel
+def test_without_pythons_headers_the_kernel_is_called_through_ctypes(tmp_path: Path) -> None:
+    real = shutil.which("cc") or shutil.which("gcc")
+    assert real is not None
+    wrapper = tmp_path / "cc"  # a compiler that finds no Python.h
+    wrapper.write_text(
+        f'#!/bin/sh\nfor a in "$@"; do case "$a" in -I*) exit 1;; esac; done\nexec {real} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    env = {**os.environ, "CC": str(wrapper), "XDG_CACHE_HOME": str(tmp_path)}
+    code = (
+        "import torch\n"
+        "from inspector.engine import native\n"
+        "from inspector.engine.stats import compute_stats\n"
+        "print(native.kernel() is not None, native.fast_call())\n"
+        "s = compute_stats(torch.arange(1 << 20, dtype=torch.float32))\n"
+        "print(s.max, sum(s.histogram))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "False", str(float((1 << 20) - 1)), "4096"]
+
+
+@needs_kernel
+def test_the_extension_and_the_controls_are_one_library() -> None:
+    # stats_threads and stats_wide (through ctypes) set what the extension's read runs: the
+    # loader gives both the same object, so its writable data is mapped once.
+    maps = Path("/proc/self/maps")
+    if not native.fast_call() or not maps.is_file():
+        pytest.skip("no extension, or no /proc here")
+    lib = native.kernel()
+    assert lib is not None
+    writable = [line for line in maps.read_text().splitlines() if line.endswith(lib._name)]
+    assert sum(" rw-p " in line for line in writable) == 1
