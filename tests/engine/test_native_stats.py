@@ -166,28 +166,34 @@ def test_no_compiler_means_the_torch_way(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
-@needs_kernel
-def test_a_compiler_without_openmp_builds_the_one_thread_kernel(tmp_path: Path) -> None:
+def _with_compiler_refusing(pattern: str, tmp_path: Path, lines: list[str]) -> list[str]:
+    """Run `lines` in a fresh interpreter whose C compiler fails on any argument matching the
+    shell pattern `pattern` (and builds into an empty cache); its printed words."""
     real = shutil.which("cc") or shutil.which("gcc")
     assert real is not None
     wrapper = tmp_path / "cc"
     wrapper.write_text(
-        f'#!/bin/sh\nfor a in "$@"; do [ "$a" = -fopenmp ] && exit 1; done\nexec {real} "$@"\n'
+        f'#!/bin/sh\nfor a in "$@"; do case "$a" in {pattern}) exit 1;; esac; done\n'
+        f'exec {real} "$@"\n'
     )
     wrapper.chmod(0o755)
     env = {**os.environ, "CC": str(wrapper), "XDG_CACHE_HOME": str(tmp_path)}
-    code = (
-        "import torch\n"
-        "from inspector.engine import native\n"
-        "from inspector.engine.stats import compute_stats\n"
-        "lib = native.kernel()\n"
-        "print(lib is not None, native.openmp(), lib.stats_threads(-1))\n"
-        "print(compute_stats(torch.arange(1 << 20, dtype=torch.float32)).max)\n"
-    )
+    code = "\n".join(["import torch", "from inspector.engine import native", *lines])
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           cwd=ROOT, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["True", "False", "1", str(float((1 << 20) - 1))]
+    return done.stdout.split()
+
+
+@needs_kernel
+def test_a_compiler_without_openmp_builds_the_one_thread_kernel(tmp_path: Path) -> None:
+    printed = _with_compiler_refusing("-fopenmp", tmp_path, [
+        "from inspector.engine.stats import compute_stats",
+        "lib = native.kernel()",
+        "print(lib is not None, native.openmp(), lib.stats_threads(-1))",
+        "print(compute_stats(torch.arange(1 << 20, dtype=torch.float32)).max)",
+    ])  # fmt: skip
+    assert printed == ["True", "False", "1", str(float((1 << 20) - 1))]
 
 
 @needs_kernel
@@ -238,26 +244,13 @@ def test_the_extension_refuses_a_sample_outside_the_array() -> None:
 
 @needs_kernel
 def test_without_pythons_headers_the_kernel_is_called_through_ctypes(tmp_path: Path) -> None:
-    real = shutil.which("cc") or shutil.which("gcc")
-    assert real is not None
-    wrapper = tmp_path / "cc"  # a compiler that finds no Python.h
-    wrapper.write_text(
-        f'#!/bin/sh\nfor a in "$@"; do case "$a" in -I*) exit 1;; esac; done\nexec {real} "$@"\n'
-    )
-    wrapper.chmod(0o755)
-    env = {**os.environ, "CC": str(wrapper), "XDG_CACHE_HOME": str(tmp_path)}
-    code = (
-        "import torch\n"
-        "from inspector.engine import native\n"
-        "from inspector.engine.stats import compute_stats\n"
-        "print(native.kernel() is not None, native.fast_call())\n"
-        "s = compute_stats(torch.arange(1 << 20, dtype=torch.float32))\n"
-        "print(s.max, sum(s.histogram))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=120)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["True", "False", str(float((1 << 20) - 1)), "4096"]
+    printed = _with_compiler_refusing("-I*", tmp_path, [  # finds no Python.h
+        "from inspector.engine.stats import compute_stats",
+        "print(native.kernel() is not None, native.fast_call())",
+        "s = compute_stats(torch.arange(1 << 20, dtype=torch.float32))",
+        "print(s.max, sum(s.histogram))",
+    ])  # fmt: skip
+    assert printed == ["True", "False", str(float((1 << 20) - 1)), "4096"]
 
 
 @needs_kernel
