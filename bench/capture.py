@@ -9,7 +9,8 @@ alike; the table gives the median wall time of each and its ratio to the plain f
 median. All runs are under `torch.no_grad()`, after `gc.collect()`, with
 `torch.set_num_threads` fixed. "paired" is the median over rounds of each variant's time
 over the plain forward's in the same round, which a slow spell of a shared machine (one
-round) hits alike; on a quiet machine it reads as the ratio of medians.
+round) hits alike; on a quiet machine it reads as the ratio of medians. "fastest" is each
+variant's fastest run over the plain forward's fastest: the least disturbed runs.
 
   plain               model(x)
   trace(stats=False)  inspector.trace(model, x, stats=False): shapes, dtypes, devices
@@ -179,18 +180,24 @@ def paired(times: dict[str, list[float]], name: str, base: str = PLAIN) -> float
 
 def print_table(work: Workload, times: dict[str, list[float]], calls: int) -> None:
     medians = {name: statistics.median(ts) for name, ts in times.items()}
+    fastest = {name: min(ts) for name, ts in times.items()}
     base = medians[PLAIN]
     print(f"\n{work.describe()}, {calls} calls recorded")
-    header = f"{'median ms':>10} {'ratio':>7} {'paired':>7} {'min ms':>9} {'max ms':>9}"
+    header = (
+        f"{'median ms':>10} {'ratio':>7} {'paired':>7} {'fastest':>8} {'min ms':>9} {'max ms':>9}"
+    )
     print(f"  {'variant':<20} {header}")
     for name, ts in times.items():
         ratio = medians[name] / base
         row = f"{medians[name] * 1e3:>10.1f} {ratio:>6.2f}x {paired(times, name):>6.2f}x"
+        row += f" {fastest[name] / fastest[PLAIN]:>7.2f}x"
         print(f"  {name:<20} {row} {min(ts) * 1e3:>9.1f} {max(ts) * 1e3:>9.1f}")
     if "torchinfo.summary" in medians:
-        versus = medians["trace(stats=True)"] / medians["torchinfo.summary"]
-        pair = paired(times, "trace(stats=True)", "torchinfo.summary")
-        print(f"  trace(stats=True) / torchinfo.summary = {versus:.2f}x (paired {pair:.2f}x)")
+        stats, info = "trace(stats=True)", "torchinfo.summary"
+        versus = medians[stats] / medians[info]
+        pair = paired(times, stats, info)
+        quick = fastest[stats] / fastest[info]
+        print(f"  {stats} / {info} = {versus:.2f}x (paired {pair:.2f}x, fastest runs {quick:.2f}x)")
     noisy = [name for name, ts in times.items() if max(ts) > NOISY_SPREAD * min(ts)]
     if noisy:
         print(
