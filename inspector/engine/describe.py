@@ -74,11 +74,10 @@ class TensorRegistry:
             return None
         if any_version:
             return entry[2]
-        try:
-            version = t._version
-        except (RuntimeError, AttributeError):  # inference tensors keep no version
+        version = tensor_version(t)
+        if version is None or version != entry[1]:
             return None
-        return entry[2] if version == entry[1] else None
+        return entry[2]
 
     def remember(self, t: torch.Tensor, info: TensorInfo) -> None:
         key = id(t)
@@ -93,11 +92,7 @@ class TensorRegistry:
             ref = weakref.ref(t, forget)
         except TypeError:
             return
-        try:
-            version: int | None = t._version
-        except (RuntimeError, AttributeError):
-            version = None
-        entries[key] = (ref, version, info)
+        entries[key] = (ref, tensor_version(t), info)
 
     def replace(self, infos: dict[int, TensorInfo]) -> None:
         """Swap the infos given by id in `infos` for their replacements."""
@@ -187,7 +182,7 @@ class Describer:
 
     def tensor(self, t: torch.Tensor, producer: int | None) -> TensorInfo:
         # The hooks' hot path, written out: each call it makes costs microseconds right
-        # after a large op (TensorRegistry.lookup, _shape and _is_contiguous inline).
+        # after a large op (TensorRegistry.lookup and tensor_version inline).
         entry = self.registry._entries.get(id(t))
         known = None
         if entry is not None and entry[0]() is t:
@@ -280,7 +275,4 @@ def _odd_shape(t: torch.Tensor) -> tuple[int, ...]:
     """The shape of a tensor whose sizes are not all plain integers, -1 where unknown."""
     if t.is_nested:  # ragged: only the number of components and the rank are fixed
         return (t.size(0), *(-1 for _ in range(t.dim() - 1)))
-    try:
-        return tuple(map(int, t.shape))
-    except Exception:  # symbolic sizes
-        return tuple(-1 for _ in t.shape)
+    return tuple(-1 for _ in t.shape)  # symbolic sizes
