@@ -245,14 +245,7 @@ def _native_stats(read: native.Reader, x: torch.Tensor) -> Stats:
         with torch.no_grad():
             return _nonfinite_stats(x.detach())
     mean = total / n
-    limit = _CANCELLATION_LIMIT[torch.float64 if f64 else torch.float32]
-    var_sum = squares - n * mean * mean
-    if n < 2:
-        std = 0.0
-    elif math.isfinite(squares) and var_sum * limit >= squares:
-        std = math.sqrt(max(var_sum, 0.0) / (n - 1))
-    else:
-        std = _std(x, mean, squares, limit)
+    std = _std(x, mean, squares, _CANCELLATION_LIMIT[torch.float64 if f64 else torch.float32])
     # every field of Stats, in order
     return _new_stats(n, mean, std, mn, mx, 0, 0, zeros / n, hist, (mn, mx), count)
 
