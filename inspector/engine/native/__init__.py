@@ -91,7 +91,7 @@ def _load() -> ctypes.CDLL | None:
         return None
     headers = sysconfig.get_paths().get("include") or ""
     with_python = bool(headers) and CALL_SOURCE.is_file() and Path(headers, "Python.h").is_file()
-    code = SOURCE.read_bytes() + CALL_SOURCE.read_bytes()
+    code = SOURCE.read_bytes() + (CALL_SOURCE.read_bytes() if with_python else b"")
     for flags in FLAGS:
         for extension in (True, False) if with_python else (False,):
             source = CALL_SOURCE if extension else SOURCE
