@@ -10,6 +10,8 @@ Only the engine (torch + stdlib) is imported here; rich and Textual load on firs
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import Any
 
 from inspector.engine import (
@@ -59,6 +61,20 @@ __all__ = [
 ]
 
 
+class _Package(types.ModuleType):
+    """The package's module type. Python binds a submodule as an attribute of its package when
+    it is first imported, so `import inspector.report` (the report layer) would replace the
+    function `inspector.report` with the module: the public function stays."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "report" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
 def report(model: Any, *args: Any, **kwargs: Any) -> Trace:
     """Trace `model(*args, **kwargs)` and print the call table and findings to the terminal.
 
@@ -70,13 +86,17 @@ def report(model: Any, *args: Any, **kwargs: Any) -> Trace:
 
 
 def interactive() -> bool:
-    """Whether a person is at a terminal: both stdin and stdout are TTYs and this is not CI."""
+    """Whether a person is at a terminal: keys come from stdin and the debugger draws on
+    stderr (as Textual does), both TTYs, and this is not CI. Standard output may be piped
+    (`| tee log`): the program's own output goes there."""
     import os
-    import sys
 
+    stderr = sys.__stderr__
     return (
-        sys.stdin.isatty()
-        and sys.stdout.isatty()
+        sys.stdin is not None
+        and sys.stdin.isatty()
+        and stderr is not None
+        and stderr.isatty()
         and not os.environ.get("CI")
         and os.environ.get("TERM", "") != "dumb"
     )
