@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any, Literal
 
 from torch import nn
 
-from inspector.engine.records import Diagnosis
-from inspector.engine.trace import trace
+from inspector.engine.describe import Describer
+from inspector.engine.diagnose import explain_failure
+from inspector.engine.diagnose.locate import module_chain
+from inspector.engine.naming import module_line
+from inspector.engine.recorder import Failure
+from inspector.engine.records import Call, Diagnosis, Struct, exception_text
+from inspector.engine.trace import Trace, trace
 
 
 def diagnose(
@@ -29,47 +35,73 @@ class explain:  # lower case: used like a function, `with inspector.explain():`
     """On a failure inside the block, add the diagnosis to the ORIGINAL exception as a note.
 
     The exception's type, message and traceback are unchanged (PEP 678 `add_note`): the
-    exception is not caught and re-raised, only annotated on its way out. Exceptions raised
-    outside any module call pass through untouched.
+    exception is not caught and re-raised, only annotated on its way out. Nothing is hooked
+    while the block runs (the code inside runs exactly as without it, frames included): the
+    failing module calls, their inputs and the failing op are read from the traceback
+    afterwards. Exceptions raised outside any module call pass through untouched.
 
         with inspector.explain():
             model(x)
 
     Args:
-        model: hook only this model; by default every module called in the block.
+        model: explain failures inside this model only (paths are named from it); by
+            default any module's.
     """
 
     def __init__(self, model: nn.Module | None = None) -> None:
-        from inspector.engine.recorder import Recorder
-
         self._model = model
-        self._recorder = Recorder(stats=False)
 
     def __enter__(self) -> explain:
-        if self._model is not None:
-            self._recorder.attach(self._model)
-        else:
-            self._recorder.attach_global()
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
-        recorder = self._recorder
-        recorder.detach()
-        try:
-            if isinstance(exc, Exception):
-                failure = recorder.failure_for(exc)
-                if failure is not None:
-                    from inspector.engine.diagnose import explain_failure
-                    from inspector.engine.trace import Trace
-
-                    record = Trace(recorder.calls, error=exc)
-                    diag = explain_failure(record, failure, exc, recorder.modules)
+        if isinstance(exc, Exception):
+            try:
+                diag = explain_traceback(exc, self._model)
+                if diag is not None:
                     exc.add_note("torch-inspector:\n" + str(diag))
-        except Exception:  # the explanation is a bonus; the user's exception comes first
-            pass
-        finally:
-            recorder.release()
+            except Exception:  # the explanation is a bonus; the user's exception comes first
+                pass
         return False
+
+
+def explain_traceback(error: BaseException, model: nn.Module | None = None) -> Diagnosis | None:
+    """The diagnosis of `error` from its traceback alone: the module calls it unwound (with
+    their inputs), the failing op and the user's line. None when no module call failed."""
+    chain = module_chain(error)
+    if model is not None:
+        inside = {id(m) for m in model.modules()}
+        chain = [link for link in chain if id(link[0]) in inside]
+    if not chain:
+        return None
+    root = model if model is not None else chain[0][0]
+    paths: dict[int, str] = {}
+    for path, module in root.named_modules(remove_duplicate=False):
+        paths.setdefault(id(module), path)
+    describe = Describer(stats=False).describe
+    calls: list[Call] = []
+    for depth, (module, args, kwargs) in enumerate(chain):
+        calls.append(
+            Call(
+                seq=depth,
+                path=paths.get(id(module), type(module).__name__),
+                index=0,
+                type=type(module).__name__,
+                depth=depth,
+                parent=depth - 1 if depth else None,
+                inputs=tuple(describe(a) for a in args),
+                kwargs=Struct("kwargs", tuple((k, describe(v)) for k, v in kwargs.items()))
+                if kwargs
+                else None,
+                status="error",
+                error=exception_text(error),
+                module_repr=module_line(module),
+            )
+        )
+    module, args, kwargs = chain[-1]
+    failure = Failure(len(chain) - 1, module, args, kwargs, error)
+    modules = [weakref.ref(m) for m, _, _ in chain]
+    return explain_failure(Trace(calls, error=error), failure, error, modules)
 
 
 def check(model: nn.Module, *args_or_shapes: Any, **kwargs: Any) -> Any:

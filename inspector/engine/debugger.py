@@ -7,8 +7,10 @@
     p = d.cont()             # to the next breakpoint, error, or the end (a Finished)
     d.trace                  # the whole record, once finished
 
-The model runs in a worker thread; each method sends one command and waits for the next
-Pause or the Finished event.
+The model runs in a worker thread, in the caller's torch context (grad mode, inference mode,
+autocast, torch function modes, contextvars: inspector.engine.context); each method sends one
+command and waits for the next Pause or the Finished event. The debugger's hooks record the
+worker thread's calls only: the caller's own calls of the same model pass through untouched.
 """
 
 from __future__ import annotations
@@ -22,15 +24,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from inspector.engine.diagnose import collect_findings, explain_failure
+from inspector.engine.context import CallerContext
+from inspector.engine.diagnose import explain_failure
 from inspector.engine.gradients import BackwardRequestError
 from inspector.engine.recorder import Recorder, Stop
 from inspector.engine.records import Call, Diagnosis
 from inspector.engine.stepper import Breakpoint, Pause, Stepper
-from inspector.engine.trace import RunResult, Trace, check_module, run_recorded
+from inspector.engine.trace import RunResult, Trace, check_module, findings_of, run_recorded
 from inspector.engine.values import ValueStore
 
 DEFAULT_TIMEOUT = 60.0
+INTERRUPT_WAIT = 5.0  # after Ctrl+C in the caller: how long the model thread gets to unhook
 
 
 @dataclass(frozen=True)
@@ -113,8 +117,9 @@ class Debugger:
         stepper.explain = lambda call: explain_recorded(recorder, call)
         recorder.listener = stepper
         self._stepper = stepper
+        context = CallerContext.capture()
         self._thread = threading.Thread(
-            target=self._run, args=(recorder,), name="inspector-model", daemon=True
+            target=context.run, args=(self._run, recorder), name="inspector-model", daemon=True
         )
         self._thread.start()
         if not self._own_queue:
@@ -122,8 +127,10 @@ class Debugger:
         return self._wait()
 
     def _run(self, recorder: Recorder) -> None:
+        """The model thread: always ends with a Finished event, whatever the pass raised."""
         aborted = False
         result = RunResult()
+        recorder.thread = threading.get_ident()
         try:
             result = run_recorded(
                 recorder, self.model, self.args, self.kwargs,
@@ -133,21 +140,39 @@ class Debugger:
             aborted = True
         except BackwardRequestError as exc:  # shown as the pass's error, raised by debug()
             result.error = exc
-        recorder.settle()
+        except BaseException as exc:  # KeyboardInterrupt in the forward: the caller gets it
+            result.error = exc
         t = Trace(recorder.calls, output=result.output, loss=result.loss, error=result.error)
-        if not aborted:
-            t.findings = collect_findings(t, recorder, in_backward=result.in_backward)
-        recorder.release()
-        self.finished = Finished(t, aborted)
-        self.on_event(self.finished)
+        try:
+            recorder.settle()
+            if not aborted and (result.error is None or isinstance(result.error, Exception)):
+                t.findings = findings_of(t, recorder, None, result.in_backward)
+        finally:
+            recorder.release()
+            self.finished = Finished(t, aborted)
+            self.on_event(self.finished)
 
     def _wait(self) -> Event:
         try:
             event = self.events.get(timeout=self.timeout)
         except queue.Empty:
             raise TimeoutError(f"no pause or end within {self.timeout} s") from None
+        except KeyboardInterrupt:
+            self._interrupted()
+            raise
         self.last = event
+        if isinstance(event, Finished) and isinstance(event.trace.error, KeyboardInterrupt):
+            raise event.trace.error  # a Ctrl+C inside the forward reaches the caller
         return event
+
+    def _interrupted(self) -> None:
+        """Ctrl+C in the caller while the model thread runs: end the pass (it stops at its
+        next module call) and give its hooks a moment to come off. Either way the stepper
+        never blocks again, and the caller's own calls of the model are not recorded."""
+        if self._stepper is not None:
+            self._stepper.release(abort=True)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(INTERRUPT_WAIT)
 
     def _send(self, kind: str, arg: str = "") -> Event:
         if isinstance(self.last, Finished) or self._stepper is None:

@@ -1,9 +1,9 @@
 """The recorder: module hooks that turn a forward pass into a list of Call records.
 
-The whole hook lifecycle lives here (torchinfo's lesson): register, record, and remove every
-handle in `detach()`, which callers run in a `finally`. Hooks always return None: a forward
-hook that returns a value replaces the module's output. A fault inside the recorder turns it
-off with one warning; the user's forward goes on untouched.
+Registration and removal belong to the hook owner (inspector.engine.hooks): callers attach
+inside the `try` whose `finally` runs `detach()`. Hooks always return None: a forward hook
+that returns a value replaces the module's output. A fault inside the recorder turns it off
+with one warning; the user's forward goes on untouched.
 """
 
 from __future__ import annotations
@@ -19,15 +19,22 @@ from typing import Any, Protocol
 
 import torch
 from torch import nn
-from torch.nn.modules import module as torch_module
 from torch.nn.modules.lazy import LazyModuleMixin
-from torch.utils.hooks import RemovableHandle
 
 from inspector.engine.activity import UNIT_TYPES, Finish, describe_units, device_units
 from inspector.engine.describe import Describer
 from inspector.engine.gradients import GradientRecorder
+from inspector.engine.hooks import HookSet, RecursionHeadroom, opaque_kind
 from inspector.engine.naming import ModuleNames, ParamCounter, call_site, module_line
-from inspector.engine.records import Call, Struct, TensorInfo, Units, Value, positional_builder
+from inspector.engine.records import (
+    Call,
+    Struct,
+    TensorInfo,
+    Units,
+    Value,
+    exception_text,
+    positional_builder,
+)
 from inspector.engine.stats import on_device
 from inspector.engine.values import ValueStore
 
@@ -76,6 +83,7 @@ class _Open:
     paused_before: float = 0.0  # the recorder's paused total when the call started
     substituted: BaseException | None = None  # dry runs: failed, but returned a stand-in
     redescribe: bool = False  # its parameter count was not final when it started (lazy)
+    frame: Any = None  # the frame that runs the call: its children run below it
 
 
 class Recorder:
@@ -97,10 +105,16 @@ class Recorder:
         self.fault: Exception | None = None
         self.names = ModuleNames()
         self._counts: dict[str, int] = {}
-        self._handles: list[RemovableHandle] = []
+        self._hooks = HookSet(self.enter, self.exit)
+        self._headroom = RecursionHeadroom()
         self._local = threading.local()
-        # id of a module (or function) -> (a weak reference to it, its line, its parameters)
-        self._module_info: dict[int, tuple[weakref.ref[Any], str, int]] = {}
+        # Only calls made in this thread are recorded (a debugger's own model thread); None:
+        # every thread.
+        self.thread: int | None = None
+        self._warned = False
+        # id of a module (or function) -> (a weak reference to it, its line, its parameters,
+        # its type name)
+        self._module_info: dict[int, tuple[weakref.ref[Any], str, int, str]] = {}
         self._params = ParamCounter()
         self._global = False
         self._paused_s = 0.0  # time spent inside listeners (a person looking), not computing
@@ -129,25 +143,26 @@ class Recorder:
     # -- lifecycle -------------------------------------------------------------------------
 
     def attach(self, model: nn.Module, name: str = "") -> None:
-        """Hook every module of `model`; paths as in `named_modules()`, prefixed by `name`."""
-        self.names.add_root(model, name)
-        for module in model.modules():
-            # enter(module, args, kwargs) and exit(module, args, kwargs, output) are the hooks
-            # themselves: a hook runs right after an op has pushed Python's code and data out
-            # of the caches, and every frame on its way costs a few microseconds there.
-            self._handles.append(module.register_forward_pre_hook(self.enter, with_kwargs=True))
-            self._handles.append(
-                module.register_forward_hook(self.exit, with_kwargs=True, always_call=True)
-            )
-        self._describe_modules(model)
+        """Hook every module of `model`; paths as in `named_modules()`, prefixed by `name`.
 
-    def _describe_modules(self, model: nn.Module) -> None:
+        Call it inside the `try` whose `finally` calls `detach()`: an interrupt in the middle
+        leaves nothing behind once detach ran. ScriptModules and compiled modules are
+        recorded at their boundary, their inside is not.
+        """
+        self.names.add_root(model, name)
+        # enter(module, args, kwargs) and exit(module, args, kwargs, output) are the hooks
+        # themselves: a hook runs right after an op has pushed Python's code and data out of
+        # the caches, and every frame on its way costs a few microseconds there.
+        hooked = self._hooks.add(model)
+        self._describe_modules(hooked)
+
+    def _describe_modules(self, modules: list[nn.Module]) -> None:
         """Each module's line and parameter count, now rather than at its first call: done
         here in one loop, warm, instead of in a hook that runs right after an op has pushed
         Python's data out of the caches (3-5x slower there). A lazy module is described when
         it runs, once its parameters exist; anything that fails here is tried again then."""
         try:
-            for module in model.modules():
+            for module in modules:
                 if not isinstance(module, LazyModuleMixin):
                     self._describe_callable(module)
         except Exception:
@@ -156,12 +171,7 @@ class Recorder:
     def attach_global(self) -> None:
         """Hook every module call in the process; roots are named after the caller's variables."""
         self._global = True
-        self._handles.append(torch_module.register_module_forward_pre_hook(self._pre_global))
-        self._handles.append(
-            torch_module.register_module_forward_hook(
-                self._post_global, with_kwargs=True, always_call=True
-            )
-        )
+        self._hooks.add_global()
 
     def detach(self) -> None:
         """Remove every hook, gradient hooks included. Safe to call twice."""
@@ -172,23 +182,15 @@ class Recorder:
     def stop_forward(self) -> None:
         """Remove the module hooks only; gradient hooks stay for the backward pass (a
         checkpointed model recomputes forwards during backward: they must not be recorded)."""
-        handles, self._handles = self._handles, []
-        for handle in handles:
-            handle.remove()
+        try:
+            self._hooks.remove()
+        finally:
+            self._headroom.restore()
+            self._warn_once()
 
     @property
     def attached(self) -> bool:
-        return bool(self._handles)
-
-    # -- hooks ------------------------------------------------------------------------------
-
-    def _pre_global(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        self.enter(module, args, {})
-
-    def _post_global(self, module: nn.Module, args: tuple[Any, ...], *rest: Any) -> None:
-        # torch calls always_call global hooks without kwargs when forward raised.
-        kwargs, output = (rest[0], rest[1]) if len(rest) == 2 else ({}, rest[0])
-        self.exit(module, args, kwargs, output)
+        return self._hooks.attached
 
     # -- recording --------------------------------------------------------------------------
 
@@ -201,7 +203,7 @@ class Recorder:
         path: str | None = None,
     ) -> None:
         """A call of `key` (a module, or a function given with its `path`) starts."""
-        if self.fault is not None:
+        if self.fault is not None or (self.thread is not None and self.thread != _ident()):
             return
         try:
             policy = self.stats_when
@@ -222,7 +224,7 @@ class Recorder:
 
     def exit(self, key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
         """The call of `key` ends, with `output`, or with the exception now being handled."""
-        if self.fault is not None:
+        if self.fault is not None or (self.thread is not None and self.thread != _ident()):
             return
         try:
             policy = self.stats_when
@@ -312,6 +314,12 @@ class Recorder:
 
     def _start(self, key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], path: str | None):
         stack = self._stack()
+        frame: Any = sys._getframe(2)  # above _start and enter: the module's own call frame
+        if frame.f_code is self._hooks.global_pre_code:
+            frame = frame.f_back
+        if stack and not _runs_below(frame, stack[-1].frame):
+            _drop_ended(stack, frame)  # a KeyboardInterrupt ended them: torch ran no exit hook
+        self._headroom.reach(len(stack))
         parent = stack[-1].seq if stack else None
         if path is None:
             parent_path = self.calls[parent].path if parent is not None else None
@@ -321,7 +329,7 @@ class Recorder:
         index = self._counts.get(path, 0)
         self._counts[path] = index + 1
         seq = len(self.calls)
-        ref, line, params, final = self._describe_callable(key)
+        ref, line, params, final, type_name = self._describe_callable(key)
         describe = self.describer.describe
         if len(args) == 1 and isinstance(args[0], torch.Tensor):
             inputs: tuple[Any, ...] = (self.describer.tensor(args[0], None),)
@@ -331,7 +339,7 @@ class Recorder:
             seq,
             path,
             index,
-            type(key).__name__ if isinstance(key, nn.Module) else _function_name(key),
+            type_name,
             len(stack),
             parent,
             inputs,
@@ -354,6 +362,7 @@ class Recorder:
             self.values.keep(seq, "in", (*args, *kwargs.values()))
         opened = _Open(seq, key, time.perf_counter(), sys.exc_info()[1], self._paused_s)
         opened.redescribe = not final
+        opened.frame = frame
         stack.append(opened)
         return call
 
@@ -369,14 +378,14 @@ class Recorder:
         opened = stack.pop()
         call = self.calls[opened.seq]
         if opened.redescribe:  # a lazy parameter got its shape during the call
-            _, line, params, _ = self._describe_callable(key)
+            _, line, params, _, _ = self._describe_callable(key)
             call = dataclasses.replace(call, module_repr=line, params=params)
         in_flight = sys.exc_info()[1]
         paused = self._paused_s - opened.paused_before
         elapsed = (time.perf_counter() - opened.started - paused) * 1e3
         if output is None and in_flight is not None and in_flight is not opened.exc_before:
             self.failures.append(Failure(opened.seq, key, args, kwargs, in_flight))
-            call = _ended(call, None, "error", f"{type(in_flight).__name__}: {in_flight}", elapsed)
+            call = _ended(call, None, "error", exception_text(in_flight), elapsed)
         else:
             describer = self.describer
             if isinstance(output, torch.Tensor):
@@ -386,7 +395,7 @@ class Recorder:
             status, error = "ok", None
             if opened.substituted is not None:
                 failed = opened.substituted
-                status, error = "error", f"{type(failed).__name__}: {failed}"
+                status, error = "error", exception_text(failed)
             units = None
             if type(key).__name__ in UNIT_TYPES:  # activations: dead or saturated units
                 units = describe_units(key, output, outputs)
@@ -449,22 +458,28 @@ class Recorder:
         if stack:
             stack[-1].substituted = exc
 
-    def _describe_callable(self, key: Any) -> tuple[weakref.ref[Any], str, int, bool]:
+    def _describe_callable(self, key: Any) -> tuple[weakref.ref[Any], str, int, bool, str]:
         """(a weak reference to it, the module's line, its parameter count, whether that
-        count is final), once per module per pass; the count is not final while a lazy
-        parameter below the module has no shape yet."""
+        count is final, its type name), once per module per pass; the count is not final
+        while a lazy parameter below the module has no shape yet."""
         cached = self._module_info.get(id(key))
         if cached is not None and cached[0]() is key:
-            return cached[0], cached[1], cached[2], True
+            return cached[0], cached[1], cached[2], True, cached[3]
         if isinstance(key, nn.Module):
-            line = module_line(key)
+            opaque = opaque_kind(key)
+            if opaque is None:
+                type_name, line = type(key).__name__, module_line(key)
+            else:
+                type_name = _original_type(key)
+                line = f"{type_name} ({opaque}: its inside is not recorded)"
             params, final = self._params.count(key)
         else:
             line, params, final = _function_name(key), 0, True
+            type_name = line
         ref = _weak(key)
         if final:
-            self._module_info[id(key)] = (ref, line, params)
-        return ref, line, params, final
+            self._module_info[id(key)] = (ref, line, params, type_name)
+        return ref, line, params, final, type_name
 
     def _notify(self, method: Callable[[Call], None], call: Call) -> None:
         started = time.perf_counter()
@@ -484,14 +499,31 @@ class Recorder:
             self._notify(ready, call)
 
     def _fail(self, exc: Exception) -> None:
+        """Stop recording: every hook returns at once from now on. The hooks come off here
+        when they can, and for sure in `detach()`, which callers run in a `finally` (deep in
+        a recursion there may be no room left to remove anything here)."""
+        if self.fault is not None:
+            return
         self.fault = exc
-        self.detach()
-        warnings.warn(
-            f"torch-inspector stopped recording after an internal error "
-            f"({type(exc).__name__}: {exc}); the model runs on unchanged",
-            InspectorWarning,
-            stacklevel=2,
-        )
+        try:  # noqa: SIM105 (no context manager: no frames to spare near the recursion limit)
+            self.detach()
+        except RecursionError:
+            pass
+        self._warn_once()
+
+    def _warn_once(self) -> None:
+        if self.fault is None or self._warned:
+            return
+        try:
+            warnings.warn(
+                f"torch-inspector stopped recording after an internal error "
+                f"({exception_text(self.fault)}); the model runs on unchanged",
+                InspectorWarning,
+                stacklevel=4,
+            )
+        except RecursionError:  # no room to warn here: detach() warns
+            return
+        self._warned = True
 
     # -- functions that are not modules (a loss given as a plain function) --------------
 
@@ -549,6 +581,33 @@ def _with_infos(value: Any, infos: dict[int, TensorInfo]) -> Any:
 
 def _function_name(fn: Any) -> str:
     return getattr(fn, "__name__", type(fn).__name__)
+
+
+def _original_type(module: nn.Module) -> str:
+    inner = getattr(module, "_orig_mod", None)
+    if inner is not None:
+        return type(inner).__name__
+    name = getattr(module, "original_name", None)  # a ScriptModule's Python class
+    return name if isinstance(name, str) and name else type(module).__name__
+
+
+_ident = threading.get_ident
+
+
+def _runs_below(frame: Any, ancestor: Any) -> bool:
+    """Whether `ancestor` is on the stack above `frame` (its call is still running)."""
+    while frame is not None:
+        if frame is ancestor:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _drop_ended(stack: list[_Open], frame: Any) -> None:
+    """Pop the open calls that ended without their exit hook (a BaseException unwound them:
+    torch calls always-called hooks for an Exception only)."""
+    while stack and not _runs_below(frame, stack[-1].frame):
+        stack.pop()
 
 
 class _Dead:

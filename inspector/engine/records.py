@@ -264,6 +264,20 @@ class Diagnosis:
         return "\n".join(lines)
 
 
+def exception_text(exc: BaseException) -> str:
+    """`RuntimeError: shape '[-1, 27]' is invalid ...`, also for an exception whose own
+    __str__ fails (as Python's traceback printing does, it says so instead of raising)."""
+    return f"{type(exc).__name__}: {exception_message(exc)}"
+
+
+def exception_message(exc: BaseException) -> str:
+    """str(exc), or a stand-in when the exception's own __str__ fails."""
+    try:
+        return str(exc)
+    except Exception:
+        return "<exception str() failed>"
+
+
 def format_shape(shape: tuple[int, ...]) -> str:
     """`(4, 3, 32, 32)`; a 1-tuple keeps its comma: `(10,)`."""
     if len(shape) == 1:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,8 +11,8 @@ from torch import nn
 
 from inspector.engine.diagnose.anomalies import Thresholds
 from inspector.engine.gradients import BackwardRequestError, backward_root
-from inspector.engine.recorder import Recorder
-from inspector.engine.records import Call, Diagnosis
+from inspector.engine.recorder import InspectorWarning, Recorder
+from inspector.engine.records import Call, Diagnosis, exception_text
 
 
 class RecordedError(Exception):
@@ -144,35 +143,34 @@ def trace(
     """
     check_module(model, "model")
     recorder = Recorder(stats=stats, gradients=backward)
-    with _collector_paused():
-        run = run_recorded(
-            recorder, model, args, kwargs, loss_fn=loss_fn, target=target, backward=backward
-        )
+    run = run_recorded(
+        recorder, model, args, kwargs, loss_fn=loss_fn, target=target, backward=backward
+    )
+    try:
         recorder.settle()  # statistics computed on an accelerator: read them all at once
         result = Trace(recorder.calls, output=run.output, loss=run.loss, error=run.error)
-        from inspector.engine.diagnose import collect_findings
-
-        result.findings = collect_findings(result, recorder, thresholds, run.in_backward)
+        result.findings = findings_of(result, recorder, thresholds, run.in_backward)
+    finally:
         recorder.release()
     return result
 
 
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off for one recorded pass, then back as it was.
+def findings_of(
+    result: Trace, recorder: Recorder, thresholds: Thresholds | None, in_backward: bool
+) -> list[Diagnosis]:
+    """The pass's findings; a fault in the diagnosis costs the findings, never the record."""
+    from inspector.engine.diagnose import collect_findings
 
-    The record allocates a few thousand small objects per pass, enough to set off a full
-    collection, which walks every object in the process (170k after importing torch): about
-    40 ms, as much as all the hooks of ResNet-50 cost. Reference counting frees as always;
-    only reference cycles made during the pass wait for the next collection.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
     try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+        return collect_findings(result, recorder, thresholds, in_backward)
+    except Exception as exc:
+        warnings.warn(
+            f"torch-inspector could not explain this pass ({exception_text(exc)}); "
+            f"the record of the pass is complete",
+            InspectorWarning,
+            stacklevel=3,
+        )
+        return []
 
 
 class RunResult:
@@ -199,12 +197,14 @@ def run_recorded(
 
     A bad request for backward (no scalar to differentiate) raises ValueError after cleanup.
     """
-    modes = save_modes(model, loss_fn)
     result = RunResult()
-    recorder.attach(model)
-    if isinstance(loss_fn, nn.Module):
-        recorder.attach(loss_fn, "loss_fn")
+    modes: list[tuple[weakref.ref[nn.Module], bool]] = []
     try:
+        modes = save_modes(model, loss_fn)
+        # Inside the try: an interrupt while the hooks go on leaves none behind.
+        recorder.attach(model)
+        if isinstance(loss_fn, nn.Module):
+            recorder.attach(loss_fn, "loss_fn")
         result.output = model(*args, **kwargs)
         if loss_fn is not None:
             if isinstance(loss_fn, nn.Module):
@@ -222,8 +222,10 @@ def run_recorded(
     except Exception as exc:
         result.error = exc
     finally:
-        recorder.detach()
-        restore_modes(modes)
+        try:
+            recorder.detach()
+        finally:
+            restore_modes(modes)
     return result
 
 

@@ -17,6 +17,7 @@ from inspector.engine.records import (
     Diagnosis,
     SourceLine,
     TensorInfo,
+    exception_message,
     first_tensor,
     format_shape,
 )
@@ -56,7 +57,7 @@ class Context:
 
     @property
     def message(self) -> str:
-        return str(self.error)
+        return exception_message(self.error)
 
     def tensor_arg(self, i: int = 0) -> torch.Tensor | None:
         """The i-th tensor among the failing call's positional inputs."""

@@ -11,10 +11,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from inspector.engine.diagnose import layers, losses, ops, spatial
 from inspector.engine.diagnose.context import Context, Explanation
-from inspector.engine.diagnose.locate import FailedOp, replay_failing_op, user_line
-from inspector.engine.records import Diagnosis
+from inspector.engine.diagnose.locate import UNKNOWN, FailedOp, failing_op, stand_in, user_line
+from inspector.engine.records import Diagnosis, TensorInfo, exception_message, exception_text
 
 if TYPE_CHECKING:
     from inspector.engine.recorder import Failure
@@ -39,7 +41,7 @@ FAMILIES: tuple[Family, ...] = (
     ops.explain_broadcast,
 )
 
-# Time spent on the last explanation, for the benchmark (replay included).
+# Time spent on the last explanation, for the benchmark.
 last_duration_ms = 0.0
 
 
@@ -57,14 +59,17 @@ def explain_failure(
     """
     global last_duration_ms
     started = time.perf_counter()
-    exception = f"{type(error).__name__}: {error}"
+    exception = exception_text(error)
     line = user_line(error.__traceback__)
     if failure is None:
         return Diagnosis(
             kind="error", module="", summary=_first_line(error), line=line, exception=exception
         )
     call = trace.calls[failure.seq]
-    failed = replay_failing_op(failure.module, failure.args, failure.kwargs)
+    outputs = _recorded_outputs(trace, failure.seq, modules or [])
+    failed = failing_op(failure.exception, outputs)
+    if failed is None and failure.exception is not error:
+        failed = failing_op(error, outputs)
     ctx = Context(
         trace=trace,
         call=call,
@@ -120,8 +125,30 @@ def explain_context(
         details=tuple(explanation.details),
         fixes=tuple(explanation.fixes),
         code=explanation.code,
-        exception=f"{type(error).__name__}: {error}",
+        exception=exception_text(error),
     )
+
+
+def _recorded_outputs(trace: Trace, seq: int, modules: list[Any]) -> Callable[[Any], Any]:
+    """The output a child module of call `seq` returned in this pass, as a stand-in tensor
+    (its recorded shape, dtype and device): the operand `self.up(x)` inside a failing
+    `torch.cat([self.up(x), skip])`."""
+
+    def output(module: Any) -> Any:
+        for call in reversed(trace.calls):
+            if call.parent != seq or call.status != "ok" or call.seq >= len(modules):
+                continue
+            if modules[call.seq]() is not module:
+                continue
+            info = call.outputs
+            if isinstance(info, TensorInfo):
+                dtype = getattr(torch, info.dtype, None)
+                if isinstance(dtype, torch.dtype):
+                    return stand_in(info.shape, dtype, torch.device(info.device))
+            return UNKNOWN
+        return UNKNOWN
+
+    return output
 
 
 def _explain(ctx: Context) -> Explanation | None:
@@ -136,5 +163,5 @@ def _explain(ctx: Context) -> Explanation | None:
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
+    text = exception_message(error).strip().splitlines()
     return text[0] if text else type(error).__name__

@@ -26,6 +26,7 @@ from inspector.engine.records import (
     SourceLine,
     Stats,
     TensorInfo,
+    exception_message,
     tensors_in,
 )
 
@@ -219,7 +220,7 @@ _SAVED_OUTPUT = re.compile(r"output (\d+) of (\w+?)(?:Backward\d*)?, is at versi
 def backward_failure(trace: Trace, error: BaseException, line: SourceLine | None) -> Diagnosis:
     """The backward pass raised: say so (the forward ran fine), and for the common case, a
     tensor autograd saved being changed in place, which op saved it and how to fix it."""
-    message = str(error)
+    message = exception_message(error)
     first = message.split(". ", 1)[0].split("\n", 1)[0]
     exception = f"{type(error).__name__}: {message}"
     module, module_type, call_seq = "", "", None

@@ -1,0 +1,260 @@
+"""The one owner of every forward hook the inspector puts on modules.
+
+Three promises rest here:
+
+- Nothing half-registered: a hook's flags (with kwargs, always called) go into torch's tables
+  before the hook itself, and out after it, so torch never sees one without the other.
+- Nothing left behind: removal finds our hooks by identity on every module we touched (not by
+  handles, which a Ctrl+C between registering and storing the handle would lose), leaves
+  everyone else's hooks alone, and starts again when a KeyboardInterrupt lands in the middle of
+  it; the interrupt is raised once the tables are clean.
+- Nothing hooked that cannot take a hook: TorchScript modules refuse hooks, and the inside of a
+  torch.compile'd module is compiled code. Both are recorded at their boundary only: the
+  ScriptModule's calls through a process-wide hook filtered to those modules, the compiled
+  module through its own hooks (its `_orig_mod` subtree stays untouched). A module compiled
+  in place (`module.compile()`) runs its hooks inside the compiled code: it is left alone.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.modules import module as torch_module
+from torch.utils.hooks import RemovableHandle
+
+Hook = Callable[..., None]
+
+
+def is_scripted(module: nn.Module) -> bool:
+    return isinstance(module, torch.jit.ScriptModule)
+
+
+def is_compiled(module: nn.Module) -> bool:
+    """A torch.compile wrapper (OptimizedModule), or a module compiled in place."""
+    return hasattr(module, "_orig_mod") or getattr(module, "_compiled_call_impl", None) is not None
+
+
+def opaque_kind(module: Any) -> str | None:
+    """ "TorchScript" or "torch.compile" for a module whose inside hooks cannot see."""
+    if isinstance(module, nn.Module):
+        if is_scripted(module):
+            return "TorchScript"
+        if is_compiled(module):
+            return "torch.compile"
+    return None
+
+
+def hookable(root: nn.Module) -> Iterator[nn.Module]:
+    """The modules of `root` that take hooks: not inside a ScriptModule or a compiled module."""
+    seen: set[int] = set()
+    todo = [root]
+    while todo:
+        module = todo.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        yield module
+        if is_scripted(module) or is_compiled(module):
+            continue  # its inside is not Python module calls
+        todo.extend(m for m in reversed(list(module._modules.values())) if m is not None)
+
+
+class HookSet:
+    """Forward pre and post hooks on modules, or process-wide; removed only by `remove()`.
+
+    `pre(module, args, kwargs)` and `post(module, args, kwargs, output)` are called for every
+    module call (post also while an exception unwinds: output None). Process-wide hooks are
+    called the same way.
+    """
+
+    def __init__(self, pre: Hook, post: Hook) -> None:
+        self._pre = pre
+        self._post = post
+        self._global_pre = self._make_global_pre()
+        self._global_post = self._make_global_post()
+        self._touched: list[nn.Module] = []
+        self._global = False
+        self._only: set[int] | None = None  # process-wide hooks filtered to these modules
+
+    # -- registration --------------------------------------------------------------------------
+
+    def add(self, root: nn.Module) -> list[nn.Module]:
+        """Hook `root` and its submodules; returns the modules hooked. ScriptModules found
+        below are recorded at their boundary through a filtered process-wide hook."""
+        hooked: list[nn.Module] = []
+        scripted: list[nn.Module] = []
+        for module in hookable(root):
+            if getattr(module, "_compiled_call_impl", None) is not None:
+                continue  # compiled in place: its hooks would run inside the compiled code
+            if is_scripted(module):
+                scripted.append(module)
+                continue
+            self._touched.append(module)  # before registering: removal scans these
+            _put(module._forward_pre_hooks, (module._forward_pre_hooks_with_kwargs,), self._pre)
+            _put(
+                module._forward_hooks,
+                (module._forward_hooks_with_kwargs, module._forward_hooks_always_called),
+                self._post,
+            )
+            hooked.append(module)
+        if scripted:
+            if self._only is None:
+                self._only = set()
+            self._only.update(id(m) for m in scripted)
+            self._add_global()
+        return hooked
+
+    def add_global(self) -> None:
+        """Hook every module call in the process."""
+        self._only = None
+        self._add_global()
+
+    def _add_global(self) -> None:
+        if self._global:
+            return
+        self._global = True
+        _put(torch_module._global_forward_pre_hooks, (), self._global_pre)
+        _put(
+            torch_module._global_forward_hooks,
+            (
+                torch_module._global_forward_hooks_with_kwargs,
+                torch_module._global_forward_hooks_always_called,
+            ),
+            self._global_post,
+        )
+
+    def _make_global_pre(self) -> Hook:
+        pre = self._pre
+
+        def global_pre(module: nn.Module, args: tuple[Any, ...]) -> None:
+            if torch.compiler.is_compiling():  # inside compiled code: not a module call
+                return
+            only = self._only
+            if only is not None and id(module) not in only:
+                return
+            pre(module, args, {})
+
+        return global_pre
+
+    def _make_global_post(self) -> Hook:
+        post = self._post
+
+        def global_post(module: nn.Module, args: tuple[Any, ...], *rest: Any) -> None:
+            if torch.compiler.is_compiling():
+                return
+            only = self._only
+            if only is not None and id(module) not in only:
+                return
+            # torch calls always-called hooks without kwargs when forward raised
+            kwargs, output = (rest[0], rest[1]) if len(rest) == 2 else ({}, rest[0])
+            post(module, args, kwargs, output)
+
+        return global_post
+
+    @property
+    def attached(self) -> bool:
+        return self._global or bool(self._touched)
+
+    @property
+    def global_pre_code(self) -> Any:
+        """The code of the process-wide pre hook (a recorder looks past its frame)."""
+        return self._global_pre.__code__
+
+    # -- removal -------------------------------------------------------------------------------
+
+    def remove(self) -> None:
+        """Take off every hook this set added, and only those. Safe to call twice.
+
+        A KeyboardInterrupt landing here restarts the (idempotent) removal and is raised once
+        it is done; the user's interrupt is never lost and never leaves a hook behind.
+        """
+        interrupted: KeyboardInterrupt | None = None
+        while True:
+            try:
+                self._remove_all()
+                break
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+        if interrupted is not None:
+            raise interrupted
+
+    def _remove_all(self) -> None:
+        if self._global:
+            _take(torch_module._global_forward_pre_hooks, (), self._global_pre)
+            _take(
+                torch_module._global_forward_hooks,
+                (
+                    torch_module._global_forward_hooks_with_kwargs,
+                    torch_module._global_forward_hooks_always_called,
+                ),
+                self._global_post,
+            )
+            self._global = False
+        touched = self._touched
+        while touched:
+            module = touched[-1]
+            _take(module._forward_pre_hooks, (module._forward_pre_hooks_with_kwargs,), self._pre)
+            _take(
+                module._forward_hooks,
+                (module._forward_hooks_with_kwargs, module._forward_hooks_always_called),
+                self._post,
+            )
+            touched.pop()
+
+
+def _put(table: dict[int, Any], flags: tuple[dict[int, bool], ...], hook: Hook) -> None:
+    """Register `hook` in `table` with its flags set first (ids from torch's own counter)."""
+    key = RemovableHandle(table).id
+    for flag in flags:
+        flag[key] = True
+    table[key] = hook
+
+
+def _take(table: dict[int, Any], flags: tuple[dict[int, bool], ...], hook: Hook) -> None:
+    """Remove every entry of `hook` from `table` (by identity), then its flags."""
+    for key in [k for k, v in table.items() if v is hook]:
+        table.pop(key, None)
+        for flag in flags:
+            flag.pop(key, None)
+
+
+class RecursionHeadroom:
+    """Python's recursion limit raised by the frames the inspector adds, and put back.
+
+    Hooks make torch take its slow call path: one more frame (`inner`) per module level, and
+    the hooks' own frames at the deepest call. A model nested as deep as the plain call allows
+    would otherwise fail only under the inspector. The limit grows with the nesting seen, and
+    is put back when the hooks go (unless someone else changed it meanwhile).
+    """
+
+    MARGIN = 48  # the hooks' own frames at the deepest call, with room to spare
+
+    def __init__(self) -> None:
+        self._base: int | None = None
+        self._set: int | None = None
+        self._mark = 0
+
+    def reach(self, depth: int) -> None:
+        """A module call `depth` levels deep starts."""
+        if depth < self._mark:
+            return
+        if self._base is None:
+            self._base = sys.getrecursionlimit()
+        self._mark = depth + 16
+        wanted = self._base + self._mark + self.MARGIN
+        if sys.getrecursionlimit() < wanted:
+            sys.setrecursionlimit(wanted)
+            self._set = wanted
+
+    def restore(self) -> None:
+        if (
+            self._base is not None
+            and self._set is not None
+            and sys.getrecursionlimit() == self._set
+        ):
+            sys.setrecursionlimit(self._base)
+        self._base, self._set, self._mark = None, None, 0
