@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from inspector.engine.diagnose.spatial import stage_of
+from inspector.engine.records import format_shape
 
 _SAME_SHAPE = (
     nn.modules.batchnorm._NormBase,
@@ -110,3 +111,31 @@ def substitute_op(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
     ):  # fmt: skip
         return _empty(tuple(tensors[0].shape), tensors[0])
     return None
+
+
+def kernel_gap(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """(stand-in, its shape in words) for an op that runs for real on these inputs but has
+    no fake-tensor kernel for them, or None.
+
+    grouped_mm (the experts of Mixtral, Qwen-MoE in transformers) runs in float32 on CPU,
+    but its meta kernel accepts bfloat16 only.
+    """
+    if name not in ("grouped_mm", "_grouped_mm") or len(args) < 2:
+        return None
+    a, b = args[0], args[1]
+    if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
+        return None
+    if a.dtype == torch.bfloat16 and b.dtype == torch.bfloat16:
+        return None  # the kernel exists: a failure here is the model's
+    offs = kwargs.get("offs", args[2] if len(args) > 2 else None)
+    if a.dim() == 2 and b.dim() == 3:
+        shape: tuple[int, ...] = (a.shape[0], b.shape[-1])
+    elif a.dim() == 3 and b.dim() == 3:
+        shape = (a.shape[0], a.shape[1], b.shape[-1])
+    elif a.dim() == 2 and b.dim() == 2 and isinstance(offs, torch.Tensor):
+        shape = (offs.shape[0], a.shape[0], b.shape[-1])
+    else:
+        return None
+    dtype = kwargs.get("out_dtype") or a.dtype
+    stand_in = torch.empty(shape, dtype=dtype, device=a.device)
+    return stand_in, format_shape(shape)

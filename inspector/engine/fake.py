@@ -2,12 +2,17 @@
 
 Fake tensors carry shape, dtype and device but no storage, and unlike plain meta tensors they
 also cover tensors a forward creates itself (`torch.arange(T)` without a device). Ops whose
-output depends on values (`.item()`, `if x:`, boolean masks, `nonzero`) raise typed
-exceptions, which `data_dependent_op` names.
+output depends on values (`.item()`, `if x:`, boolean masks, `nonzero`, `.numpy()`) raise,
+and `data_dependent_op` names them.
+
+Inputs are never handed to the dry run themselves: `FakeRun.convert` returns a copy whose
+tensors are fake (a DynamicCache, a namedtuple, a dataclass keep their type), so nothing the
+forward writes reaches the user's objects.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from types import TracebackType
 from typing import Any
@@ -18,10 +23,12 @@ try:  # private API: keep every use of it in this file
     from torch._subclasses.fake_tensor import (
         DataDependentOutputException,
         DynamicOutputShapeException,
+        FakeTensor,
         FakeTensorMode,
     )
 except ImportError:  # pragma: no cover - very old or very new torch
     FakeTensorMode = None  # type: ignore[assignment, misc]
+    FakeTensor = ()  # type: ignore[assignment, misc]
     DataDependentOutputException = DynamicOutputShapeException = ()  # type: ignore[assignment, misc]
 
 _LOGGERS = ("torch._subclasses.fake_tensor", "torch.fx.experimental.symbolic_shapes")
@@ -34,6 +41,23 @@ _OP_WORDS = {
     "_unique2": "torch.unique",
     "repeat_interleave": "repeat_interleave with tensor repeats",
 }
+
+# Reads of a tensor's memory, which a fake tensor has not: (words in the error, what it was).
+_MEMORY_READS = (
+    (".numpy() is not supported", "a tensor read into numpy (.numpy())"),
+    ("Cannot access data pointer", "a tensor's memory read directly (data_ptr)"),
+    ("Cannot access storage", "a tensor's storage read directly"),
+)
+
+_ATOMS = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device)
+
+
+class Unverifiable(Exception):
+    """An input the dry run has no stand-in for: nested, quantized or sparse tensors."""
+
+
+def is_fake(value: Any) -> bool:
+    return isinstance(value, FakeTensor)
 
 
 class FakeRun:
@@ -69,25 +93,84 @@ class FakeRun:
         """A fake tensor; call inside the context."""
         return torch.empty(tuple(shape), dtype=dtype, device=device)
 
+    def tensor(self, real: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+        """A fake stand-in for `real`: its shape, dtype, strides and requires_grad."""
+        if is_fake(real):
+            return real
+        what = _unsupported(real)
+        if what is not None:
+            raise Unverifiable(what)
+        fake = torch.empty_strided(
+            tuple(real.shape), tuple(real.stride()), dtype=real.dtype, device=device
+        )
+        if real.requires_grad:
+            fake.requires_grad_(True)
+        return fake
+
+    def from_real(self, real: torch.Tensor) -> torch.Tensor:
+        """A fake view of a real tensor met during the run (where it lives unchanged)."""
+        return self.mode.from_tensor(real)
+
     def convert(self, value: Any, device: torch.device | str) -> Any:
-        """A value for the dry run: tensors become fake, a tuple of ints a float32 tensor."""
+        """A copy of `value` for the dry run, its tensors fake; same types (namedtuples,
+        dataclasses, cache objects). Tuples of ints stay tuples of ints."""
+        if isinstance(value, _ATOMS):
+            return value
         if isinstance(value, torch.Tensor):
-            return self.empty(value.shape, value.dtype, device)
-        if isinstance(value, torch.Size) or (
-            isinstance(value, tuple) and value and all(isinstance(d, int) for d in value)
-        ):
-            return self.empty(value, torch.float32, device)
-        if isinstance(value, (list, tuple)):
-            return type(value)(self.convert(v, device) for v in value)
-        if isinstance(value, dict):
-            return {k: self.convert(v, device) for k, v in value.items()}
-        return value
+            return self.tensor(value, device)
+        memo: dict[int, Any] = {id(t): self.tensor(t, device) for t in _tensors_in(value)}
+        try:
+            return copy.deepcopy(value, memo)
+        except Exception:  # cannot be copied: handed over as it is (the caller isolates it)
+            return value
+
+
+def _unsupported(tensor: torch.Tensor) -> str | None:
+    if tensor.is_nested:
+        return "a nested tensor"
+    if tensor.is_quantized:
+        return "a quantized tensor"
+    if tensor.layout != torch.strided:
+        return f"a tensor with layout {str(tensor.layout).removeprefix('torch.')}"
+    return None
+
+
+def _tensors_in(value: Any, limit: int = 100_000) -> list[torch.Tensor]:
+    """The tensors reachable from `value` through containers and attributes."""
+    found: list[torch.Tensor] = []
+    seen: set[int] = set()
+    pending = [value]
+    while pending and len(seen) < limit:
+        obj = pending.pop()
+        if isinstance(obj, _ATOMS) or id(obj) in seen or isinstance(obj, type):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, torch.Tensor):
+            found.append(obj)
+        elif isinstance(obj, dict):
+            pending.extend(obj.values())
+            pending.extend(obj.keys())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            pending.extend(obj)
+        if not isinstance(obj, torch.Tensor):
+            state = getattr(obj, "__dict__", None)
+            if isinstance(state, dict):
+                pending.extend(state.values())
+            for cls in type(obj).__mro__:
+                for name in cls.__dict__.get("__slots__", ()):
+                    if name not in ("__dict__", "__weakref__") and hasattr(obj, name):
+                        pending.append(getattr(obj, name))
+    return found
 
 
 def data_dependent_op(exc: BaseException) -> str | None:
     """A description of the value-dependent op that stopped a dry run, or None."""
     if not isinstance(exc, (DataDependentOutputException, DynamicOutputShapeException)):
-        return None
+        try:
+            text = str(exc) if isinstance(exc, RuntimeError) else ""
+        except Exception:
+            return None
+        return next((what for words, what in _MEMORY_READS if words in text), None)
     text = str(getattr(exc, "func", None) or exc)  # "aten._local_scalar_dense.default"
     parts = text.split(".")
     name = parts[1] if len(parts) >= 3 else text
