@@ -11,8 +11,11 @@ Methods:
   where the path bends most; `gap` reports completeness:
   |sum of attributions - (f(a) - f(a0))| / |f(a) - f(a0)|.
 
-The model is left as it was: gradients come from torch.autograd.grad (no .grad is written),
-buffers (BatchNorm running statistics) are put back, the RNG state is restored.
+The model and the inputs are left as they were: gradients come from torch.autograd.grad (no
+.grad is written), the RNG state is restored, and everything the extra passes write is put back
+by an isolation snapshot (inspector.engine.isolate): buffers updated in place (BatchNorm running
+statistics) or reassigned (`self.avg = 0.9 * self.avg + ...`), plain attributes (a step
+counter), caches, submodules built on first use, cache objects passed as inputs.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from inspector.engine.isolate import isolated
 
 METHODS = ("linear", "grad_x_act", "integrated_gradients")
 
@@ -109,7 +114,7 @@ def contributions(
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     module = _find(model, layer)
-    with _unchanged(model):
+    with _unchanged(model, args, kwargs):
         if method == "linear":
             return _linear(model, module, layer, call_index, args, kwargs)
         return _gradient(model, module, layer, call_index, args, kwargs, target, method,
@@ -126,16 +131,10 @@ def _find(model: nn.Module, path: str) -> nn.Module:
 
 
 @contextlib.contextmanager
-def _unchanged(model: nn.Module) -> Iterator[None]:
-    """Put back buffers (running statistics) and the RNG after the passes made here."""
-    buffers = [(b, b.detach().clone()) for b in model.buffers()]
-    with torch.random.fork_rng(devices=[]):
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for live, saved in buffers:
-                    live.copy_(saved)
+def _unchanged(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[None]:
+    """Put back the model, the inputs and the RNG after the passes made here."""
+    with torch.random.fork_rng(devices=[]), isolated(model, args, kwargs, values=True):
+        yield
 
 
 class _CallHook:

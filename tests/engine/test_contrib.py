@@ -166,3 +166,30 @@ def test_grad_x_act_equals_captum_when_installed() -> None:
     ours = inspector.contributions(model, *args, layer=path, target=3)
     theirs = captum_attr.LayerGradientXActivation(model, module).attribute(args[0], target=3)
     assert torch.allclose(ours.values, theirs, atol=1e-7)
+
+
+class RunningAverage(nn.Module):
+    """Reassigns its buffer (custom norms, EMA trackers) and counts its calls."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.register_buffer("avg", torch.zeros(n))
+        self.steps = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.steps += 1
+        if self.training:
+            self.avg = 0.9 * self.avg + 0.1 * x.detach().mean(0)
+        return x - self.avg
+
+
+@pytest.mark.parametrize("method", ["linear", "grad_x_act", "integrated_gradients"])
+def test_reassigned_buffers_and_counters_are_as_before(method: str) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), RunningAverage(8), nn.Linear(8, 3)).train()
+    x = torch.randn(4, 6)
+    avg, saved_x = model[1].avg, x.clone()
+    inspector.contributions(model, x, layer="0", method=method, steps=8)
+    assert model[1].avg is avg and torch.equal(avg, torch.zeros(8))
+    assert model[1].steps == 0 and set(vars(model[1])) == set(vars(RunningAverage(8)))
+    assert torch.equal(x, saved_x)
