@@ -223,38 +223,40 @@ def _take(table: dict[int, Any], flags: tuple[dict[int, bool], ...], hook: Hook)
 
 
 class RecursionHeadroom:
-    """Python's recursion limit raised by the frames the inspector adds, and put back.
+    """Python's recursion limit raised by exactly the frames the inspector adds, then put back.
 
     Hooks make torch take its slow call path: one more frame (`inner`) per module level, and
-    the hooks' own frames at the deepest call. A model nested as deep as the plain call allows
-    would otherwise fail only under the inspector. The limit grows with the nesting seen, and
-    is put back when the hooks go (unless someone else changed it meanwhile).
+    the hooks' own frames while a hook runs. Without this, a model nested as deep as the plain
+    call allows would fail only under the inspector; with more than this, a model that fails
+    plainly with RecursionError would run under it. So the user's code gets the limit it has
+    plainly, plus one frame per open module call; a hook gets a margin for itself while it
+    runs. Put back when the hooks go (unless someone else changed it meanwhile).
     """
 
-    MARGIN = 48  # the hooks' own frames at the deepest call, with room to spare
+    MARGIN = 64  # the hooks' own frames
 
     def __init__(self) -> None:
         self._base: int | None = None
         self._set: int | None = None
-        self._mark = 0
+        self.entry_frames = 0  # frames of the inspector's own between the caller and the model
 
-    def reach(self, depth: int) -> None:
-        """A module call `depth` levels deep starts."""
-        if depth < self._mark:
-            return
+    def hold(self, levels: int, in_hook: bool) -> None:
+        """`levels` module calls are open; `in_hook`: a hook of ours is running."""
         if self._base is None:
             self._base = sys.getrecursionlimit()
-        self._mark = depth + 16
-        wanted = self._base + self._mark + self.MARGIN
-        if sys.getrecursionlimit() < wanted:
+        # +2: the next call's `inner` frame, our hook's frame and this method's come before
+        # the limit can be raised, where the plain call needs one frame (its forward).
+        wanted = self._base + self.entry_frames + levels + 2 + (self.MARGIN if in_hook else 0)
+        if wanted == self._set:
+            return
+        try:
             sys.setrecursionlimit(wanted)
-            self._set = wanted
+        except RecursionError:  # already deeper than that: keep what there is
+            return
+        self._set = wanted
 
     def restore(self) -> None:
-        if (
-            self._base is not None
-            and self._set is not None
-            and sys.getrecursionlimit() == self._set
-        ):
-            sys.setrecursionlimit(self._base)
-        self._base, self._set, self._mark = None, None, 0
+        base, mine = self._base, self._set
+        if base is not None and mine is not None and sys.getrecursionlimit() == mine:
+            sys.setrecursionlimit(base)
+        self._base, self._set = None, None

@@ -192,6 +192,11 @@ class Recorder:
     def attached(self) -> bool:
         return self._hooks.attached
 
+    def entry_frames(self, count: int) -> None:
+        """The inspector's own frames between the user's call and the model call: the
+        recursion limit grows by them too (the model gets the depth it has plainly)."""
+        self._headroom.entry_frames = count
+
     # -- recording --------------------------------------------------------------------------
 
     def enter(
@@ -205,6 +210,9 @@ class Recorder:
         """A call of `key` (a module, or a function given with its `path`) starts."""
         if self.fault is not None or (self.thread is not None and self.thread != _ident()):
             return
+        headroom = self._headroom
+        open_calls = getattr(self._local, "stack", None)  # inline: no frame to spare here
+        headroom.hold(len(open_calls) + 1 if open_calls else 1, True)
         try:
             policy = self.stats_when
             self.describer.stats = self._stats and (policy is None or policy())
@@ -221,11 +229,14 @@ class Recorder:
                 self._notify(self.listener.call_started, call)
             finally:
                 self._live = None
+        headroom.hold(len(self._stack()), False)
 
     def exit(self, key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
         """The call of `key` ends, with `output`, or with the exception now being handled."""
         if self.fault is not None or (self.thread is not None and self.thread != _ident()):
             return
+        open_calls = getattr(self._local, "stack", None)  # inline: no frame to spare here
+        self._headroom.hold(len(open_calls) if open_calls else 0, True)
         try:
             policy = self.stats_when
             self.describer.stats = self._stats and (policy is None or policy())
@@ -242,6 +253,7 @@ class Recorder:
                 self._notify(self.listener.call_finished, call)
             finally:
                 self._live = None
+        self._headroom.hold(len(self._stack()), False)
 
     def with_stats(self, call: Call) -> Call:
         """`call` as a pause shows it: with the statistics of its live tensors when they were
@@ -319,7 +331,6 @@ class Recorder:
             frame = frame.f_back
         if stack and not _runs_below(frame, stack[-1].frame):
             _drop_ended(stack, frame)  # a KeyboardInterrupt ended them: torch ran no exit hook
-        self._headroom.reach(len(stack))
         parent = stack[-1].seq if stack else None
         if path is None:
             parent_path = self.calls[parent].path if parent is not None else None

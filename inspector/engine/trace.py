@@ -143,6 +143,7 @@ def trace(
     """
     check_module(model, "model")
     recorder = Recorder(stats=stats, gradients=backward)
+    recorder.entry_frames(2)  # trace() and run_recorded() stand between the caller and model
     run = run_recorded(
         recorder, model, args, kwargs, loss_fn=loss_fn, target=target, backward=backward
     )
