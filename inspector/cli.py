@@ -7,20 +7,32 @@ and optionally `loss_fn` and `target`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+EXIT_CODES = """\
+exit status:
+  0    no error: the model ran (report) or the dry run found no error (check)
+  1    findings: the model failed or check found an error; also an error of the tool itself
+  2    usage: bad arguments, no such file, or a FILE that cannot be built
+  run  exits with the script's own status (130 when interrupted)
+"""
 
 
 class UsageError(Exception):
     """A problem with what the user asked for: printed without a traceback, exit code 2."""
+
+
+class BuildError(Exception):
+    """The user's FILE raised while it was imported or built: its traceback was printed."""
 
 
 @dataclass
@@ -42,25 +54,57 @@ class Target:
 
 
 def unpack_build(built: Any, where: str) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+    from torch import nn
+
     if not isinstance(built, tuple) or len(built) not in (2, 3):
-        raise UsageError(f"{where}: build() must return (model, args) or (model, args, kwargs)")
+        got = type(built).__name__
+        raise UsageError(
+            f"{where}: build() must return (model, args) or (model, args, kwargs), not a {got}"
+        )
     model, args = built[0], built[1]
     kwargs = built[2] if len(built) == 3 else {}
+    if not isinstance(model, nn.Module):
+        raise UsageError(
+            f"{where}: build() returned a {type(model).__name__} as the model; the first item "
+            "must be the nn.Module itself"
+        )
     if not isinstance(args, tuple):
         args = (args,)
+    if not isinstance(kwargs, dict):
+        raise UsageError(f"{where}: the third item of build()'s result must be a dict of kwargs")
     return model, args, dict(kwargs)
 
 
 def target_from(
     build: Callable[[], Any], namespace: dict[str, Any] | None = None, where: str = "build()"
 ) -> Target:
-    model, args, kwargs = unpack_build(build(), where)
+    with _user_code(where):
+        built = build()
+    model, args, kwargs = unpack_build(built, where)
     namespace = namespace or {}
     loss_fn = namespace.get("loss_fn")
     target = namespace.get("target")
+    if loss_fn is not None and target is None:
+        raise UsageError(
+            f"{where} defines loss_fn but no target; add `target = ...` (a tensor, or a "
+            "function that returns one) or remove loss_fn"
+        )
     if callable(target) and not hasattr(target, "shape"):
-        target = target()  # a factory, so that building stays lazy
+        with _user_code(where):
+            target = target()  # a factory, so that building stays lazy
     return Target(model, args, kwargs, loss_fn, target, bool(namespace.get("backward", False)))
+
+
+@contextlib.contextmanager
+def _user_code(where: str) -> Iterator[None]:
+    """Around the user's FILE: what it raises is shown as its own traceback, then BuildError."""
+    try:
+        yield
+    except (UsageError, KeyboardInterrupt):
+        raise
+    except Exception:
+        traceback.print_exc()
+        raise BuildError(where) from None
 
 
 def load_file(path: str) -> Target:
@@ -74,7 +118,8 @@ def load_file(path: str) -> Target:
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(file.resolve().parent))
     try:
-        spec.loader.exec_module(module)
+        with _user_code(path):
+            spec.loader.exec_module(module)
     finally:
         sys.path.pop(0)
     build = getattr(module, "build", None)
@@ -84,6 +129,22 @@ def load_file(path: str) -> Target:
             "e.g. `def build(): return Net(), (torch.randn(4, 3, 32, 32),)`"
         )
     return target_from(build, vars(module), where=path)
+
+
+def _json_out(destination: str, text: str) -> None:
+    """`--json PATH` writes a file; `--json -` writes to standard output."""
+    if destination == "-":
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    else:
+        Path(destination).write_text(text)
+
+
+def _console(ns: argparse.Namespace) -> Any:
+    """Where the human-readable output goes: stderr when stdout carries the JSON."""
+    from rich.console import Console
+
+    return Console(stderr=getattr(ns, "json", None) == "-")
 
 
 def cmd_report(ns: argparse.Namespace) -> int:
@@ -99,68 +160,84 @@ def cmd_report(ns: argparse.Namespace) -> int:
         )  # fmt: skip
     except BackwardRequestError as exc:  # backward with nothing to differentiate
         raise UsageError(f"{ns.file}: {exc}") from None
-    print_trace(t)
+    console = _console(ns)
+    print_trace(t, console)
     if ns.contributions and t.error is None:
-        from rich.console import Console
-
         from inspector.report import contribution_section
 
+        if ns.contributions not in dict(tgt.model.named_modules()):
+            raise UsageError(
+                f"--contributions: no module {ns.contributions!r} in {type(tgt.model).__name__}"
+                " (a path as in the report's module column, e.g. `fc1` or `layer2.0.conv1`)"
+            )
         section = contribution_section(tgt.model, tgt.args, tgt.kwargs, ns.contributions)
-        Console().print(section)
+        console.print(section)
     if ns.json:
-        Path(ns.json).write_text(t.to_json(indent=1))
+        _json_out(ns.json, t.to_json(indent=1))
     return EXIT_FINDINGS if t.error is not None else EXIT_OK
 
 
 def cmd_check(ns: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.text import Text
 
     from inspector.engine.api import check
+    from inspector.engine.trace import Trace
     from inspector.render import DiagnosisPanel
 
     tgt = load_file(ns.file)
     loss = {"loss_fn": tgt.loss_fn, "target": tgt.target} if tgt.loss_fn is not None else {}
     result = check(tgt.model, *tgt.args, **loss, **tgt.kwargs)
-    console = Console()
+    console = _console(ns)
     for finding in result:
         console.print(DiagnosisPanel(finding))
     errors = len(result.errors)
     summary = f"{ns.file}: {len(result.calls)} module calls checked, {errors} error(s), "
     summary += f"{len(result) - errors} warning(s)"
+    if result.stopped:
+        summary += f"; {result.stopped}"
     console.print(Text(summary, style="bold red" if errors else "bold green"))
+    if ns.json:
+        # The dry run's calls (shapes, no statistics) and its findings, as a trace file.
+        _json_out(ns.json, Trace(list(result.calls), findings=list(result)).to_json(indent=1))
     return EXIT_FINDINGS if errors else EXIT_OK
 
 
 def cmd_run(ns: argparse.Namespace) -> int:
     import inspector
 
+    if ns.script is None:
+        ns.parser.error("give the SCRIPT to run: torch-inspector run [options] SCRIPT [ARGS...]")
     if not Path(ns.script).is_file():
         raise UsageError(f"no such file: {ns.script}")
-    if not inspector.interactive():
-        raise UsageError("run needs a terminal; for CI use `report FILE` or `check FILE`")
     from inspector.engine.stepper import parse_breakpoint
-    from inspector.tui.script import run_script
 
     try:
         breakpoints = [parse_breakpoint(b) for b in ns.breaks]
     except ValueError as exc:
         raise UsageError(f"--break: {exc}") from None
+    if not inspector.interactive():
+        # No terminal to draw on (stderr redirected, CI): the script runs as it would alone,
+        # and each stop and failure is written to stderr as text.
+        from inspector.report import run_headless
+
+        return run_headless(ns.script, ns.args, breakpoints=breakpoints, gradients=ns.backward)
+    from inspector.tui.script import run_script
+
     try:
         return run_script(
             ns.script, ns.args, breakpoints=breakpoints, post_mortem=ns.post_mortem,
             gradients=ns.backward,
         )  # fmt: skip
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def cmd_demo(ns: argparse.Namespace) -> int:
-    ns.file = str(EXAMPLES / "seed_cnn.py")
-    if not Path(ns.file).is_file():
-        raise UsageError("the bundled examples are not installed next to the package")
-    code = open_target(load_file(ns.file))
-    return code if code == 130 else EXIT_OK  # the demo model fails on purpose
+    from inspector.demo import FILENAME, build
+
+    ns.file = FILENAME
+    code = open_target(target_from(build, where="the demo"))
+    return code if code == EXIT_INTERRUPTED else EXIT_OK  # the demo model fails on purpose
 
 
 def open_target(tgt: Target) -> int:
@@ -170,7 +247,7 @@ def open_target(tgt: Target) -> int:
     try:
         inspector.debug(tgt.model, *tgt.args, backward=tgt.backward, **tgt.trace_kwargs())
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except Exception:
         return EXIT_FINDINGS  # the model failed: the user has seen the explanation
     return EXIT_OK
@@ -183,16 +260,37 @@ def open_example(build: Callable[[], Any]) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
+    from inspector import __version__
+
     parser = argparse.ArgumentParser(
         prog="torch-inspector",
-        description="A terminal debugger for PyTorch models.",
+        description="A terminal debugger for PyTorch models. In the debugger, `?` lists the "
+        "keys; `q` closes it and the program goes on without stopping; Ctrl+C stops the "
+        "program.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="open the inspector on the bundled broken CNN")
+    parser.add_argument("--version", action="version", version=f"torch-inspector {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = sub.add_parser(
+        "demo",
+        help="open the debugger on the bundled broken CNN (without a terminal: its report)",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     demo.set_defaults(func=cmd_demo)
-    report = sub.add_parser("report", help="trace FILE once and print the call table + findings")
+    report = sub.add_parser(
+        "report",
+        help="trace FILE once and print the call table + findings",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     report.add_argument("file", help="a Python file defining build() -> (model, args)")
-    report.add_argument("--json", metavar="PATH", help="also write the trace as JSON to PATH")
+    report.add_argument(
+        "--json",
+        metavar="PATH",
+        help="also write the trace as JSON to PATH (`-`: to stdout, the report to stderr)",
+    )
     report.add_argument("--shapes-only", action="store_true", help="skip tensor statistics")
     report.add_argument(
         "--backward",
@@ -206,12 +304,26 @@ def make_parser() -> argparse.ArgumentParser:
     )
     report.set_defaults(func=cmd_report)
     check = sub.add_parser(
-        "check", help="dry-run FILE on fake tensors; exit 1 when a finding is an error (CI)"
+        "check",
+        help="dry-run FILE on fake tensors; exit 1 when a finding is an error (CI)",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check.add_argument("file", help="a Python file defining build() -> (model, args)")
+    check.add_argument(
+        "--json",
+        metavar="PATH",
+        help="also write the findings and the checked calls as JSON to PATH (`-`: to stdout)",
+    )
     check.set_defaults(func=cmd_check)
     run = sub.add_parser(
-        "run", help="run SCRIPT unchanged under the debugger (every module call hooked)"
+        "run",
+        help="run SCRIPT unchanged under the debugger (every module call hooked)",
+        description="Run SCRIPT as __main__ with every module call hooked. With no terminal "
+        "on stdin and stderr (stderr redirected, CI) nothing waits for keys: the script runs "
+        "as usual and each stop and failure is written to stderr.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument(
         "--break",
@@ -232,25 +344,44 @@ def make_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run free; open the debugger only if something fails",
     )
-    run.add_argument("script", help="the Python script to run as __main__")
+    run.add_argument("script", nargs="?", help="the Python script to run as __main__")
     run.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
-    run.set_defaults(func=cmd_run)
+    run.set_defaults(func=cmd_run, parser=run)
     return parser
+
+
+def _tolerant_output() -> None:
+    """A stream that cannot encode the report's marks (LANG=C, PYTHONIOENCODING=ascii) shows
+    `?` in their place instead of failing."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = getattr(stream, "encoding", None) or "ascii"
+        try:
+            "✓✗▶→·─╭".encode(encoding)
+        except (UnicodeEncodeError, LookupError):
+            reconfigure = getattr(stream, "reconfigure", None)
+            if reconfigure is not None:
+                reconfigure(errors="replace")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     ns = parser.parse_args(argv)
+    _tolerant_output()
     try:
         return int(ns.func(ns))
     except UsageError as exc:
         print(f"torch-inspector: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except Exception:  # the user's file raised while loading or building
-        traceback.print_exc()
-        what = getattr(ns, "file", "the target")
-        print(f"torch-inspector: {what} failed to build", file=sys.stderr)
+    except BuildError as exc:  # its traceback is printed: the user's own frames
+        print(f"torch-inspector: {exc} failed to build", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception:
+        traceback.print_exc()
+        print(f"torch-inspector {ns.command}: an error inside torch-inspector (the traceback "
+              "above); please report it", file=sys.stderr)  # fmt: skip
+        return EXIT_FINDINGS
 
 
 if __name__ == "__main__":

@@ -82,3 +82,104 @@ def test_report_with_gradients_names_where_they_vanish() -> None:
     no_loss = run("report", "examples/lstm.py", "--backward")
     assert no_loss.returncode == 2 and "give loss_fn and target" in no_loss.stderr
     assert "Traceback" not in no_loss.stderr
+
+
+def test_version_and_exit_codes_in_help() -> None:
+    from inspector import __version__
+
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"torch-inspector {__version__}"
+    text = run("--help").stdout
+    assert "0    no error" in text and "1    findings" in text and "2    usage" in text
+    assert "script's own status (130 when interrupted)" in text
+    assert "exit status" in run("check", "--help").stdout
+
+
+def test_json_dash_writes_to_stdout_and_the_report_to_stderr() -> None:
+    result = run("report", "examples/seed_cnn.py", "--json", "-")
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["format"] == "torch-inspector-trace"
+    assert "x = x.view(-1, 3 * 3 * 3)" in result.stderr
+    assert not Path(ROOT / "-").exists()
+    check = run("check", "examples/seed_cnn.py", "--json", "-")
+    assert check.returncode == 1
+    doc = json.loads(check.stdout)
+    assert [f["kind"] for f in doc["findings"]] == ["error"] * 3 and doc["calls"]
+    assert "3 error(s)" in check.stderr
+
+
+def test_check_json_to_a_file(tmp_path: Path) -> None:
+    out = tmp_path / "check.json"
+    result = run("check", "examples/gpt.py", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out.read_text())["findings"] == []
+
+
+def test_a_loss_without_a_target_is_a_clear_usage_error(tmp_path: Path) -> None:
+    file = tmp_path / "no_target.py"
+    file.write_text(
+        "import torch\nfrom torch import nn\nloss_fn = nn.MSELoss()\n"
+        "def build():\n    return nn.Linear(3, 2), (torch.randn(4, 3),)\n"
+    )
+    for command in ("report", "check"):
+        result = run(command, str(file))
+        assert result.returncode == 2
+        assert "defines loss_fn but no target" in result.stderr
+        assert "Traceback" not in result.stderr and "NoneType" not in result.stdout
+
+
+def test_errors_that_are_not_the_build_are_not_called_build_failures(tmp_path: Path) -> None:
+    not_a_model = tmp_path / "not_a_model.py"
+    not_a_model.write_text("def build():\n    return 'a string', (1,)\n")
+    result = run("check", str(not_a_model))
+    assert result.returncode == 2 and "returned a str as the model" in result.stderr
+    assert "failed to build" not in result.stderr and "Traceback" not in result.stderr
+    layer = run("report", "examples/mlp.py", "--contributions", "nope")
+    assert layer.returncode == 2 and "--contributions: no module 'nope'" in layer.stderr
+    assert "failed to build" not in layer.stderr
+    ascii_out = run("report", "examples/seed_cnn.py", env={"PYTHONIOENCODING": "ascii"})
+    assert ascii_out.returncode == 1 and "failed to build" not in ascii_out.stderr
+    assert "x = x.view(-1, 3 * 3 * 3)" in ascii_out.stdout
+
+
+def test_check_on_a_model_that_raises_exits_1(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text(
+        "import torch\nfrom torch import nn\n"
+        "class M(nn.Module):\n    def forward(self, x):\n        raise ValueError('bad')\n"
+        "def build():\n    return M(), (torch.randn(2, 3),)\n"
+    )
+    result = run("check", str(broken))
+    assert result.returncode == 1, result.stderr
+    assert "ValueError: bad" in result.stdout and "failed to build" not in result.stderr
+
+
+def test_run_without_a_script_says_so() -> None:
+    result = run("run", "--break", "fc1")
+    assert result.returncode == 2
+    assert "give the SCRIPT to run" in result.stderr and "args" not in result.stderr
+
+
+def test_run_without_a_terminal_runs_headless_and_keeps_the_exit_code(tmp_path: Path) -> None:
+    code7 = tmp_path / "code7.py"
+    code7.write_text("import sys\nprint('exiting 7')\nsys.exit(7)\n")
+    result = run("run", str(code7))
+    assert result.returncode == 7 and result.stdout == "exiting 7\n"
+    interrupted = tmp_path / "interrupted.py"
+    interrupted.write_text("print('before')\nraise KeyboardInterrupt\n")
+    result = run("run", str(interrupted))
+    assert result.returncode == 130
+    assert result.stderr.startswith("Traceback") and result.stderr.endswith("KeyboardInterrupt\n")
+    assert "runpy" not in result.stderr and "inspector" not in result.stderr  # its own frames
+
+
+def test_run_headless_explains_a_failure_in_plain_text() -> None:
+    result = run("run", "--break", "fc2", "examples/scripts/train_mlp.py", "2")
+    assert result.returncode == 0 and "done" in result.stdout
+    assert result.stderr.count("torch-inspector: breakpoint fc2: before model.fc2") == 2
+    broken = run("run", "examples/scripts/train_broken.py")
+    assert broken.returncode == 1 and "step 0 loss" in broken.stdout
+    err = broken.stderr
+    assert "error in model.0 (Linear)" in err and "model.0 = nn.Linear(10, 16)" in err
+    assert err.rstrip().endswith("(4x10 and 8x16)")  # then the script's own traceback
+    assert "\x1b[" not in err  # stderr is a file: no escape codes
