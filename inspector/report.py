@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from rich.console import Console, RenderableType
 from rich.text import Text
 
 from inspector.engine import Trace, trace
+from inspector.engine.stepper import Breakpoint, Pause
 from inspector.render import ContributionBars, DiagnosisPanel, TraceTable, count
 
 
@@ -80,3 +82,35 @@ def print_report(
         model_kwargs = {k: v for k, v in kwargs.items() if k not in ("loss_fn", "target", "stats")}
         console.print(contribution_section(model, args, model_kwargs, contributions))
     return t
+
+
+def run_headless(
+    path: str,
+    argv: Iterable[str] = (),
+    *,
+    breakpoints: Iterable[Breakpoint | str] = (),
+    gradients: bool = False,
+    console: Console | None = None,
+) -> int:
+    """`run SCRIPT` with no terminal to draw on (stderr redirected, CI): the script runs in
+    this thread as it would alone, and each stop (a breakpoint, a failure) is written to
+    stderr as text, a failure with its explanation. Returns the script's exit code."""
+    from inspector.engine.script import ScriptFinished, ScriptRun
+
+    console = console or Console(stderr=True)
+
+    def on_event(event: Pause | ScriptFinished) -> None:
+        if not isinstance(event, Pause):
+            return
+        where = f"{event.where} (pass {event.pass_index + 1})"
+        console.print(Text(f"torch-inspector: {event.reason}: {where}", style="bold"))
+        if event.diagnosis is not None:
+            console.print(DiagnosisPanel(event.diagnosis))
+        run.stepper.command("continue")  # nobody is there to press a key
+
+    run = ScriptRun(path, argv, breakpoints=breakpoints, post_mortem=True, gradients=gradients,
+                    on_event=on_event)  # fmt: skip
+    finished = run.run_here()
+    if finished.traceback:
+        sys.stderr.write(finished.traceback)
+    return finished.exit_code

@@ -8,6 +8,7 @@ the UI can own the main thread; its exit code and its traceback are kept for the
 
 from __future__ import annotations
 
+import ctypes
 import runpy
 import sys
 import threading
@@ -22,6 +23,7 @@ from inspector.engine.records import Call
 from inspector.engine.stepper import Breakpoint, Pause, Stepper
 
 EXIT_QUIT = 130  # the debugger stopped the script before it finished (as Ctrl+C would)
+EXIT_INTERRUPTED = 130  # an uncaught KeyboardInterrupt: the shell's code for SIGINT
 
 
 @dataclass(frozen=True)
@@ -69,13 +71,48 @@ class ScriptRun:
         self.recorder.stats_when = self.stepper.wants_stats
         self.stepper.enrich = self.recorder.with_stats
         self.finished: ScriptFinished | None = None
+        self._lock = threading.Lock()
+        self._in_script = False
         self._thread = threading.Thread(target=self._run, name="inspector-script", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
+    def run_here(self) -> ScriptFinished:
+        """Run the script in the calling thread (no UI needs the main thread): its signal
+        handlers work and Ctrl+C reaches it as it would without the inspector."""
+        self._run()
+        assert self.finished is not None
+        return self.finished
+
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
+
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def interrupt(self) -> None:
+        """Ctrl+C for a script in the worker thread (signals reach only the main thread): a
+        KeyboardInterrupt raised in the script at its next bytecode, as Python would raise it
+        there; a script paused in the stepper is woken first and never stops again."""
+        self.stepper.release()
+        with self._lock:  # only while the script's own code runs, never in the cleanup
+            ident = self._thread.ident
+            if self._in_script and ident is not None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt)
+                )
+
+    def _run_script(self) -> None:
+        with self._lock:
+            self._in_script = True
+        try:
+            runpy.run_path(self.path, run_name="__main__")
+        finally:
+            # An interrupt sent before this lock is taken is raised by now (at the latest
+            # when the lock is entered): none can land in _run's handlers below.
+            with self._lock:
+                self._in_script = False
 
     def _run(self) -> None:
         saved_argv, saved_path = sys.argv, list(sys.path)
@@ -84,13 +121,15 @@ class ScriptRun:
         code, text, quit_ = 0, "", False
         self.recorder.attach_global()
         try:
-            runpy.run_path(self.path, run_name="__main__")
+            self._run_script()
         except SystemExit as exc:
             code = exit_code(exc.code)
         except Stop:
             code, quit_ = EXIT_QUIT, True
-        except BaseException:  # the script's own failure: reported as Python would
-            code, text = 1, traceback.format_exc()
+        except KeyboardInterrupt as exc:  # Ctrl+C, or raised by the script: Python's code
+            code, text = EXIT_INTERRUPTED, self._traceback(exc)
+        except BaseException as exc:  # the script's own failure: reported as Python would
+            code, text = 1, self._traceback(exc)
         finally:
             self.recorder.detach()
             sys.argv = saved_argv
@@ -101,6 +140,14 @@ class ScriptRun:
         )
         self.recorder.release()
         self.on_event(self.finished)
+
+    def _traceback(self, exc: BaseException) -> str:
+        """The traceback Python would print for the script run alone: from its first frame in
+        the script, without the runner's frames above it."""
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename != self.path:
+            tb = tb.tb_next
+        return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
 
 
 def exit_code(code: object) -> int:

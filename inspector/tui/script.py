@@ -4,6 +4,9 @@ While the script runs free (continue) the app is suspended, so the script's prin
 terminal are the user's; while it is paused the app shows the pass. What the script prints
 during a short step is kept and written out when the app suspends or exits: nothing is lost.
 With post_mortem, the app opens only when something stops the script (a failure).
+
+`q` closes the debugger and the script goes on without stopping, to its own end and exit
+code (after a failure: its traceback and exit code 1); Ctrl+C stops it, as it would alone.
 """
 
 from __future__ import annotations
@@ -66,9 +69,9 @@ class ScriptApp(InspectorApp):
         try:
             while not self.arrived.wait(0.1):
                 pass
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl+C while the script runs free: it stops there
             self.interrupted = True
-            self.run_.stepper.release(abort=True)
+            self.run_.interrupt()
 
 
 def run_script(
@@ -97,7 +100,10 @@ def run_script(
     first: Pause | ScriptFinished | None = None
     if post_mortem:
         run.start()
-        first = events.get()  # the script runs in the foreground until it stops or ends
+        try:
+            first = _next_event(events)  # the script runs in the foreground until it stops
+        except KeyboardInterrupt:
+            return _report_end(_finish(run, interrupted=True))
         if isinstance(first, ScriptFinished):
             run.join(JOIN_TIMEOUT)
             return _report_end(first)
@@ -109,12 +115,31 @@ def run_script(
     try:
         app.run()
     finally:
-        run.stepper.release(abort=not isinstance(run.finished, ScriptFinished))
-        run.join(JOIN_TIMEOUT)
+        # q (or the app ending any other way) lets the script go on; Ctrl+C stops it.
+        run.stepper.release(abort=app.interrupted)
         app.flush_output()
-    if app.interrupted:
-        raise KeyboardInterrupt
-    return _report_end(run.finished)
+    return _report_end(_finish(run, interrupted=app.interrupted))
+
+
+def _next_event(events: queue.Queue[Pause | ScriptFinished]) -> Pause | ScriptFinished:
+    while True:  # in short waits: Ctrl+C reaches the main thread between them
+        try:
+            return events.get(timeout=0.1)
+        except queue.Empty:
+            pass
+
+
+def _finish(run: ScriptRun, *, interrupted: bool = False) -> ScriptFinished | None:
+    """Wait for the script to end on its own; Ctrl+C (now or meanwhile) interrupts it."""
+    if interrupted:
+        run.interrupt()
+    try:
+        while run.running():
+            run.join(0.1)
+    except KeyboardInterrupt:
+        run.interrupt()
+        run.join(JOIN_TIMEOUT)
+    return run.finished
 
 
 def _report_end(finished: ScriptFinished | None) -> int:
@@ -124,5 +149,5 @@ def _report_end(finished: ScriptFinished | None) -> int:
     if finished.traceback:
         sys.stderr.write(finished.traceback)
     if finished.quit:
-        print("torch-inspector: the script was stopped from the debugger", file=sys.stderr)
+        print("torch-inspector: the script was interrupted from the debugger", file=sys.stderr)
     return finished.exit_code
