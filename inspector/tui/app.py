@@ -43,29 +43,31 @@ class InspectorApp(App[None]):
 
     CSS_PATH = "inspector.tcss"
     TITLE = "torch-inspector"
+    # The footer shows pdb's keys, `?` and `q` first-class: at 80 columns everything else
+    # would push `?` and `q` off the edge. `?` lists every key; ctrl+p finds any by name.
     BINDINGS = [
         Binding("s", "step('into')", "step"),
         Binding("n", "step('over')", "next"),
         Binding("r", "step('out')", "return"),
         Binding("c", "step('continue')", "continue"),
-        Binding("g", "go", "go to"),
+        Binding("g", "go", "go to", show=False),
         Binding("b", "toggle_breakpoint", "break"),
         Binding("B", "breakpoints", "breakpoints", show=False),
-        Binding("left,left_square_bracket", "history(-1)", "back", priority=True),
-        Binding("right,right_square_bracket", "history(1)", "fwd", priority=True),
-        Binding("slash", "find", "find"),
-        Binding("p", "toggle_view", "problems"),
+        Binding("left,left_square_bracket", "history(-1)", "back", show=False, priority=True),
+        Binding("right,right_square_bracket", "history(1)", "fwd", show=False, priority=True),
+        Binding("slash", "find", "find", show=False),
+        Binding("p", "toggle_view", "problems", show=False),
         Binding("t", "next_tensor", "tensor", show=False),
         Binding("m", "heat_map", "heat map", show=False),
         Binding("comma", "slice(-1)", "prev slice", show=False),
         Binding("full_stop", "slice(1)", "next slice", show=False),
         Binding("less_than_sign", "slice(-1, True)", "prev outer", show=False),
         Binding("greater_than_sign", "slice(1, True)", "next outer", show=False),
-        Binding("x", "contributions('grad_x_act')", "contrib"),
+        Binding("x", "contributions('grad_x_act')", "contrib", show=False),
         Binding("i", "contributions('integrated_gradients')", "integrated grad", show=False),
         Binding("o", "pick_output", "explain which output", show=False),
         Binding("y", "copy_path", "copy path", show=False),
-        Binding("question_mark", "help", "help"),
+        Binding("question_mark", "help", "keys"),
         Binding("q", "quit", "quit"),
         Binding("ctrl+c", "interrupt", "interrupt", show=False, priority=True),
     ]

@@ -13,11 +13,16 @@ from textual.widgets import Input, Static
 
 from inspector.engine.stepper import Breakpoint, parse_breakpoint
 
+# One meaning in every entry point (debug(), run, set_trace/breakpoint(), attach()).
+QUIT = "quit the debugger; your program runs on, no stops"
+
 KEYS = (
     ("s", "step into: stop at the very next call start or end"),
     ("n", "step over: run the current call and its children"),
     ("r", "step out: run to the end of the enclosing call"),
     ("c", "continue: to a breakpoint, an error, or the end"),
+    ("q", QUIT),
+    ("^c", "stop your program (KeyboardInterrupt)"),
     ("g", "go: run until a module matching a glob starts"),
     ("b", "toggle a breakpoint on the selected module"),
     ("B", "breakpoints: add with a condition, on/off, delete"),
@@ -34,8 +39,7 @@ KEYS = (
     ("o", "which output to explain (empty: the predicted class)"),
     ("space", "fold or unfold the selected container"),
     ("y", "copy the selected module's path"),
-    ("?", "this help"),
-    ("q", "quit: the rest of the pass runs without stopping"),
+    ("?", "this help; ctrl+p finds any action by name"),
 )
 
 

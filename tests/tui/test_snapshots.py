@@ -109,3 +109,11 @@ def test_failed_pass_problems(size: tuple[int, int], monkeypatch: Any) -> None:
 
 def test_help_screen() -> None:
     check("help_100x30", shoot(mlp_pause(), (100, 30), keys=("question_mark",)))
+
+
+def test_80x24_shows_help_and_quit_in_the_footer_and_the_help() -> None:
+    text = shoot(mlp_pause(), (80, 24), keys=("question_mark",))  # ?: the key help
+    footer = text.splitlines()[-1]
+    assert "? keys" in footer and "q quit" in footer
+    assert "quit the debugger; your program runs on, no stops" in text
+    assert "stop your program (KeyboardInterrupt)" in text
