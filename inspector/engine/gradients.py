@@ -20,9 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch.utils.hooks import RemovableHandle
 
 from inspector.engine.describe import live_tensors, tensor_version
+from inspector.engine.hooks import TensorHooks
 from inspector.engine.records import Call, Gradient, Stats
 from inspector.engine.stats import (
     DeviceBatch,
@@ -57,7 +57,7 @@ class GradientRecorder:
         # until it is read; `refresh()` then puts them into the calls' records.
         self.device = device
         self._stale: set[int] = set()
-        self._handles: list[RemovableHandle] = []
+        self._hooks = TensorHooks()
         self._tensors: dict[
             tuple[int, int | None], tuple[weakref.ref[torch.Tensor], list[tuple[int, int]]]
         ] = {}
@@ -93,7 +93,7 @@ class GradientRecorder:
                 continue
             # ids of freed tensors come back: the weak reference tells a reuse apart
             self._tensors[key] = (ref, users)
-            self._handles.append(t.register_hook(self._tensor_hook(users)))
+            self._hooks.add(t, self._tensor_hook(users))
         if isinstance(module, torch.nn.Module):
             self._track_params(seq, module)
 
@@ -115,7 +115,7 @@ class GradientRecorder:
                 owners.append((mid, name))
                 continue
             owners = self._param_names[id(param)] = [(mid, name)]
-            self._handles.append(param.register_hook(self._param_hook(owners, weakref.ref(param))))
+            self._hooks.add(param, self._param_hook(owners, weakref.ref(param)))
 
     def _tensor_hook(self, users: list[tuple[int, int]]) -> Callable[[torch.Tensor], None]:
         generation = self._generation
@@ -237,9 +237,7 @@ class GradientRecorder:
 
     def remove(self) -> None:
         """Remove every hook (tensors the user keeps alive must not call back later)."""
-        handles, self._handles = self._handles, []
-        for handle in handles:
-            handle.remove()
+        self._hooks.remove()
 
     def new_pass(self) -> None:
         """Forget the previous pass: its hooks go, late gradients of it are ignored."""

@@ -260,3 +260,41 @@ class RecursionHeadroom:
         if base is not None and mine is not None and sys.getrecursionlimit() == mine:
             sys.setrecursionlimit(base)
         self._base, self._set = None, None
+
+
+class TensorHooks:
+    """Gradient hooks on tensors (module outputs, parameters), removed only by `remove()`.
+
+    As with module hooks, each tensor is noted before its hook goes on and the hook is found
+    again by identity, so a KeyboardInterrupt at any point leaves none on a parameter the user
+    keeps.
+    """
+
+    def __init__(self) -> None:
+        self._placed: list[tuple[Any, Hook]] = []  # (a weak reference to the tensor, the hook)
+
+    def add(self, tensor: torch.Tensor, hook: Hook) -> None:
+        import weakref
+
+        self._placed.append((weakref.ref(tensor), hook))
+        tensor.register_hook(hook)
+
+    def remove(self) -> None:
+        """Take every hook off; a KeyboardInterrupt here restarts and is raised after."""
+        interrupted: KeyboardInterrupt | None = None
+        while True:
+            try:
+                placed = self._placed
+                while placed:
+                    ref, hook = placed[-1]
+                    tensor = ref()
+                    table = getattr(tensor, "_backward_hooks", None) if tensor is not None else None
+                    if table:
+                        for key in [k for k, v in table.items() if v is hook]:
+                            table.pop(key, None)
+                    placed.pop()
+                break
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+        if interrupted is not None:
+            raise interrupted
