@@ -72,6 +72,7 @@ class ScriptRun:
         self.stepper.enrich = self.recorder.with_stats
         self.finished: ScriptFinished | None = None
         self._lock = threading.Lock()
+        self._done = threading.Event()
         self._in_script = False
         self._thread = threading.Thread(target=self._run, name="inspector-script", daemon=True)
 
@@ -89,7 +90,12 @@ class ScriptRun:
         self._thread.join(timeout)
 
     def running(self) -> bool:
-        return self._thread.is_alive()
+        return self._thread.ident is not None and not self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Whether the run has ended, waiting up to `timeout`. Safe to interrupt: Ctrl+C in
+        Thread.join can mark a live thread as stopped (CPython bpo-45274), an Event cannot."""
+        return self._done.wait(timeout)
 
     def interrupt(self) -> None:
         """Ctrl+C for a script in the worker thread (signals reach only the main thread): a
@@ -115,6 +121,12 @@ class ScriptRun:
                 self._in_script = False
 
     def _run(self) -> None:
+        try:
+            self._run_and_report()
+        finally:
+            self._done.set()
+
+    def _run_and_report(self) -> None:
         saved_argv, saved_path = sys.argv, list(sys.path)
         sys.argv = self.argv
         sys.path.insert(0, str(Path(self.path).resolve().parent))

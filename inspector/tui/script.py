@@ -134,11 +134,11 @@ def _finish(run: ScriptRun, *, interrupted: bool = False) -> ScriptFinished | No
     if interrupted:
         run.interrupt()
     try:
-        while run.running():
-            run.join(0.1)
+        while not run.wait(0.1):
+            pass
     except KeyboardInterrupt:
         run.interrupt()
-        run.join(JOIN_TIMEOUT)
+        run.wait(JOIN_TIMEOUT)
     return run.finished
 
 

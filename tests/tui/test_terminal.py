@@ -116,13 +116,58 @@ def test_run_breaks_once_per_iteration_and_continues_to_the_end(terminal: Termin
     assert "done" in out
 
 
-def test_run_q_at_a_pause_ends_the_script_promptly(terminal: Terminal) -> None:
-    terminal.start(f"{sys.executable} -m inspector run {SCRIPT} 100")
+def test_run_q_closes_the_debugger_and_the_script_runs_on(terminal: Terminal) -> None:
+    terminal.start(f"{sys.executable} -m inspector run {SCRIPT} 20")
     terminal.wait_for(lambda s: "paused before model (Net)" in s)
+    terminal.keys("q")  # quit the debugger: the script goes on to its end, no more stops
+    assert terminal.exit_code() == 0
+    out = terminal.screen(history=True)
+    assert "step 19 loss" in out and "done" in out
+
+
+def test_run_ctrl_c_after_q_interrupts_the_script(terminal: Terminal, tmp_path: Path) -> None:
+    script = tmp_path / "forever.py"
+    script.write_text(
+        "import time\nimport torch\nfrom torch import nn\nmodel = nn.Linear(2, 2)\n"
+        "model(torch.randn(1, 2))\nprint('running free', flush=True)\n"
+        "while True:\n    time.sleep(0.01)\n"
+    )
+    terminal.start(f"{sys.executable} -m inspector run {script}")
+    terminal.wait_for(lambda s: "paused before model (Linear)" in s)
     terminal.keys("q")
-    assert terminal.exit_code(timeout=10) == 130
-    assert "stopped from the debugger" in terminal.screen()
-    assert "step 99" not in terminal.screen()
+    terminal.wait_for(lambda s: "running free" in s)
+    terminal.keys("C-c")  # as without the debugger: KeyboardInterrupt in the script, 130
+    assert terminal.exit_code(timeout=15) == 130
+    assert "KeyboardInterrupt" in terminal.screen(history=True)
+
+
+def test_run_post_mortem_q_keeps_the_traceback_and_exit_code(terminal: Terminal) -> None:
+    terminal.start(
+        f"{sys.executable} -m inspector run --post-mortem examples/scripts/train_broken.py"
+    )
+    terminal.wait_for(lambda s: "error" in s.splitlines()[0])
+    terminal.keys("q")
+    assert terminal.exit_code() == 1
+    assert "RuntimeError: mat1 and mat2" in terminal.screen(history=True)
+
+
+def test_run_piped_to_tee_still_debugs(terminal: Terminal, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    terminal.start(f"{sys.executable} -m inspector run --break fc2 {SCRIPT} 1 | tee {log}")
+    terminal.wait_for(lambda s: "model.fc2 (Linear) · breakpoint fc2" in s)
+    terminal.keys("c")
+    assert terminal.exit_code() == 0  # tee's: the script's own is checked below
+    assert log.read_text() == "step 0 loss 0.6852\ndone\n"
+
+
+def test_run_with_stderr_in_a_file_runs_headless(terminal: Terminal, tmp_path: Path) -> None:
+    err = tmp_path / "err.log"
+    terminal.start(f"{sys.executable} -m inspector run --break fc2 {SCRIPT} 2 2>{err}")
+    assert terminal.exit_code() == 0  # nothing waited for a key
+    text = err.read_text()
+    assert "\x1b" not in text  # no escape codes drawn into the file
+    assert text.count("torch-inspector: breakpoint fc2: before model.fc2 (Linear)") == 2
+    assert "done" in terminal.screen(history=True)
 
 
 def test_run_post_mortem_opens_only_on_failure(terminal: Terminal, tmp_path: Path) -> None:
