@@ -252,10 +252,8 @@ def _swap_in_fakes(fake: FakeRun, roots: tuple[Any, ...], device: torch.device) 
 
     def stand_in(tensor: torch.Tensor) -> torch.Tensor:
         if id(tensor) not in made:
-            new = fake.tensor(tensor, device)
-            if isinstance(tensor, nn.Parameter):
-                new = nn.Parameter(new, requires_grad=tensor.requires_grad)
-            made[id(tensor)] = new
+            param = isinstance(tensor, nn.Parameter)
+            made[id(tensor)] = (fake.parameter if param else fake.tensor)(tensor, device)
         return made[id(tensor)]
 
     seen: set[int] = set()
@@ -268,14 +266,25 @@ def _swap_in_fakes(fake: FakeRun, roots: tuple[Any, ...], device: torch.device) 
             seen.add(id(module))
             tables: tuple[dict[str, Any], ...] = (module._parameters, module._buffers)
             for table in tables:
-                for name, tensor in table.items():
+                for name, tensor in list(table.items()):
                     if tensor is not None and not is_fake(tensor):
-                        table[name] = stand_in(tensor)
+                        _assign(module, table, name, stand_in(tensor))
             state = vars(module)
             for name, value in list(state.items()):
                 if isinstance(value, torch.Tensor) and not is_fake(value):
                     with suppress(Unverifiable):  # else met as a real tensor: guarded
                         state[name] = stand_in(value)
+
+
+def _assign(module: nn.Module, table: dict[str, Any], name: str, value: torch.Tensor) -> None:
+    """Through the module's __setattr__ (an RNN refreshes its flat weight list there), or
+    into its table where that refuses."""
+    try:
+        setattr(module, name, value)
+    except Exception:
+        table[name] = value
+    if table.get(name) is not value:
+        table[name] = value
 
 
 class _DryRun:

@@ -107,6 +107,22 @@ class FakeRun:
             fake.requires_grad_(True)
         return fake
 
+    def parameter(self, real: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+        """A fake stand-in that is an nn.Parameter to Module.__setattr__ and isinstance.
+
+        nn.Parameter(fake) makes it so by marking a detached copy; the fake is new and has
+        no history, so it is marked itself (one op less per parameter).
+        """
+        fake = self.tensor(real, device)
+        try:
+            fake.requires_grad_(real.requires_grad)
+            fake._is_param = True
+        except Exception:  # pragma: no cover - a torch without the marker
+            return torch.nn.Parameter(fake, requires_grad=real.requires_grad)
+        if not isinstance(fake, torch.nn.Parameter):  # pragma: no cover
+            return torch.nn.Parameter(fake, requires_grad=real.requires_grad)
+        return fake
+
     def from_real(self, real: torch.Tensor) -> torch.Tensor:
         """A fake view of a real tensor met during the run (where it lives unchanged)."""
         return self.mode.from_tensor(real)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import operator
 import types
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -72,6 +73,8 @@ _OPAQUE = (
     type(__import__("weakref").ref(nn.Module)),
 )
 
+_ATOM_TYPES = frozenset(_ATOMS)
+
 _LIMIT = 200_000  # objects walked at most: past that, deeper objects are left as they are
 
 
@@ -95,7 +98,7 @@ class Snapshot:
     def __init__(self, roots: Iterable[Any], *, values: bool = False) -> None:
         self.values = values
         self.truncated = False  # the walk stopped at _LIMIT objects
-        self._dicts: list[tuple[dict[Any, Any], list[tuple[Any, Any]]]] = []
+        self._dicts: list[tuple[dict[Any, Any], list[Any], list[Any]]] = []
         self._lists: list[tuple[list[Any], list[Any]]] = []
         self._sets: list[tuple[set[Any], set[Any]]] = []
         self._deques: list[tuple[collections.deque[Any], list[Any]]] = []
@@ -112,7 +115,7 @@ class Snapshot:
         keep: list[Any] = []  # objects made while walking (vars() of a slotted class) stay alive
         while pending:
             obj = pending.pop()
-            if isinstance(obj, _ATOMS) or id(obj) in seen:
+            if type(obj) in _ATOM_TYPES or id(obj) in seen or isinstance(obj, _ATOMS):
                 continue
             if len(seen) >= _LIMIT:
                 self.truncated = True
@@ -124,8 +127,9 @@ class Snapshot:
             elif isinstance(obj, _OPAQUE):
                 continue
             elif isinstance(obj, dict):
-                self._dicts.append((obj, list(obj.items())))
-                pending.extend(obj.values())
+                values = list(obj.values())
+                self._dicts.append((obj, list(obj), values))
+                pending.extend(values)
                 if hasattr(obj, "__dict__"):  # a dict subclass with attributes
                     pending.append(vars(obj))
             elif isinstance(obj, list):
@@ -211,8 +215,10 @@ class Snapshot:
             raise interrupted
 
     def _put_back(self) -> None:
-        for table, items in self._dicts:
-            _guarded(_put_dict, table, items)
+        for table, keys, values in self._dicts:
+            if len(table) == len(keys) and _same(table.values(), values) and _same(table, keys):
+                continue
+            _guarded(_put_dict, table, keys, values)
         for seq, members in self._lists:
             if not _same(seq, members):
                 _guarded(seq.__setitem__, slice(None), members)
@@ -234,28 +240,28 @@ class Snapshot:
 def _same(now: Iterable[Any], saved: list[Any]) -> bool:
     """The same objects in the same order (identity: `==` on tensors is elementwise)."""
     items = list(now)
-    return len(items) == len(saved) and all(a is b for a, b in zip(items, saved, strict=True))
+    return len(items) == len(saved) and all(map(operator.is_, items, saved))
 
 
 def _guarded(fn: Any, *args: Any) -> None:
     """One step of a restore: a container that refuses it must not stop the others."""
-    with suppress(Exception):
+    try:
         fn(*args)
+    except Exception:
+        return
 
 
-def _put_dict(table: dict[Any, Any], items: list[tuple[Any, Any]]) -> None:
+def _put_dict(table: dict[Any, Any], keys: list[Any], values: list[Any]) -> None:
     # The base class's own methods: a subclass may refuse them (a ModelOutput's __delitem__)
     # or do more (write attributes); OrderedDict's keep its order links.
     base: Any = collections.OrderedDict if isinstance(table, collections.OrderedDict) else dict
-    if len(table) == len(items):
-        now = list(table.items())
-        if all(k1 is k2 for (k1, _), (k2, _) in zip(now, items, strict=True)):
-            for (key, value), (_, current) in zip(items, now, strict=True):
-                if current is not value:
-                    base.__setitem__(table, key, value)
-            return
+    if len(table) == len(keys) and _same(table, keys):
+        for key, value, current in zip(keys, values, list(table.values()), strict=True):
+            if current is not value:
+                base.__setitem__(table, key, value)
+        return
     base.clear(table)  # the keys changed: rebuild in the saved order (named_modules, state_dict)
-    for key, value in items:
+    for key, value in zip(keys, values, strict=True):
         base.__setitem__(table, key, value)
 
 
