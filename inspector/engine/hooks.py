@@ -17,7 +17,9 @@ Three promises rest here:
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,6 +29,23 @@ from torch.nn.modules import module as torch_module
 from torch.utils.hooks import RemovableHandle
 
 Hook = Callable[..., None]
+
+_MUTE = threading.local()
+
+
+@contextlib.contextmanager
+def muted() -> Iterator[None]:
+    """The inspector's own work in this thread (a listener, an explanation, the extra passes
+    of contributions): module calls made inside are not recorded by any of its hooks."""
+    _MUTE.depth = getattr(_MUTE, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _MUTE.depth -= 1
+
+
+def is_muted() -> bool:
+    return getattr(_MUTE, "depth", 0) > 0
 
 
 def is_scripted(module: nn.Module) -> bool:

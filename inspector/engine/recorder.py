@@ -24,7 +24,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from inspector.engine.activity import UNIT_TYPES, Finish, describe_units, device_units
 from inspector.engine.describe import Describer
 from inspector.engine.gradients import GradientRecorder
-from inspector.engine.hooks import HookSet, RecursionHeadroom, opaque_kind
+from inspector.engine.hooks import HookSet, RecursionHeadroom, is_muted, muted, opaque_kind
 from inspector.engine.naming import ModuleNames, ParamCounter, call_site, module_line
 from inspector.engine.records import (
     Call,
@@ -208,7 +208,11 @@ class Recorder:
         path: str | None = None,
     ) -> None:
         """A call of `key` (a module, or a function given with its `path`) starts."""
-        if self.fault is not None or (self.thread is not None and self.thread != _ident()):
+        if (
+            self.fault is not None
+            or (self.thread is not None and self.thread != _ident())
+            or is_muted()
+        ):
             return
         headroom = self._headroom
         open_calls = getattr(self._local, "stack", None)  # inline: no frame to spare here
@@ -233,7 +237,11 @@ class Recorder:
 
     def exit(self, key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
         """The call of `key` ends, with `output`, or with the exception now being handled."""
-        if self.fault is not None or (self.thread is not None and self.thread != _ident()):
+        if (
+            self.fault is not None
+            or (self.thread is not None and self.thread != _ident())
+            or is_muted()
+        ):
             return
         open_calls = getattr(self._local, "stack", None)  # inline: no frame to spare here
         self._headroom.hold(len(open_calls) if open_calls else 0, True)
@@ -495,7 +503,8 @@ class Recorder:
     def _notify(self, method: Callable[[Call], None], call: Call) -> None:
         started = time.perf_counter()
         try:
-            method(call)
+            with muted():  # what a front end runs while it looks is not the user's pass
+                method(call)
         except Stop:
             raise
         except Exception as exc:
