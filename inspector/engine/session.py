@@ -54,10 +54,14 @@ class Session:
         self.recorder.stats_when = self.stepper.wants_stats
         self.stepper.enrich = self.recorder.with_stats
         self.model = model
-        if model is not None:
-            self.recorder.attach(model)
-        else:
-            self.recorder.attach_global()
+        try:
+            if model is not None:
+                self.recorder.attach(model)
+            else:
+                self.recorder.attach_global()
+        except BaseException:  # an interrupt while the hooks go on: none stays behind
+            self.recorder.detach()
+            raise
 
     @property
     def passes(self) -> int:
