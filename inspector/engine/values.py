@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from inspector.engine.describe import live_tensors, tensor_version
+from inspector.engine.stats import dispatches_to_python
 
 DEFAULT_BUDGET = 64 * 2**20
 CLONE_LIMIT = 2**20
@@ -72,20 +73,22 @@ class ValueStore:
         self._lock = threading.Lock()
 
     def keep(self, seq: int, kind: str, value: Any) -> None:
-        """Keep the tensors of `value` (a call's inputs, kind "in", or outputs, "out")."""
-        for position, t in enumerate(live_tensors(value)):
-            if t.layout != torch.strided or t.is_meta or t.is_nested or t.numel() == 0:
-                continue
-            if type(t).__name__ == "FakeTensor":
-                continue
-            size = t.numel() * t.element_size()
-            if size > self.budget:
-                continue
-            with torch.no_grad():
+        """Keep the tensors of `value` (a call's inputs, kind "in", or outputs, "out"), as
+        plain tensors: a subclass's `__torch_function__` sees none of these reads, and one
+        that runs every op in Python (`__torch_dispatch__`) is not kept."""
+        with torch._C.DisableTorchFunction(), torch.no_grad():
+            for position, t in enumerate(live_tensors(value)):
+                if t.layout != torch.strided or t.is_meta or t.is_nested or t.numel() == 0:
+                    continue
+                if type(t) is not torch.Tensor and dispatches_to_python(t):  # fake tensors too
+                    continue
+                size = t.numel() * t.element_size()
+                if size > self.budget:
+                    continue
                 kept = t.detach().clone() if size <= CLONE_LIMIT else t.detach()
-            version = None if size <= CLONE_LIMIT else tensor_version(t)
-            with self._lock:
-                self._add((seq, kind, position), kept, version, size)
+                version = None if size <= CLONE_LIMIT else tensor_version(t)
+                with self._lock:
+                    self._add((seq, kind, position), kept, version, size)
 
     def _add(self, key: tuple[int, str, int], t: torch.Tensor, version: int | None, size: int):
         old = self._items.pop(key, None)
