@@ -62,15 +62,26 @@ def tensor_version(t: torch.Tensor) -> int | None:
         return None
 
 
+# The registry sweeps its dead entries when it holds more than this many, or more than twice
+# the live ones it kept after the last sweep: amortised O(1) per tensor remembered.
+_SWEEP_AT = 1024
+
+
 class TensorRegistry:
-    """Remembers the TensorInfo given to each live tensor, without keeping the tensor alive."""
+    """Remembers the TensorInfo given to each live tensor, without keeping the tensor alive.
+
+    The weak references carry no callback: a callback would run inside the user's pass each
+    time a described tensor dies, and a Ctrl+C landing in it is printed as "Exception ignored"
+    and lost. Dead entries are swept instead, lazily, when the table has doubled.
+    """
 
     def __init__(self) -> None:
         self._entries: dict[int, tuple[weakref.ref[torch.Tensor], int | None, TensorInfo]] = {}
+        self._sweep_at = _SWEEP_AT
 
     def lookup(self, t: torch.Tensor, *, any_version: bool = False) -> TensorInfo | None:
         entry = self._entries.get(id(t))
-        if entry is None or entry[0]() is not t:
+        if entry is None or entry[0]() is not t:  # a dead entry whose id was given again
             return None
         if any_version:
             return entry[2]
@@ -80,19 +91,24 @@ class TensorRegistry:
         return entry[2]
 
     def remember(self, t: torch.Tensor, info: TensorInfo) -> None:
-        key = id(t)
-        entries = self._entries
-
-        def forget(ref: weakref.ref[torch.Tensor], key: int = key) -> None:
-            entry = entries.get(key)
-            if entry is not None and entry[0] is ref:
-                del entries[key]
-
         try:
-            ref = weakref.ref(t, forget)
+            ref = weakref.ref(t)
         except TypeError:
             return
-        entries[key] = (ref, tensor_version(t), info)
+        entries = self._entries
+        entries[id(t)] = (ref, tensor_version(t), info)
+        if len(entries) > self._sweep_at:
+            self._sweep()
+
+    def _sweep(self) -> None:
+        entries = self._entries
+        for key in [key for key, entry in entries.items() if entry[0]() is None]:
+            del entries[key]
+        self._sweep_at = max(_SWEEP_AT, 2 * len(entries))
+
+    def __len__(self) -> int:
+        """Entries held, the dead ones not yet swept included."""
+        return len(self._entries)
 
     def replace(self, infos: dict[int, TensorInfo]) -> None:
         """Swap the infos given by id in `infos` for their replacements."""
@@ -105,6 +121,7 @@ class TensorRegistry:
 
     def clear(self) -> None:
         self._entries.clear()
+        self._sweep_at = _SWEEP_AT
 
 
 class Describer:
