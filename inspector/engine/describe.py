@@ -8,8 +8,11 @@ value). This halves the statistics work and tells each input which call produced
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
+import itertools
+import types
 import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -31,8 +34,16 @@ MAX_DEPTH = 8
 MAX_TEXT = 60
 
 _new_info = positional_builder(TensorInfo)
+_NO_TORCH_FUNCTION = torch._C.DisableTorchFunction
+_function_mode_on = torch._C._is_torch_function_mode_enabled
 
 _SHORT_REPR = (str, torch.Size, torch.dtype, torch.device, slice, range, enum.Enum)
+_NAMED_CALLABLES = (
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    types.BuiltinMethodType,
+)
 
 
 _DTYPE_NAMES: dict[torch.dtype, str] = {}
@@ -57,6 +68,9 @@ def device_name(device: torch.device) -> str:
 def tensor_version(t: torch.Tensor) -> int | None:
     """The in-place version counter, or None where torch keeps none (inference tensors)."""
     try:
+        if type(t) is not torch.Tensor or _function_mode_on():
+            with _NO_TORCH_FUNCTION():  # a subclass's __torch_function__ sees no read of ours
+                return int(t._version)
         return int(t._version)
     except (RuntimeError, AttributeError):
         return None
@@ -169,35 +183,31 @@ class Describer:
         """The record of `value`; tensors not seen before are attributed to `producer`."""
         if isinstance(value, torch.Tensor):
             return self.tensor(value, producer)
-        if value is None or isinstance(value, (bool, int, float)):
+        kind = type(value)
+        if value is None or kind is bool or kind is int or kind is float:
             return value
         if _depth >= MAX_DEPTH:
-            return f"<{type(value).__name__}>"
-        if isinstance(value, tuple) and hasattr(value, "_fields"):  # namedtuple
-            items = [(name, getattr(value, name)) for name in value._fields]
-            return self._struct(type(value).__name__, items, producer, _depth)
-        if isinstance(value, (tuple, list)):
-            described = [self.describe(v, producer, _depth + 1) for v in value[:MAX_ITEMS]]
-            if len(value) > MAX_ITEMS:
-                described.append(f"... {len(value) - MAX_ITEMS} more")
+            return f"<{type_name(value)}>"
+        parts = _parts(value, _depth)
+        if parts is None:
+            return _leaf(value)
+        name, items, more = parts
+        described = [self.describe(v, producer, _depth + 1) for _, v in items]
+        if name is None:
+            if more:
+                described.append(f"... {more} more")
             return tuple(described)
-        if isinstance(value, Mapping):
-            items = [(str(k), v) for k, v in list(value.items())[: MAX_ITEMS + 1]]
-            return self._struct(type(value).__name__, items, producer, _depth)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            items = [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)]
-            return self._struct(type(value).__name__, items, producer, _depth)
-        return short_repr(value)
-
-    def _struct(
-        self, type_name: str, items: list[tuple[str, Any]], producer: int | None, depth: int
-    ) -> Struct:
-        fields = tuple(
-            (name, self.describe(v, producer, depth + 1)) for name, v in items[:MAX_ITEMS]
-        )
-        return Struct(type_name, fields)
+        return Struct(name, tuple(zip([k for k, _ in items], described, strict=True)))
 
     def tensor(self, t: torch.Tensor, producer: int | None) -> TensorInfo:
+        """The record of tensor `t`, read with torch functions disabled where a subclass or
+        a torch function mode would see the reads (a plain tensor and no mode: no cost)."""
+        if type(t) is not torch.Tensor or _function_mode_on():
+            with _NO_TORCH_FUNCTION():  # neither a subclass nor a mode sees our reads
+                return self._tensor(t, producer)
+        return self._tensor(t, producer)
+
+    def _tensor(self, t: torch.Tensor, producer: int | None) -> TensorInfo:
         # The hooks' hot path, written out: each call it makes costs microseconds right
         # after a large op (TensorRegistry.lookup and tensor_version inline).
         entry = self.registry._entries.get(id(t))
@@ -261,30 +271,132 @@ def live_tensors(value: Any, _depth: int = 0) -> Iterator[torch.Tensor]:
     if isinstance(value, torch.Tensor):
         yield value
         return
-    if value is None or isinstance(value, (bool, int, float, str)) or _depth >= MAX_DEPTH:
+    kind = type(value)
+    if value is None or kind is bool or kind is int or kind is float or _depth >= MAX_DEPTH:
         return
-    if isinstance(value, tuple) and hasattr(value, "_fields"):
-        items: list[Any] = [getattr(value, name) for name in value._fields][:MAX_ITEMS]
-    elif isinstance(value, (tuple, list)):
-        items = list(value[:MAX_ITEMS])
-    elif isinstance(value, Mapping):
-        items = list(value.values())[:MAX_ITEMS]
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        items = [getattr(value, f.name) for f in dataclasses.fields(value)][:MAX_ITEMS]
-    else:
-        return
-    for item in items:
-        yield from live_tensors(item, _depth + 1)
+    parts = _parts(value, _depth)
+    if parts is not None:
+        for _, item in parts[1]:
+            yield from live_tensors(item, _depth + 1)
+
+
+def _parts(value: Any, depth: int) -> tuple[str | None, list[tuple[str, Any]], int] | None:
+    """How `describe` takes a non-tensor value at `depth` apart: (None, items, how many more)
+    for a sequence, (type name, named items, 0) for a record, a mapping or an object with
+    tensor attributes, None for a leaf. Reads what is stored: no method of a user's class
+    runs (a list subclass's `__getitem__`, a namedtuple's field properties), except the
+    `items()` of a mapping that is not a dict."""
+    if isinstance(value, tuple):
+        fields = getattr(type(value), "_fields", None)
+        if isinstance(fields, tuple):  # a namedtuple (PackedSequence, a user's record)
+            items = list(zip(fields, tuple.__iter__(value), strict=False))[:MAX_ITEMS]
+            return type_name(value), [(_key(k), v) for k, v in items], 0
+        more = max(0, tuple.__len__(value) - MAX_ITEMS)
+        return None, [("", v) for v in tuple.__getitem__(value, slice(MAX_ITEMS))], more
+    if isinstance(value, list):
+        more = max(0, list.__len__(value) - MAX_ITEMS)
+        return None, [("", v) for v in list.__getitem__(value, slice(MAX_ITEMS))], more
+    if isinstance(value, Mapping):
+        pairs = dict.items(value) if isinstance(value, dict) else value.items()
+        items = [(_key(k), v) for k, v in itertools.islice(pairs, MAX_ITEMS)]
+        return type_name(value), items, 0
+    if isinstance(value, _SHORT_REPR) or callable(value) or isinstance(value, type):
+        return None
+    if dataclasses.is_dataclass(value):
+        stored = instance_fields(value)
+        kind: Any = type(value)  # its fields, as the class declares them
+        names = [f.name for f in dataclasses.fields(kind)]
+        found = [(name, stored[name]) for name in names if name in stored][:MAX_ITEMS]
+        return type_name(value), found, 0
+    stored = instance_fields(value)
+    if not stored:
+        return None
+    public = [(k, v) for k, v in stored.items() if not k.startswith("_")][:MAX_ITEMS]
+    for chosen in (public, list(stored.items())[:MAX_ITEMS]):  # private ones if need be
+        if _carries_tensors(chosen, depth + 1):
+            return type_name(value), chosen, 0
+    return None  # an object without tensors: its type name says enough
+
+
+def _carries_tensors(items: list[tuple[str, Any]], depth: int) -> bool:
+    return any(next(live_tensors(v, depth), None) is not None for _, v in items)
+
+
+def instance_fields(value: Any) -> dict[str, Any]:
+    """The attributes an object stores, from its instance dict and its slots, read without
+    running the class's code (no property, descriptor or `__getattr__`)."""
+    stored: dict[str, Any] = {}
+    instance = None
+    for klass in type.__dict__["__mro__"].__get__(type(value)):
+        own = type.__dict__["__dict__"].__get__(klass)
+        slots = own.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if not isinstance(name, str) or name in ("__dict__", "__weakref__"):
+                continue
+            if name.startswith("__") and not name.endswith("__"):  # stored under the mangled name
+                name = f"_{type.__dict__['__name__'].__get__(klass).lstrip('_')}{name}"
+            slot = own.get(name)
+            if type(slot) is types.MemberDescriptorType:
+                with contextlib.suppress(AttributeError):  # a slot never assigned
+                    stored.setdefault(_key(name), slot.__get__(value, klass))
+        found = own.get("__dict__")
+        if instance is None and type(found) is types.GetSetDescriptorType:
+            instance = found.__get__(value, klass)  # the dict itself, whatever a subclass says
+            if type(instance) is dict:
+                for k, v in itertools.islice(dict.items(instance), 4 * MAX_ITEMS):
+                    if isinstance(k, str):
+                        stored.setdefault(_key(k), v)
+    return stored
+
+
+def type_name(value: Any) -> str:
+    """The name of `value`'s class, as the class was defined (no metaclass involved)."""
+    return _key(type.__dict__["__name__"].__get__(type(value)))
+
+
+def _key(key: Any) -> str:
+    """A mapping key or attribute name as a plain str; other keys by their value or type."""
+    if isinstance(key, str):
+        return str.__str__(key)  # a str subclass becomes a plain str, its __str__ not called
+    if key is None or type(key) is bool:
+        return str(key)
+    if isinstance(key, (int, float)):
+        return str(_leaf(key))
+    return short_repr(key)
+
+
+def _leaf(value: Any) -> Value:
+    """A value with nothing inside: a subclass of int or float as the plain number it holds
+    (the subclass's own methods not called), anything else as a short text."""
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    return short_repr(value)
 
 
 def short_repr(value: Any) -> str:
     """A short, safe text for a non-tensor value: never calls an arbitrary object's repr."""
-    if isinstance(value, _SHORT_REPR):
-        text = repr(value) if not isinstance(value, str) else value
-    elif callable(value):
-        text = f"<{getattr(value, '__name__', type(value).__name__)}>"
+    if isinstance(value, str):
+        text = str.__str__(value)
+    elif isinstance(value, enum.Enum):  # its name as stored; a class may redefine __repr__
+        name = instance_fields(value).get("_name_")
+        text = f"{type_name(value)}.{name}" if isinstance(name, str) else f"<{type_name(value)}>"
+    elif isinstance(value, slice):
+        parts = (value.start, value.stop, value.step)
+        if all(p is None or type(p) is int for p in parts):
+            text = repr(value)
+        else:
+            text = "<slice>"
+    elif isinstance(value, _SHORT_REPR):  # torch.Size, dtype, device, range: torch's own repr
+        text = repr(value)
+    elif isinstance(value, _NAMED_CALLABLES):
+        name = value.__name__
+        text = f"<{_key(name) if isinstance(name, str) else type_name(value)}>"
+    elif isinstance(value, type):
+        text = f"<{_key(type.__dict__['__name__'].__get__(value))}>"
     else:
-        text = f"<{type(value).__name__}>"
+        text = f"<{type_name(value)}>"
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "..."
 
 
