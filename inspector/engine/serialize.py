@@ -49,33 +49,47 @@ def trace_to_json(trace: Trace, *, indent: int | None = None) -> str:
     return json.dumps(doc, indent=indent, allow_nan=True)
 
 
-def trace_from_json(text: str) -> Trace:
+def trace_from_json(text: str | bytes) -> Trace:
+    """The Trace that `trace_to_json` wrote. Any other document raises TraceFormatError (a
+    ValueError) that says what is wrong: every field is checked for its type and range, so
+    whatever is accepted renders like a recorded trace."""
     from inspector.engine.trace import RecordedError, Trace
 
     try:
         doc = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except RecursionError:
+        raise TraceFormatError("not a trace file: JSON nested too deep") from None
+    except (ValueError, TypeError) as exc:  # JSONDecodeError, an integer of 5000 digits
         raise TraceFormatError(f"not a trace file: invalid JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise TraceFormatError(f"not a trace file: expected a JSON object with format={FORMAT!r}")
-    if doc.get("version") != VERSION:
+    version = doc.get("version")
+    if type(version) is not int or version != VERSION:
+        shown = repr(version) if isinstance(version, (int, float, str)) else type(version).__name__
         raise TraceFormatError(
-            f"unsupported trace version {doc.get('version')!r} (this version reads {VERSION})"
+            f"unsupported trace version {shown[:40]} (this version reads {VERSION})"
         )
     try:
-        calls = [_read_call(c) for c in _list(doc, "calls")]
-        findings = [_read_diagnosis(d) for d in _list(doc, "findings")]
+        reader = _Reader(len(_list(doc, "calls")))
+        calls = [reader.call(c, i) for i, c in enumerate(_list(doc, "calls"))]
+        findings = [reader.diagnosis(d) for d in _list(doc, "findings")]
         err = doc.get("error")
         error = None
         if err is not None:
+            err = _dict(err, "'error'")
             error = RecordedError(_str(err, "type"), _str(err, "message"))
-    except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, TraceFormatError):
-            raise
-        raise TraceFormatError(f"malformed trace file: {exc}") from None
+    except TraceFormatError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
+        raise TraceFormatError(f"malformed trace file: {_reason(exc)}") from None
     for i, call in enumerate(calls):
         if call.seq != i or (call.parent is not None and not 0 <= call.parent < i):
             raise TraceFormatError(f"malformed trace file: call {i} is out of order")
+        expected = 0 if call.parent is None else calls[call.parent].depth + 1
+        if call.depth != expected:
+            raise TraceFormatError(
+                f"malformed trace file: call {i} has depth {call.depth}, its parent says {expected}"
+            )
     return Trace(calls, error=error, findings=findings)
 
 
@@ -186,174 +200,261 @@ def _diagnosis(d: Diagnosis) -> dict[str, Any]:
     }
 
 
-# -- reading ------------------------------------------------------------------------------
+# -- reading -----------------------------------------------------------------------------
+
+# Bounds on what a document may hold, beyond its types: sizes no recorded trace comes near.
+MAX_NESTING = 64  # values inside values (describe stops at 8)
+MAX_DIMS = 256
+MAX_BINS = 4096
+MAX_COUNT = 2**63 - 1  # element counts, parameter counts, dimensions, line numbers
 
 
-def _list(doc: dict[str, Any], key: str) -> list[Any]:
-    value = doc[key]
-    if not isinstance(value, list):
-        raise TypeError(f"{key!r} must be a list")
-    return value
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing field {exc.args[0]!r}" if exc.args else "missing field"
+    return str(exc)[:200]
 
 
-def _str(doc: Any, key: str) -> str:
-    value = doc[key]
-    if not isinstance(value, str):
-        raise TypeError(f"{key!r} must be a string")
-    return value
-
-
-def _read_num(x: Any) -> float:
-    if isinstance(x, str):
-        if x not in ("nan", "inf", "-inf"):
-            raise ValueError(f"bad number {x!r}")
-        return float(x)
-    if not isinstance(x, (int, float)) or isinstance(x, bool):
-        raise TypeError(f"expected a number, got {type(x).__name__}")
-    return float(x)
-
-
-def _read_value(v: Any) -> Value:
-    if v is None or isinstance(v, (bool, int, float, str)):
-        return v
-    if not isinstance(v, dict):
-        raise TypeError(f"unexpected value {v!r}")
-    if "t" in v:
-        shape, dtype, device, requires_grad, layout, contiguous = v["t"]
-        stats = v.get("stats")
-        return TensorInfo(
-            shape=tuple(int(d) for d in shape),
-            dtype=str(dtype),
-            device=str(device),
-            requires_grad=bool(requires_grad),
-            stats=_read_stats(stats) if stats is not None else None,
-            layout=str(layout),
-            contiguous=bool(contiguous),
-            producer=_opt_int(v.get("producer")),
-            view_of=_opt_int(v.get("view_of")),
-        )
-    if "s" in v:
-        return Struct(str(v["s"]), tuple((str(k), _read_value(x)) for k, x in v["fields"]))
-    if "tuple" in v:
-        return tuple(_read_value(x) for x in v["tuple"])
-    if "float" in v:
-        return _read_num(v["float"])
-    raise TypeError(f"unexpected value {v!r}")
-
-
-def _opt_int(x: Any) -> int | None:
-    if x is None:
-        return None
-    if not isinstance(x, int) or isinstance(x, bool):
-        raise TypeError(f"expected an integer, got {x!r}")
+def _dict(x: Any, what: str) -> dict[str, Any]:
+    if not isinstance(x, dict):
+        raise TypeError(f"{what} must be an object, got {_kind(x)}")
     return x
 
 
+def _seq(x: Any, what: str, length: int | None = None) -> list[Any]:
+    if not isinstance(x, list):
+        raise TypeError(f"{what} must be a list, got {_kind(x)}")
+    if length is not None and len(x) != length:
+        raise ValueError(f"{what} must have {length} items, not {len(x)}")
+    return x
+
+
+def _kind(x: Any) -> str:
+    return "null" if x is None else type(x).__name__
+
+
+def _list(doc: dict[str, Any], key: str) -> list[Any]:
+    return _seq(doc[key], repr(key))
+
+
+def _str(doc: Any, key: str) -> str:
+    return _text(_dict(doc, "a record")[key], repr(key))
+
+
+def _text(x: Any, what: str) -> str:
+    if not isinstance(x, str):
+        raise TypeError(f"{what} must be a string, got {_kind(x)}")
+    return x
+
+
+def _opt_text(x: Any, what: str) -> str | None:
+    return None if x is None else _text(x, what)
+
+
+def _bool(x: Any, what: str) -> bool:
+    if not isinstance(x, bool):
+        raise TypeError(f"{what} must be true or false, got {_kind(x)}")
+    return x
+
+
+def _int(x: Any, what: str, lo: int = 0, hi: int = MAX_COUNT) -> int:
+    if type(x) is not int:
+        raise TypeError(f"{what} must be an integer, got {_kind(x)}")
+    if not lo <= x <= hi:
+        raise ValueError(f"{what} = {x if abs(x) < 10**20 else 'a huge number'} is out of range")
+    return x
+
+
+def _opt_int(x: Any, what: str = "a call number", lo: int = 0, hi: int = MAX_COUNT) -> int | None:
+    return None if x is None else _int(x, what, lo, hi)
+
+
+def _read_num(x: Any, what: str = "a number") -> float:
+    """A float as written: a JSON number, or "nan", "inf", "-inf" for the others."""
+    if isinstance(x, str):
+        if x not in ("nan", "inf", "-inf"):
+            raise ValueError(f"bad number {x[:40]!r}")
+        return float(x)
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        raise TypeError(f"{what} must be a number, got {_kind(x)}")
+    try:
+        return float(x)
+    except OverflowError:  # an integer too large for a float
+        raise ValueError(f"{what} is out of range") from None
+
+
 def _read_stats(s: Any) -> Stats:
-    numel, mean, std, mn, mx, nan, inf, zero, hist, hist_range, sampled = s
+    numel, mean, std, mn, mx, nan, inf, zero, hist, hist_range, sampled = _seq(s, "stats", 11)
+    numel = _int(numel, "numel")
+    nan, inf = _int(nan, "the NaN count", hi=numel), _int(inf, "the Inf count", hi=numel)
+    if nan + inf > numel:
+        raise ValueError("more NaN and Inf than elements")
+    low, high = _seq(hist_range, "histogram_range", 2)
     return Stats(
-        numel=int(numel),
-        mean=_read_num(mean),
-        std=_read_num(std),
-        min=_read_num(mn),
-        max=_read_num(mx),
-        nan=int(nan),
-        inf=int(inf),
-        zero_fraction=_read_num(zero),
-        histogram=tuple(int(c) for c in hist),
-        histogram_range=(_read_num(hist_range[0]), _read_num(hist_range[1])),
-        sampled=int(sampled),
+        numel=numel,
+        mean=_read_num(mean, "mean"),
+        std=_read_num(std, "std"),
+        min=_read_num(mn, "min"),
+        max=_read_num(mx, "max"),
+        nan=nan,
+        inf=inf,
+        zero_fraction=_read_num(zero, "zero_fraction"),
+        histogram=tuple(_int(c, "a histogram count") for c in _bins(hist)),
+        histogram_range=(_read_num(low, "histogram_range"), _read_num(high, "histogram_range")),
+        sampled=_int(sampled, "sampled"),
     )
+
+
+def _bins(hist: Any) -> list[Any]:
+    bins = _seq(hist, "histogram")
+    if len(bins) > MAX_BINS:
+        raise ValueError(f"a histogram of {len(bins)} bins")
+    return bins
 
 
 def _read_line(x: Any) -> SourceLine | None:
     if x is None:
         return None
-    file, lineno, text, function = x
-    return SourceLine(str(file), int(lineno), str(text), str(function))
-
-
-def _read_call(c: Any) -> Call:
-    if not isinstance(c, dict):
-        raise TypeError("each call must be an object")
-    kwargs = c.get("kwargs")
-    read_kwargs = _read_value(kwargs) if kwargs is not None else None
-    if read_kwargs is not None and not isinstance(read_kwargs, Struct):
-        raise TypeError("call kwargs must be a struct")
-    status = _str(c, "status")
-    if status not in ("running", "ok", "error"):
-        raise ValueError(f"bad call status {status!r}")
-    return Call(
-        seq=int(c["seq"]),
-        path=_str(c, "path"),
-        index=int(c["index"]),
-        type=_str(c, "type"),
-        depth=int(c["depth"]),
-        parent=_opt_int(c.get("parent")),
-        inputs=tuple(_read_value(v) for v in c["inputs"]),
-        kwargs=read_kwargs,
-        outputs=_read_value(c.get("outputs")),
-        status=status,
-        error=c.get("error"),
-        module_repr=str(c.get("module_repr", "")),
-        params=int(c.get("params", 0)),
-        duration_ms=_read_num(c.get("duration_ms", 0.0)),
-        call_site=_read_line(c.get("call_site")),
-        units=_read_units(c.get("units")),
-        grad=_read_grad(c.get("grad")),
+    file, lineno, text, function = _seq(x, "a source line", 4)
+    return SourceLine(
+        _text(file, "file"),
+        _int(lineno, "lineno"),
+        _text(text, "the line's text"),
+        _text(function, "function"),
     )
 
 
 def _read_units(u: Any) -> Units | None:
     if u is None:
         return None
-    if not isinstance(u, dict):
-        raise TypeError("call units must be an object")
+    u = _dict(u, "call units")
+    count = _int(u["count"], "units count")
     saturated = u.get("saturated")
     return Units(
-        axis=int(u["axis"]),
-        count=int(u["count"]),
-        dead=tuple(int(i) for i in u["dead"]),
-        saturated=_read_num(saturated) if saturated is not None else None,
+        axis=_int(u["axis"], "units axis", hi=MAX_DIMS),
+        count=count,
+        dead=tuple(_int(i, "a dead unit", hi=max(count - 1, 0)) for i in _seq(u["dead"], "dead")),
+        saturated=_read_num(saturated, "saturated") if saturated is not None else None,
     )
 
 
 def _read_grad(g: Any) -> Gradient | None:
     if g is None:
         return None
-    if not isinstance(g, dict):
-        raise TypeError("call grad must be an object")
+    g = _dict(g, "call grad")
+    params = []
+    for item in _seq(g["params"], "grad params"):
+        name, grad, size = _seq(item, "a parameter gradient", 3)
+        params.append((_text(name, "a parameter name"), _read_num(grad), _read_num(size)))
     return Gradient(
-        outputs=tuple(_read_stats(s) if s is not None else None for s in g["outputs"]),
-        params=tuple(
-            (str(name), _read_num(grad), _read_num(size)) for name, grad, size in g["params"]
+        outputs=tuple(
+            _read_stats(s) if s is not None else None for s in _seq(g["outputs"], "outputs")
         ),
-        order=int(g["order"]),
+        params=tuple(params),
+        order=_int(g["order"], "grad order", lo=-1),
     )
 
 
-def _read_diagnosis(d: Any) -> Diagnosis:
-    op = None
-    if d.get("op") is not None:
-        o = d["op"]
-        op = OpInfo(
-            name=_str(o, "name"),
-            operands=tuple(_read_value(v) for v in o["operands"]),
-            kwargs=tuple((str(k), _read_value(v)) for k, v in o["kwargs"]),
+class _Reader:
+    """Reads calls, values and findings of a document with `calls` calls: a call number in
+    any of them (a producer, a diagnosis's call) must name one of those calls."""
+
+    def __init__(self, calls: int) -> None:
+        self.calls = calls
+
+    def call_number(self, x: Any, what: str) -> int | None:
+        return _opt_int(x, what, hi=self.calls - 1)
+
+    def value(self, v: Any, depth: int = 0) -> Value:
+        if v is None or isinstance(v, (bool, str)):
+            return v
+        if isinstance(v, (int, float)):  # any number json reads prints again
+            return v
+        if depth >= MAX_NESTING:
+            raise ValueError(f"values nested more than {MAX_NESTING} deep")
+        v = _dict(v, "a value")
+        if "t" in v:
+            shape, dtype, device, requires_grad, layout, contiguous = _seq(v["t"], "a tensor", 6)
+            stats = v.get("stats")
+            return TensorInfo(
+                shape=tuple(_int(d, "a dimension", lo=-1) for d in _seq(shape, "shape")),
+                dtype=_text(dtype, "dtype"),
+                device=_text(device, "device"),
+                requires_grad=_bool(requires_grad, "requires_grad"),
+                stats=_read_stats(stats) if stats is not None else None,
+                layout=_text(layout, "layout"),
+                contiguous=_bool(contiguous, "contiguous"),
+                producer=self.call_number(v.get("producer"), "producer"),
+                view_of=self.call_number(v.get("view_of"), "view_of"),
+            )
+        if "s" in v:
+            fields = []
+            for item in _seq(v["fields"], "struct fields"):
+                key, value = _seq(item, "a struct field", 2)
+                fields.append((_text(key, "a field name"), self.value(value, depth + 1)))
+            return Struct(_text(v["s"], "a struct type"), tuple(fields))
+        if "tuple" in v:
+            return tuple(self.value(x, depth + 1) for x in _seq(v["tuple"], "a tuple"))
+        if "float" in v:
+            return _read_num(v["float"])
+        raise ValueError(f"unknown value with keys {sorted(map(str, v))[:4]}")
+
+    def call(self, c: Any, i: int) -> Call:
+        c = _dict(c, f"call {i}")
+        kwargs = c.get("kwargs")
+        read_kwargs = self.value(kwargs) if kwargs is not None else None
+        if read_kwargs is not None and not isinstance(read_kwargs, Struct):
+            raise TypeError("call kwargs must be a struct")
+        status = _str(c, "status")
+        if status not in ("running", "ok", "error"):
+            raise ValueError(f"bad call status {status[:40]!r}")
+        return Call(
+            seq=_int(c["seq"], "seq", hi=self.calls),
+            path=_str(c, "path"),
+            index=_int(c["index"], "index", hi=self.calls),
+            type=_str(c, "type"),
+            depth=_int(c["depth"], "depth", hi=self.calls),
+            parent=_opt_int(c.get("parent"), "parent"),  # its order is checked with the rest
+            inputs=tuple(self.value(v) for v in _seq(c["inputs"], "inputs")),
+            kwargs=read_kwargs,
+            outputs=self.value(c.get("outputs")),
+            status=status,
+            error=_opt_text(c.get("error"), "a call's error"),
+            module_repr=_text(c.get("module_repr", ""), "module_repr"),
+            params=_int(c.get("params", 0), "params"),
+            duration_ms=_read_num(c.get("duration_ms", 0.0), "duration_ms"),
+            call_site=_read_line(c.get("call_site")),
+            units=_read_units(c.get("units")),
+            grad=_read_grad(c.get("grad")),
         )
-    kind = _str(d, "kind")
-    if kind not in ("error", "warning"):
-        raise ValueError(f"bad finding kind {kind!r}")
-    return Diagnosis(
-        kind=kind,
-        module=_str(d, "module"),
-        summary=_str(d, "summary"),
-        module_type=str(d.get("module_type", "")),
-        call=_opt_int(d.get("call")),
-        line=_read_line(d.get("line")),
-        op=op,
-        details=tuple(str(x) for x in d.get("details", [])),
-        fixes=tuple(str(x) for x in d.get("fixes", [])),
-        code=str(d.get("code", "")),
-        exception=d.get("exception"),
-    )
+
+    def diagnosis(self, d: Any) -> Diagnosis:
+        d = _dict(d, "a finding")
+        op = None
+        if d.get("op") is not None:
+            o = _dict(d["op"], "a finding's op")
+            kwargs = []
+            for item in _seq(o["kwargs"], "op kwargs"):
+                key, value = _seq(item, "an op kwarg", 2)
+                kwargs.append((_text(key, "an op kwarg name"), self.value(value)))
+            op = OpInfo(
+                name=_str(o, "name"),
+                operands=tuple(self.value(v) for v in _seq(o["operands"], "op operands")),
+                kwargs=tuple(kwargs),
+            )
+        kind = _str(d, "kind")
+        if kind not in ("error", "warning"):
+            raise ValueError(f"bad finding kind {kind[:40]!r}")
+        return Diagnosis(
+            kind=kind,
+            module=_str(d, "module"),
+            summary=_str(d, "summary"),
+            module_type=_text(d.get("module_type", ""), "module_type"),
+            call=self.call_number(d.get("call"), "a finding's call"),
+            line=_read_line(d.get("line")),
+            op=op,
+            details=tuple(_text(x, "a detail") for x in _seq(d.get("details", []), "details")),
+            fixes=tuple(_text(x, "a fix") for x in _seq(d.get("fixes", []), "fixes")),
+            code=_text(d.get("code", ""), "code"),
+            exception=_opt_text(d.get("exception"), "exception"),
+        )

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import io
 import json
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import inspector
 from inspector.engine.serialize import TraceFormatError
@@ -82,3 +86,103 @@ def test_malformed_gradients_and_units_are_clear_errors() -> None:
         broken["calls"][1][key] = bad
         with pytest.raises(TraceFormatError, match="malformed trace file"):
             inspector.Trace.from_json(json.dumps(broken))
+
+
+# -- any document: a Trace that renders, or a ValueError ----------------------------------
+
+
+def _rich_trace_doc() -> dict[str, object]:
+    """A document with every kind of field: a failed call with its diagnosis (op, line,
+    fixes), statistics with NaN, gradients and units from a backward pass, kwargs, structs."""
+    from torch import nn
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    x = torch.randn(8, 3)
+    x[0, 0] = float("nan")
+    good = inspector.trace(model, x, loss_fn=lambda o, _: o.sum(), backward=True)
+    bad = inspector.trace(nn.Sequential(nn.Linear(4, 8), nn.Linear(7, 2)), torch.randn(3, 4))
+    doc = json.loads(good.to_json())
+    broken = json.loads(bad.to_json())
+    doc["error"] = broken["error"]
+    doc["findings"] = broken["findings"]
+    doc["calls"][1]["kwargs"] = {"s": "kwargs", "fields": [["mask", {"tuple": [1, 2.5, None]}]]}
+    return doc
+
+
+_DOC = _rich_trace_doc()
+
+_json_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([0, -1, 1, 2**31, 2**63, 10**30, 1e308, -1e308, 0.5, -0.0]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.sampled_from(["nan", "inf", "-inf", "t", "s", "tuple", "float", "ok", "error"]),
+)
+_json_value = st.recursive(
+    _json_leaf,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(
+            st.sampled_from(["t", "s", "tuple", "float", "fields", "x"]), inner, max_size=3
+        ),
+    ),
+    max_leaves=8,
+)
+
+
+def _render(t: inspector.Trace) -> None:
+    from rich.console import Console
+
+    from inspector.render import CallDetail
+    from inspector.report import print_trace
+
+    for width in (60, 120):
+        console = Console(file=io.StringIO(), width=width)
+        print_trace(t, console)
+        for call in t.calls:
+            for selected in range(4):
+                console.print(CallDetail(call, selected=selected))
+
+
+def _mutate(doc: object, data: st.DataObject) -> object:
+    """`doc` with one place in it replaced, deleted or (for a list) extended."""
+    doc = copy.deepcopy(doc)
+    parent: object = None
+    key: object = None
+    node = doc
+    while isinstance(node, (dict, list)) and node and data.draw(st.integers(0, 3)) > 0:
+        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+        parent, key = node, data.draw(st.sampled_from(keys))
+        node = node[key]  # type: ignore[index]
+    action = data.draw(st.sampled_from(["replace", "replace", "delete", "append"]))
+    if parent is None:
+        return data.draw(_json_value) if action == "replace" else doc
+    if action == "delete":
+        del parent[key]  # type: ignore[attr-defined]
+    elif action == "append" and isinstance(node, list):
+        node.append(data.draw(_json_value))
+    else:
+        parent[key] = data.draw(_json_value)  # type: ignore[index]
+    return doc
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_from_json_of_any_mutated_document_renders_or_raises_value_error(
+    data: st.DataObject,
+) -> None:
+    doc = _DOC
+    for _ in range(data.draw(st.integers(1, 3))):
+        doc = _mutate(doc, data)
+    text = json.dumps(doc, allow_nan=True)
+    try:
+        t = inspector.Trace.from_json(text)
+    except ValueError:
+        return
+    _render(t)
+
+
+def test_the_unmutated_document_renders() -> None:
+    _render(inspector.Trace.from_json(json.dumps(_DOC)))
