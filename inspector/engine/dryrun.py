@@ -77,9 +77,14 @@ def check(
     (`check(model, x, (8, 8))`), anything inside a list, dict or object. Values are copied,
     their tensors made fake; the objects passed in are never written.
 
-    Nested, quantized and sparse tensor inputs and TorchScript modules are not dry-run: the
-    result holds one "not-verified" finding that says so. The forward runs in the caller's
-    grad mode, so a forward that takes gradients itself works as it does for real.
+    Nested, quantized and sparse tensor inputs and a TorchScript root are not dry-run: the
+    result holds one "not-verified" finding that says so. A TorchScript child runs whole on
+    the fakes, seen only at its boundary. The forward runs in the caller's grad mode, so a
+    forward that takes gradients itself works as it does for real.
+
+    Nothing of the user's is written: the model's state is put back as the same objects, and
+    state outside it that its hooks and forwards reach (an activation dict, a module-level
+    cache) is put back where the run left a fake tensor in it.
 
     Args:
         model: the module; its weights may live on any device, "meta" included.
@@ -96,7 +101,7 @@ def check(
     run = _DryRun(recorder)
     error: BaseException | None = None
     explained: Diagnosis | None = None
-    snapshot = Snapshot((model, loss_fn, args_or_shapes, kwargs, target))
+    snapshot = Snapshot((model, loss_fn, args_or_shapes, kwargs, target), leaked=is_fake)
     try:
         with FakeRun() as fake:
             run.fake = fake
@@ -157,30 +162,32 @@ def _refusal(model: nn.Module, loss_fn: Any) -> CheckResult | None:
                          fixes=("run one real forward first (that sizes the lazy layers), "
                                 "then check again",))  # fmt: skip
         return CheckResult([note], [], stop)
-    roots = [model] + ([loss_fn] if isinstance(loss_fn, nn.Module) else [])
-    for root in roots:
-        scripted = _scripted(root)
-        if scripted is not None:
-            return _not_verified(
-                scripted,
-                "it is a TorchScript module, which the dry run cannot look into",
-                "run inspector.trace on real inputs instead",
-            )
+    if _scripted(model) or _scripted(loss_fn):
+        return _not_verified(
+            "",
+            "it is a TorchScript module, which the dry run cannot look into",
+            "run inspector.trace on real inputs instead",
+        )
     return None
 
 
-def _scripted(root: nn.Module) -> str | None:
-    """The path of the first TorchScript module in `root`, or None."""
-    script = getattr(torch.jit, "ScriptModule", ())
-    pending: list[tuple[str, nn.Module]] = [("", root)]
+def _scripted(module: Any) -> bool:
+    """A TorchScript module: run whole on the fakes (its own tensors stay real, and ops
+    on them alone are undone by the snapshot), never swapped into or wrapped."""
+    return isinstance(module, torch.jit.ScriptModule)
+
+
+def _modules(root: nn.Module) -> Iterator[nn.Module]:
+    """The modules of `root`, not looking inside TorchScript ones."""
+    pending, seen = [root], set()
     while pending:
-        path, module = pending.pop()
-        if isinstance(module, script):
-            return path
-        for name, child in module._modules.items():
-            if child is not None:
-                pending.append((f"{path}.{name}" if path else name, child))
-    return None
+        module = pending.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        yield module
+        if not _scripted(module):
+            pending.extend(c for c in reversed(module._modules.values()) if c is not None)
 
 
 def _not_verified(module: str, why: str, *fixes: str) -> CheckResult:
@@ -256,14 +263,12 @@ def _swap_in_fakes(fake: FakeRun, roots: tuple[Any, ...], device: torch.device) 
             made[id(tensor)] = (fake.parameter if param else fake.tensor)(tensor, device)
         return made[id(tensor)]
 
-    seen: set[int] = set()
     for root in roots:
         if not isinstance(root, nn.Module):
             continue
-        for module in root.modules():
-            if id(module) in seen:
+        for module in _modules(root):
+            if _scripted(module):
                 continue
-            seen.add(id(module))
             tables: tuple[dict[str, Any], ...] = (module._parameters, module._buffers)
             for table in tables:
                 for name, tensor in list(table.items()):
@@ -306,7 +311,9 @@ class _DryRun:
         is an instance attribute, removed again by the snapshot that isolates the run."""
         roots = [model] + ([loss_fn] if isinstance(loss_fn, nn.Module) else [])
         for root in roots:
-            for module in root.modules():
+            for module in _modules(root):
+                if _scripted(module):
+                    continue
                 if next(module.children(), None) is None and "forward" not in vars(module):
                     module.forward = self._wrap(module, module.forward)
                     self._leaves.add(id(module))

@@ -6,8 +6,10 @@ a plain attribute, a step counter, a submodule built on first use, a buffer it R
 dict a user's hook stores activations in. Copying saved values back into the live tensors
 misses all of those, so a `Snapshot` records identities instead: for every mutable container
 reachable from its roots (a module's `__dict__`, its `_parameters`, `_buffers`, `_modules` and
-hook dicts, lists, dicts, sets, closure cells, the globals a hook or forward names) it keeps
-the objects it holds, and `restore()` puts those same objects back and drops anything added.
+hook dicts, lists, dicts, sets, object attributes) it keeps the objects it holds, and
+`restore()` puts those same objects back and drops anything added. State outside the roots
+that their functions reach (the closures and named globals of hooks and forwards) is put back
+only where it was left holding something the caller names (a dry run's fake tensors).
 
 With `values=True` it also keeps a copy of every tensor that is not a parameter (buffers,
 cached tensors, inputs) and copies it back into a tensor whose values changed in place
@@ -23,7 +25,7 @@ import collections
 import functools
 import operator
 import types
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -88,31 +90,41 @@ class Snapshot:
     """Everything reachable from `roots` that a forward may write, saved by identity.
 
     Args:
-        roots: modules, inputs, hooks, functions; anything. Modules are walked through their
-            `__dict__` (which holds `_parameters`, `_buffers`, `_modules` and the hook dicts)
-            and their class's `forward` (the globals it names, its closure).
+        roots: modules, inputs, hooks; anything. Modules are walked through their `__dict__`
+            (which holds `_parameters`, `_buffers`, `_modules` and the hook dicts). All of it
+            is put back.
         values: also keep a copy of each non-parameter tensor, to copy back after an
             in-place update.
+        leaked: where given, the state outside the roots that their functions reach (the
+            closures and named globals of hooks and of the modules' forwards) is saved too,
+            and each container there is put back only if it now holds a value for which
+            `leaked(value)` is true (a dry run's fake tensor in a user's activation dict or a
+            module-level cache); the program's other bookkeeping there stays as it ran.
     """
 
-    def __init__(self, roots: Iterable[Any], *, values: bool = False) -> None:
+    def __init__(
+        self,
+        roots: Iterable[Any],
+        *,
+        values: bool = False,
+        leaked: Callable[[Any], bool] | None = None,
+    ) -> None:
         self.values = values
+        self.leaked = leaked
         self.truncated = False  # the walk stopped at _LIMIT objects
-        self._dicts: list[tuple[dict[Any, Any], list[Any], list[Any]]] = []
-        self._lists: list[tuple[list[Any], list[Any]]] = []
-        self._sets: list[tuple[set[Any], set[Any]]] = []
-        self._deques: list[tuple[collections.deque[Any], list[Any]]] = []
-        self._cells: list[tuple[types.CellType, Any]] = []
-        self._slots: list[tuple[Any, str, Any]] = []
-        self._names: list[tuple[dict[str, Any], str, Any]] = []  # globals a function names
-        self._tensors: list[tuple[torch.Tensor, int, torch.Tensor]] = []
-        self._walk(list(roots))
+        self._inside = _Records()
+        self._outside = _Records()
+        self._seen: set[int] = set()
+        self._keep: list[Any] = []  # objects made while walking stay alive (ids stay unique)
+        outside: list[Any] = []
+        self._walk(list(roots), self._inside, outside)
+        if leaked is not None:
+            self._walk(outside, self._outside, outside)
 
     # -- saving ------------------------------------------------------------------------------
 
-    def _walk(self, pending: list[Any]) -> None:
-        seen: set[int] = set()
-        keep: list[Any] = []  # objects made while walking (vars() of a slotted class) stay alive
+    def _walk(self, pending: list[Any], records: _Records, outside: list[Any]) -> None:
+        seen, keep = self._seen, self._keep
         while pending:
             obj = pending.pop()
             if type(obj) in _ATOM_TYPES or id(obj) in seen or isinstance(obj, _ATOMS):
@@ -123,33 +135,36 @@ class Snapshot:
             seen.add(id(obj))
             keep.append(obj)
             if isinstance(obj, torch.Tensor):
-                self._tensor(obj)
+                if records is self._inside:
+                    self._tensor(obj)
             elif isinstance(obj, _OPAQUE):
                 continue
             elif isinstance(obj, dict):
                 values = list(obj.values())
-                self._dicts.append((obj, list(obj), values))
+                records.dicts.append((obj, list(obj), values))
                 pending.extend(values)
                 if hasattr(obj, "__dict__"):  # a dict subclass with attributes
                     pending.append(vars(obj))
             elif isinstance(obj, list):
-                self._lists.append((obj, list(obj)))
+                records.lists.append((obj, list(obj)))
                 pending.extend(obj)
             elif isinstance(obj, (tuple, frozenset)):
                 pending.extend(obj)
             elif isinstance(obj, set):
-                self._sets.append((obj, set(obj)))
+                records.sets.append((obj, set(obj)))
             elif isinstance(obj, collections.deque):
-                self._deques.append((obj, list(obj)))
+                records.deques.append((obj, list(obj)))
                 pending.extend(obj)
             elif isinstance(obj, types.FunctionType):
-                self._function(obj, pending)
+                self._function(obj, self._outside, outside)
             elif isinstance(obj, types.MethodType):
-                pending.extend((obj.__self__, obj.__func__))
+                pending.append(obj.__self__)
+                outside.append(obj.__func__)
             elif isinstance(obj, functools.partial):
-                pending.extend((obj.func, obj.args, obj.keywords))
+                pending.extend((obj.args, obj.keywords))
+                outside.append(obj.func)
             else:
-                self._object(obj, pending)
+                self._object(obj, records, pending, outside)
 
     def _tensor(self, tensor: torch.Tensor) -> None:
         if not self.values or isinstance(tensor, nn.Parameter) or tensor.device.type == "meta":
@@ -162,13 +177,19 @@ class Snapshot:
         except Exception:  # an inference tensor (no version counter), an exotic subclass
             pass
 
-    def _function(self, fn: types.FunctionType, pending: list[Any]) -> None:
+    @property
+    def _tensors(self) -> list[tuple[torch.Tensor, int, torch.Tensor]]:
+        return self._inside.tensors
+
+    def _function(self, fn: types.FunctionType, records: _Records, pending: list[Any]) -> None:
+        if self.leaked is None:
+            return  # state outside the roots is not saved
         for cell in fn.__closure__ or ():
             try:
                 value = cell.cell_contents
             except ValueError:  # an empty cell
                 value = _MISSING
-            self._cells.append((cell, value))
+            records.cells.append((cell, value))
             if value is not _MISSING:
                 pending.append(value)
         pending.extend((fn.__defaults__, fn.__kwdefaults__))
@@ -179,11 +200,11 @@ class Snapshot:
             value = scope.get(name, _MISSING)
             if value is not _MISSING and isinstance(value, _OPAQUE + _ATOMS):
                 continue  # imports, classes, functions by name: not state
-            self._names.append((scope, name, value))
+            records.names.append((scope, name, value))
             if value is not _MISSING:
                 pending.append(value)
 
-    def _object(self, obj: Any, pending: list[Any]) -> None:
+    def _object(self, obj: Any, records: _Records, pending: list[Any], outside: list[Any]) -> None:
         state = getattr(obj, "__dict__", None)
         if isinstance(state, dict):
             pending.append(state)
@@ -192,13 +213,25 @@ class Snapshot:
                 if name in ("__dict__", "__weakref__"):
                     continue
                 value = getattr(obj, name, _MISSING)
-                self._slots.append((obj, name, value))
+                records.slots.append((obj, name, value))
                 if value is not _MISSING:
                     pending.append(value)
-        if isinstance(obj, nn.Module):
+        if isinstance(obj, torch.jit.ScriptModule):
+            self._script_buffers(obj, records)
+        elif isinstance(obj, nn.Module):
             forward = getattr(type(obj), "forward", None)
             if isinstance(forward, types.FunctionType):
-                pending.append(forward)
+                outside.append(forward)
+
+    def _script_buffers(self, module: torch.jit.ScriptModule, records: _Records) -> None:
+        """A TorchScript module's tensors live in C++, beyond the walk: its buffers (running
+        statistics, counters) are copied whatever `values` says, to be copied back."""
+        try:
+            with torch.no_grad():
+                for buffer in module.buffers():
+                    records.tensors.append((buffer, buffer._version, buffer.detach().clone()))
+        except Exception:
+            pass
 
     # -- restoring ---------------------------------------------------------------------------
 
@@ -207,34 +240,76 @@ class Snapshot:
         interrupted: KeyboardInterrupt | None = None
         while True:
             try:
-                self._put_back()
+                self._inside.put_back(None)
+                if self.leaked is not None:
+                    self._outside.put_back(self.leaked)
                 break
             except KeyboardInterrupt as exc:  # start again: every step is idempotent
                 interrupted = exc
         if interrupted is not None:
             raise interrupted
 
-    def _put_back(self) -> None:
-        for table, keys, values in self._dicts:
+
+class _Records:
+    """Saved contents of containers, by kind."""
+
+    def __init__(self) -> None:
+        self.dicts: list[tuple[dict[Any, Any], list[Any], list[Any]]] = []
+        self.lists: list[tuple[list[Any], list[Any]]] = []
+        self.sets: list[tuple[set[Any], set[Any]]] = []
+        self.deques: list[tuple[collections.deque[Any], list[Any]]] = []
+        self.cells: list[tuple[types.CellType, Any]] = []
+        self.slots: list[tuple[Any, str, Any]] = []
+        self.names: list[tuple[dict[str, Any], str, Any]] = []  # globals a function names
+        self.tensors: list[tuple[torch.Tensor, int, torch.Tensor]] = []
+
+    def put_back(self, only: Callable[[Any], bool] | None) -> None:
+        """Put back every container, or with `only`, those now holding such a value."""
+
+        def holds(*values: Any) -> bool:
+            return only is None or any(_holds(v, only) for v in values)
+
+        for table, keys, values in self.dicts:
             if len(table) == len(keys) and _same(table.values(), values) and _same(table, keys):
                 continue
-            _guarded(_put_dict, table, keys, values)
-        for seq, members in self._lists:
-            if not _same(seq, members):
+            if holds(*table.values()):
+                _guarded(_put_dict, table, keys, values)
+        for seq, members in self.lists:
+            if not _same(seq, members) and holds(*seq):
                 _guarded(seq.__setitem__, slice(None), members)
-        for bag, saved in self._sets:
-            _guarded(_put_set, bag, saved)
-        for queue, items in self._deques:
-            if not _same(queue, items):
+        for bag, saved in self.sets:
+            if holds(*bag):
+                _guarded(_put_set, bag, saved)
+        for queue, items in self.deques:
+            if not _same(queue, items) and holds(*queue):
                 _guarded(_put_deque, queue, items)
-        for cell, value in self._cells:
-            _guarded(_put_cell, cell, value)
-        for obj, name, value in self._slots:
-            _guarded(_put_attr, obj, name, value)
-        for scope, name, value in self._names:
-            _guarded(_put_dict_entry, scope, name, value)
-        for tensor, version, copy in self._tensors:
+        for cell, value in self.cells:
+            if holds(_cell_value(cell)):
+                _guarded(_put_cell, cell, value)
+        for obj, name, value in self.slots:
+            if holds(getattr(obj, name, None)):
+                _guarded(_put_attr, obj, name, value)
+        for scope, name, value in self.names:
+            if holds(scope.get(name)):
+                _guarded(_put_dict_entry, scope, name, value)
+        for tensor, version, copy in self.tensors:
             _guarded(_put_values, tensor, version, copy)
+
+
+def _holds(value: Any, leaked: Callable[[Any], bool]) -> bool:
+    """`value` is leaked, or a list, tuple or dict right around one."""
+    if leaked(value):
+        return True
+    if isinstance(value, dict):
+        value = list(value.values())
+    return isinstance(value, (list, tuple)) and any(leaked(v) for v in value)
+
+
+def _cell_value(cell: types.CellType) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:
+        return None
 
 
 def _same(now: Iterable[Any], saved: list[Any]) -> bool:
@@ -315,9 +390,11 @@ def _put_values(tensor: torch.Tensor, version: int, saved: torch.Tensor) -> None
 
 
 @contextmanager
-def isolated(*roots: Any, values: bool = False) -> Iterator[Snapshot]:
+def isolated(
+    *roots: Any, values: bool = False, leaked: Callable[[Any], bool] | None = None
+) -> Iterator[Snapshot]:
     """Save what is reachable from `roots`, run the block, put it all back."""
-    snapshot = Snapshot(roots, values=values)
+    snapshot = Snapshot(roots, values=values, leaked=leaked)
     try:
         yield snapshot
     finally:

@@ -155,17 +155,28 @@ def test_inputs_without_a_stand_in_are_reported_not_verified(make) -> None:  # t
     assert [f.code for f in result] == ["not-verified"] and not result.errors
 
 
-@pytest.mark.parametrize("how", ["trace", "script", "child"])
-def test_torchscript_is_reported_not_verified(how: str) -> None:
+@pytest.mark.parametrize("how", ["trace", "script"])
+def test_a_torchscript_root_is_reported_not_verified(how: str) -> None:
     x = torch.randn(3, 4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         linear = nn.Linear(4, 2)
-        scripted = torch.jit.trace(linear, x) if how == "trace" else torch.jit.script(linear)
-    model = nn.Sequential(nn.Identity(), scripted) if how == "child" else scripted
+        model = torch.jit.trace(linear, x) if how == "trace" else torch.jit.script(linear)
     result = inspector.check(model, x)
     assert [f.code for f in result] == ["not-verified"] and "TorchScript" in result[0].summary
-    assert result[0].module == ("1" if how == "child" else "")
+
+
+def test_a_torchscript_child_runs_whole_on_the_fakes_and_keeps_its_state() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        norm = torch.jit.script(nn.BatchNorm1d(4))
+    model = nn.Sequential(nn.Linear(3, 4), norm, nn.Linear(4, 2)).train()
+    mean, count = norm.running_mean.clone(), int(norm.num_batches_tracked)
+    result = inspector.check(model, torch.randn(5, 3))
+    assert not list(result) and result.calls[0].outputs.shape == (5, 2)
+    assert torch.equal(norm.running_mean, mean) and int(norm.num_batches_tracked) == count
+    wrong = inspector.check(model, torch.randn(5, 7))
+    assert [f.module for f in wrong.errors] == ["0"]
 
 
 # -- forwards that run for real ---------------------------------------------------------------

@@ -54,27 +54,38 @@ def test_restore_puts_back_the_same_objects_and_drops_what_was_added() -> None:
     assert model.steps == 0 and model.cache == {} and model.seen == []
     assert not hasattr(model, "table") and not hasattr(model, "extra")
     assert not model.fc._forward_hooks
-    assert "out" not in STORE  # a global the forward names
 
 
-def test_closure_cells_and_input_objects() -> None:
-    calls: list[int] = []
-    count = 0
-
-    def hook(*args: object) -> None:
-        nonlocal count
-        count += 1
-        calls.append(count)
-
+def test_input_objects_are_put_back() -> None:
     inputs = {"a": [1, 2], "b": {"k": 1}}
-    snapshot = Snapshot((hook, inputs))
-    hook()
+    snapshot = Snapshot((inputs,))
     inputs["a"].append(3)
     inputs["b"]["new"] = 2
     inputs["c"] = 0
     snapshot.restore()
-    assert count == 0 and calls == []
     assert inputs == {"a": [1, 2], "b": {"k": 1}}
+
+
+def test_state_a_hook_or_forward_reaches_is_put_back_only_where_it_leaked() -> None:
+    leak = torch.ones(1)
+    stored: dict[str, object] = {}
+    counted: list[int] = []
+    last = None
+
+    def hook(module: nn.Module, args: object, out: object) -> None:
+        nonlocal last
+        stored["out"] = leak
+        counted.append(1)
+        last = leak
+
+    model = Writer()
+    model.fc.register_forward_hook(hook)
+    STORE.clear()
+    with isolated(model, leaked=lambda v: v is leak):
+        model(torch.ones(1, 3))
+        STORE["out"] = leak  # a global the forward names
+    assert stored == {} and last is None and "out" not in STORE
+    assert counted == [1]  # the program's own bookkeeping stays as it ran
 
 
 def test_values_mode_undoes_in_place_updates_of_buffers_and_inputs() -> None:
