@@ -3,7 +3,8 @@
     PYTHONBREAKPOINT=inspector.set_trace python train.py
 
 Both run in the user's own thread; the UI runs beside it (inspector.tui.threaded). Without a
-terminal nothing ever waits for a key: a session prints one line per stop and goes on.
+terminal nothing ever waits for a key: a session prints one line per stop and goes on, and
+`set_trace()` (a `breakpoint()` left in a script that now runs in CI) hooks nothing at all.
 """
 
 from __future__ import annotations
@@ -43,9 +44,30 @@ def attach(
     )
 
 
+_told = False
+
+
 def set_trace() -> None:
     """Stop at the next module call, in the debugger. `breakpoint()` does the same with
-    PYTHONBREAKPOINT=inspector.set_trace. Continue with no breakpoint set detaches."""
+    PYTHONBREAKPOINT=inspector.set_trace. Continue with no breakpoint set detaches.
+
+    Without a terminal there is nobody to step: the program goes on untouched (no hook is
+    added; hooks with no end in sight would record every later call) and one line on stderr
+    says so, once per process.
+    """
+    global _told
+    from inspector import interactive
+
+    if not interactive():
+        if not _told:
+            _told = True
+            print(
+                "torch-inspector: set_trace() needs a terminal; the program goes on. "
+                "Without one, `with inspector.explain():` explains a failure and "
+                "inspector.report(model, x) shows a pass.",
+                file=sys.stderr,
+            )
+        return
     _start(None, (), on_pass=None, stop_next=True, stats=True)
 
 
