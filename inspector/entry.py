@@ -9,6 +9,7 @@ terminal nothing ever waits for a key: a session prints one line per stop and go
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -85,20 +86,26 @@ def _start(
         _active.detach()  # one session at a time: the newest wins
     from inspector import interactive
 
-    if interactive():
-        from inspector.engine.values import ValueStore
-        from inspector.tui.threaded import ThreadedUI
+    session: Session | None = None
+    try:
+        if interactive():
+            from inspector.engine.values import ValueStore
+            from inspector.tui.threaded import ThreadedUI
 
-        ui = ThreadedUI()
-        session = Session(ui.show, model, break_on=break_on, on_pass=on_pass,
-                          stop_next=stop_next, stats=stats, gradients=gradients)  # fmt: skip
-        session.recorder.values = ValueStore()  # heat maps of the pass on screen
-        ui.session = session
-    else:
-        session = Session(_log_pause, model, break_on=break_on, on_pass=on_pass,
-                          stop_next=False, stats=stats, gradients=gradients)  # fmt: skip
-        session.stepper.on_pause = lambda p: _log_and_go(session, p)
-    _active = session
+            ui = ThreadedUI()
+            session = Session(ui.show, model, break_on=break_on, on_pass=on_pass,
+                              stop_next=stop_next, stats=stats, gradients=gradients)  # fmt: skip
+            session.recorder.values = ValueStore()  # heat maps of the pass on screen
+            ui.session = session
+        else:
+            session = Session(_log_pause, model, break_on=break_on, on_pass=on_pass,
+                              stop_next=False, stats=stats, gradients=gradients)  # fmt: skip
+            session.stepper.on_pause = functools.partial(_log_and_go, session)
+        _active = session
+    except BaseException:  # an interrupt before the caller holds the session: no hook stays
+        if session is not None:
+            session.detach()
+        raise
     return session
 
 

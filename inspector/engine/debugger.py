@@ -121,10 +121,14 @@ class Debugger:
         self._thread = threading.Thread(
             target=context.run, args=(self._run, recorder), name="inspector-model", daemon=True
         )
-        self._thread.start()
-        if not self._own_queue:
-            return None
-        return self._wait()
+        try:
+            self._thread.start()
+            if not self._own_queue:
+                return None
+            return self._wait()
+        except KeyboardInterrupt:
+            self._interrupted()
+            raise
 
     def _run(self, recorder: Recorder) -> None:
         """The model thread: always ends with a Finished event, whatever the pass raised."""
@@ -157,9 +161,6 @@ class Debugger:
             event = self.events.get(timeout=self.timeout)
         except queue.Empty:
             raise TimeoutError(f"no pause or end within {self.timeout} s") from None
-        except KeyboardInterrupt:
-            self._interrupted()
-            raise
         self.last = event
         if isinstance(event, Finished) and isinstance(event.trace.error, KeyboardInterrupt):
             raise event.trace.error  # a Ctrl+C inside the forward reaches the caller
@@ -177,8 +178,12 @@ class Debugger:
     def _send(self, kind: str, arg: str = "") -> Event:
         if isinstance(self.last, Finished) or self._stepper is None:
             raise RuntimeError("the pass is not paused (start it, or it has finished)")
-        self._stepper.command(kind, arg)
-        return self._wait()
+        try:
+            self._stepper.command(kind, arg)
+            return self._wait()
+        except KeyboardInterrupt:
+            self._interrupted()
+            raise
 
     # -- commands -------------------------------------------------------------------------
 

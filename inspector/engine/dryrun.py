@@ -30,6 +30,7 @@ from inspector.engine.diagnose.errors import explain_context, explain_failure
 from inspector.engine.diagnose.locate import FailedOp, op_name, user_line
 from inspector.engine.dryrun_shapes import kernel_gap, substitute_op, substitute_output
 from inspector.engine.fake import FakeRun, Unverifiable, data_dependent_op, is_fake
+from inspector.engine.hooks import DeferredInterrupts
 from inspector.engine.isolate import Snapshot
 from inspector.engine.naming import frame_line, user_frame
 from inspector.engine.recorder import Failure, Recorder
@@ -102,8 +103,10 @@ def check(
     error: BaseException | None = None
     explained: Diagnosis | None = None
     snapshot = Snapshot((model, loss_fn, args_or_shapes, kwargs, target), leaked=is_fake)
+    interrupts = DeferredInterrupts()
+    recorder.poll = interrupts.poll
     try:
-        with FakeRun() as fake:
+        with interrupts, FakeRun() as fake:
             run.fake = fake
             try:
                 args, fake_kwargs, fake_target = _inputs(

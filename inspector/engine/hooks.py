@@ -4,10 +4,10 @@ Three promises rest here:
 
 - Nothing half-registered: a hook's flags (with kwargs, always called) go into torch's tables
   before the hook itself, and out after it, so torch never sees one without the other.
-- Nothing left behind: removal finds our hooks by identity on every module we touched (not by
-  handles, which a Ctrl+C between registering and storing the handle would lose), leaves
-  everyone else's hooks alone, and starts again when a KeyboardInterrupt lands in the middle of
-  it; the interrupt is raised once the tables are clean.
+- Nothing left behind: each entry is noted (table, flags, key) before it goes into torch's
+  table, so a Ctrl+C anywhere in registering loses nothing; removal pops exactly those keys
+  (everyone else's hooks stay), is idempotent, and starts again when a KeyboardInterrupt lands
+  in the middle of it; the interrupt is raised once the tables are clean.
 - Nothing hooked that cannot take a hook: TorchScript modules refuse hooks, and the inside of a
   torch.compile'd module is compiled code. Both are recorded at their boundary only: the
   ScriptModule's calls through a process-wide hook filtered to those modules, the compiled
@@ -17,7 +17,6 @@ Three promises rest here:
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -33,19 +32,57 @@ Hook = Callable[..., None]
 _MUTE = threading.local()
 
 
-@contextlib.contextmanager
-def muted() -> Iterator[None]:
+class muted:  # lower case: used like a function, `with muted():`
     """The inspector's own work in this thread (a listener, an explanation, the extra passes
-    of contributions): module calls made inside are not recorded by any of its hooks."""
-    _MUTE.depth = getattr(_MUTE, "depth", 0) + 1
-    try:
-        yield
-    finally:
-        _MUTE.depth -= 1
+    of contributions): module calls made inside are not recorded by any of its hooks.
+
+    Mute belongs to the frame that entered it: once that frame is gone it no longer counts,
+    so an interrupt between entering and leaving can never mute a thread for good.
+    """
+
+    def __enter__(self) -> None:
+        frames = _MUTE.__dict__.setdefault("frames", [])
+        frames.append(sys._getframe(1))
+
+    def __exit__(self, *exc: object) -> None:
+        frames = _MUTE.__dict__.get("frames")
+        if frames:
+            frames.pop()
 
 
 def is_muted() -> bool:
-    return getattr(_MUTE, "depth", 0) > 0
+    frames = _MUTE.__dict__.get("frames")
+    if not frames:
+        return False
+    here = sys._getframe(1)
+    while frames:
+        if runs_below(here, frames[-1]):
+            return True
+        frames.pop()  # its frame is gone: what it muted is over
+    return False
+
+
+def runs_below(frame: Any, ancestor: Any) -> bool:
+    """Whether `ancestor` is on the stack above `frame` (its code is still running)."""
+    while frame is not None:
+        if frame is ancestor:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def until_done(cleanup: Callable[[], None]) -> None:
+    """Run an idempotent `cleanup` to its end: a KeyboardInterrupt landing inside starts it
+    again, and is raised once it has finished (the user's Ctrl+C is kept, not lost)."""
+    interrupted: KeyboardInterrupt | None = None
+    while True:
+        try:
+            cleanup()
+            break
+        except KeyboardInterrupt as exc:
+            interrupted = exc
+    if interrupted is not None:
+        raise interrupted
 
 
 def is_scripted(module: nn.Module) -> bool:
@@ -96,6 +133,7 @@ class HookSet:
         self._global_pre = self._make_global_pre()
         self._global_post = self._make_global_post()
         self._touched: list[nn.Module] = []
+        self._entries: list[tuple[dict[int, Any], tuple[dict[int, bool], ...], int]] = []
         self._global = False
         self._only: set[int] | None = None  # process-wide hooks filtered to these modules
 
@@ -112,9 +150,11 @@ class HookSet:
             if is_scripted(module):
                 scripted.append(module)
                 continue
-            self._touched.append(module)  # before registering: removal scans these
-            _put(module._forward_pre_hooks, (module._forward_pre_hooks_with_kwargs,), self._pre)
-            _put(
+            self._touched.append(module)
+            self._put(
+                module._forward_pre_hooks, (module._forward_pre_hooks_with_kwargs,), self._pre
+            )
+            self._put(
                 module._forward_hooks,
                 (module._forward_hooks_with_kwargs, module._forward_hooks_always_called),
                 self._post,
@@ -136,8 +176,8 @@ class HookSet:
         if self._global:
             return
         self._global = True
-        _put(torch_module._global_forward_pre_hooks, (), self._global_pre)
-        _put(
+        self._put(torch_module._global_forward_pre_hooks, (), self._global_pre)
+        self._put(
             torch_module._global_forward_hooks,
             (
                 torch_module._global_forward_hooks_with_kwargs,
@@ -191,54 +231,27 @@ class HookSet:
         A KeyboardInterrupt landing here restarts the (idempotent) removal and is raised once
         it is done; the user's interrupt is never lost and never leaves a hook behind.
         """
-        interrupted: KeyboardInterrupt | None = None
-        while True:
-            try:
-                self._remove_all()
-                break
-            except KeyboardInterrupt as exc:
-                interrupted = exc
-        if interrupted is not None:
-            raise interrupted
+        until_done(self._remove_all)
 
     def _remove_all(self) -> None:
-        if self._global:
-            _take(torch_module._global_forward_pre_hooks, (), self._global_pre)
-            _take(
-                torch_module._global_forward_hooks,
-                (
-                    torch_module._global_forward_hooks_with_kwargs,
-                    torch_module._global_forward_hooks_always_called,
-                ),
-                self._global_post,
-            )
-            self._global = False
-        touched = self._touched
-        while touched:
-            module = touched[-1]
-            _take(module._forward_pre_hooks, (module._forward_pre_hooks_with_kwargs,), self._pre)
-            _take(
-                module._forward_hooks,
-                (module._forward_hooks_with_kwargs, module._forward_hooks_always_called),
-                self._post,
-            )
-            touched.pop()
+        entries = self._entries
+        while entries:
+            table, flags, key = entries[-1]
+            table.pop(key, None)  # first the hook: torch stops calling it
+            for flag in flags:
+                flag.pop(key, None)
+            entries.pop()
+        self._global = False
+        self._touched.clear()
 
-
-def _put(table: dict[int, Any], flags: tuple[dict[int, bool], ...], hook: Hook) -> None:
-    """Register `hook` in `table` with its flags set first (ids from torch's own counter)."""
-    key = RemovableHandle(table).id
-    for flag in flags:
-        flag[key] = True
-    table[key] = hook
-
-
-def _take(table: dict[int, Any], flags: tuple[dict[int, bool], ...], hook: Hook) -> None:
-    """Remove every entry of `hook` from `table` (by identity), then its flags."""
-    for key in [k for k, v in table.items() if v is hook]:
-        table.pop(key, None)
+    def _put(self, table: dict[int, Any], flags: tuple[dict[int, bool], ...], hook: Hook) -> None:
+        """Register `hook` in `table`, noted first, its flags set before it (ids from torch's
+        own counter, so they never clash with anyone's handles)."""
+        key = RemovableHandle(table).id
+        self._entries.append((table, flags, key))
         for flag in flags:
-            flag.pop(key, None)
+            flag[key] = True
+        table[key] = hook
 
 
 class RecursionHeadroom:
@@ -296,24 +309,62 @@ class TensorHooks:
         import weakref
 
         self._placed.append((weakref.ref(tensor), hook))
-        tensor.register_hook(hook)
+        with torch._C.DisableTorchFunctionSubclass():  # a subclass's own code never sees it
+            tensor.register_hook(hook)
 
     def remove(self) -> None:
         """Take every hook off; a KeyboardInterrupt here restarts and is raised after."""
-        interrupted: KeyboardInterrupt | None = None
-        while True:
-            try:
-                placed = self._placed
-                while placed:
-                    ref, hook = placed[-1]
-                    tensor = ref()
-                    table = getattr(tensor, "_backward_hooks", None) if tensor is not None else None
-                    if table:
-                        for key in [k for k, v in table.items() if v is hook]:
-                            table.pop(key, None)
-                    placed.pop()
-                break
-            except KeyboardInterrupt as exc:
-                interrupted = exc
-        if interrupted is not None:
-            raise interrupted
+        until_done(self._remove_all)
+
+    def _remove_all(self) -> None:
+        placed = self._placed
+        while placed:
+            ref, hook = placed[-1]
+            tensor = ref()
+            table = getattr(tensor, "_backward_hooks", None) if tensor is not None else None
+            if table:
+                for key in [k for k, v in table.items() if v is hook]:
+                    table.pop(key, None)
+            placed.pop()
+
+
+class DeferredInterrupts:
+    """Ctrl+C held back while torch runs Python code from C++ (the dry run's fake tensor and
+    torch function modes), where an exception thrown at a random moment aborts the process
+    ("terminate called after throwing an instance of 'python_error'"). The interrupt is
+    raised at the next safe point (`poll()`, called at module calls) or when the block ends.
+
+    Only in the main thread, and only where Python's own handler is installed; elsewhere it
+    changes nothing.
+    """
+
+    def __init__(self) -> None:
+        self.pending = False
+        self._previous: Any = None
+
+    def __enter__(self) -> DeferredInterrupts:
+        import signal
+
+        main = threading.current_thread() is threading.main_thread()
+        if main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._previous = signal.signal(signal.SIGINT, self._hold)
+        return self
+
+    def _hold(self, signum: int, frame: Any) -> None:
+        self.pending = True
+
+    def poll(self) -> None:
+        """Raise the held Ctrl+C now (a safe point: Python code outside any torch mode)."""
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+        if self.pending and exc_type is None:
+            self.pending = False
+            raise KeyboardInterrupt

@@ -24,7 +24,15 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from inspector.engine.activity import UNIT_TYPES, Finish, describe_units, device_units
 from inspector.engine.describe import Describer
 from inspector.engine.gradients import GradientRecorder
-from inspector.engine.hooks import HookSet, RecursionHeadroom, is_muted, muted, opaque_kind
+from inspector.engine.hooks import (
+    HookSet,
+    RecursionHeadroom,
+    is_muted,
+    muted,
+    opaque_kind,
+    runs_below,
+    until_done,
+)
 from inspector.engine.naming import ModuleNames, ParamCounter, call_site, module_line
 from inspector.engine.records import (
     Call,
@@ -111,6 +119,8 @@ class Recorder:
         # Only calls made in this thread are recorded (a debugger's own model thread); None:
         # every thread.
         self.thread: int | None = None
+        # Called at every module call before anything else (a held Ctrl+C is raised there).
+        self.poll: Callable[[], None] | None = None
         self._warned = False
         # id of a module (or function) -> (a weak reference to it, its line, its parameters,
         # its type name)
@@ -174,19 +184,24 @@ class Recorder:
         self._hooks.add_global()
 
     def detach(self) -> None:
-        """Remove every hook, gradient hooks included. Safe to call twice."""
-        self.stop_forward()
+        """Remove every hook, gradient hooks included. Safe to call twice; a KeyboardInterrupt
+        landing inside is raised after everything is off."""
+        until_done(self._detach)
+
+    def _detach(self) -> None:
+        self._stop_forward()
         if self.gradients is not None:
             self.gradients.remove()
 
     def stop_forward(self) -> None:
         """Remove the module hooks only; gradient hooks stay for the backward pass (a
         checkpointed model recomputes forwards during backward: they must not be recorded)."""
-        try:
-            self._hooks.remove()
-        finally:
-            self._headroom.restore()
-            self._warn_once()
+        until_done(self._stop_forward)
+
+    def _stop_forward(self) -> None:
+        self._hooks.remove()
+        self._headroom.restore()
+        self._warn_once()
 
     @property
     def attached(self) -> bool:
@@ -214,6 +229,8 @@ class Recorder:
             or is_muted()
         ):
             return
+        if self.poll is not None:
+            self.poll()
         headroom = self._headroom
         open_calls = getattr(self._local, "stack", None)  # inline: no frame to spare here
         headroom.hold(len(open_calls) + 1 if open_calls else 1, True)
@@ -337,7 +354,7 @@ class Recorder:
         frame: Any = sys._getframe(2)  # above _start and enter: the module's own call frame
         if frame.f_code is self._hooks.global_pre_code:
             frame = frame.f_back
-        if stack and not _runs_below(frame, stack[-1].frame):
+        if stack and not runs_below(frame, stack[-1].frame):
             _drop_ended(stack, frame)  # a KeyboardInterrupt ended them: torch ran no exit hook
         parent = stack[-1].seq if stack else None
         if path is None:
@@ -417,9 +434,10 @@ class Recorder:
                 status, error = "error", exception_text(failed)
             units = None
             if type(key).__name__ in UNIT_TYPES:  # activations: dead or saturated units
-                units = describe_units(key, output, outputs)
-                if units is None and describer.stats and isinstance(output, torch.Tensor):
-                    self._units_on_device(opened.seq, key, output)
+                with _OWN_OPS():  # a tensor subclass's own code never sees our reads
+                    units = describe_units(key, output, outputs)
+                    if units is None and describer.stats and isinstance(output, torch.Tensor):
+                        self._units_on_device(opened.seq, key, output)
             call = _ended(call, outputs, status, error, elapsed, units)
             if self.gradients is not None:
                 self.gradients.track(opened.seq, key, output)
@@ -612,21 +630,13 @@ def _original_type(module: nn.Module) -> str:
 
 
 _ident = threading.get_ident
-
-
-def _runs_below(frame: Any, ancestor: Any) -> bool:
-    """Whether `ancestor` is on the stack above `frame` (its call is still running)."""
-    while frame is not None:
-        if frame is ancestor:
-            return True
-        frame = frame.f_back
-    return False
+_OWN_OPS = torch._C.DisableTorchFunction
 
 
 def _drop_ended(stack: list[_Open], frame: Any) -> None:
     """Pop the open calls that ended without their exit hook (a BaseException unwound them:
     torch calls always-called hooks for an Exception only)."""
-    while stack and not _runs_below(frame, stack[-1].frame):
+    while stack and not runs_below(frame, stack[-1].frame):
         stack.pop()
 
 

@@ -18,6 +18,7 @@ from types import TracebackType
 from torch import nn
 
 from inspector.engine.debugger import explain_recorded
+from inspector.engine.hooks import until_done
 from inspector.engine.recorder import Recorder
 from inspector.engine.records import Call
 from inspector.engine.stepper import Breakpoint, Pause, Stepper
@@ -60,7 +61,7 @@ class Session:
             else:
                 self.recorder.attach_global()
         except BaseException:  # an interrupt while the hooks go on: none stays behind
-            self.recorder.detach()
+            until_done(self.recorder.detach)
             raise
 
     @property
@@ -79,9 +80,13 @@ class Session:
         return self.recorder.attached
 
     def detach(self) -> None:
-        """Remove every hook and never stop again. Safe to call twice, from any thread."""
+        """Remove every hook and never stop again. Safe to call twice, from any thread; a
+        KeyboardInterrupt landing inside is raised once all of it is done."""
+        until_done(self._detach)
+
+    def _detach(self) -> None:
+        self.recorder.detach()  # the hooks first: nothing else matters as much
         self.stepper.release()
-        self.recorder.detach()
         if self.recorder.values is not None:
             self.recorder.values.clear()  # kept tensors go with the hooks
 

@@ -327,13 +327,19 @@ class Stepper:
             self.pass_index = self.pass_source()
         pause = Pause(call, phase, reason, tuple(self.calls), self.pass_index, diagnosis)
         with self._cond:
+            if self._quit:  # released while this pause was being made: nobody will answer
+                kind, arg = self._command or ("detach", "")
+                self._apply(kind, arg, pause)
+                if self._abort:
+                    raise Stop("the debugger quit")
+                return
             self.paused = pause
             self._command = None
         self.on_pause(pause)
         with self._cond:
-            while self._command is None:
+            while self._command is None and not self._quit:
                 self._cond.wait()
-            kind, arg = self._command
+            kind, arg = self._command or ("detach", "")
             self.paused = None
         self._apply(kind, arg, pause)
         if self._abort:
