@@ -31,11 +31,13 @@ from inspector.engine import (
 )
 from inspector.engine.api import check, diagnose, explain
 from inspector.engine.contrib import Contributions, contributions
+from inspector.engine.stepper import Breakpoint
 from inspector.entry import attach, set_trace
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Breakpoint",
     "Call",
     "Contributions",
     "Diagnosis",

@@ -29,7 +29,7 @@ from inspector.engine.diagnose import explain_failure
 from inspector.engine.gradients import BackwardRequestError
 from inspector.engine.recorder import Recorder, Stop
 from inspector.engine.records import Call, Diagnosis
-from inspector.engine.stepper import Breakpoint, Pause, Stepper
+from inspector.engine.stepper import Breakpoint, Pause, Stepper, as_breakpoint
 from inspector.engine.trace import RunResult, Trace, check_module, findings_of, run_recorded
 from inspector.engine.values import ValueStore
 
@@ -82,7 +82,7 @@ class Debugger:
         self.backward = backward  # then step on through the backward pass, call by call
         self.keep_values = keep_values  # bytes of tensor values kept for heat maps
         self.values: ValueStore | None = None
-        self.breakpoints = [b if isinstance(b, Breakpoint) else Breakpoint(b) for b in breakpoints]
+        self.breakpoints = [as_breakpoint(b) for b in breakpoints]
         self.stop_at_start = stop_at_start
         self.timeout = timeout
         self.events: queue.Queue[Event] = queue.Queue()

@@ -20,7 +20,7 @@ from pathlib import Path
 from inspector.engine.debugger import explain_recorded
 from inspector.engine.recorder import Recorder, Stop
 from inspector.engine.records import Call
-from inspector.engine.stepper import Breakpoint, Pause, Stepper
+from inspector.engine.stepper import Breakpoint, Pause, Stepper, as_breakpoint
 
 EXIT_QUIT = 130  # the debugger stopped the script before it finished (as Ctrl+C would)
 EXIT_INTERRUPTED = 130  # an uncaught KeyboardInterrupt: the shell's code for SIGINT
@@ -53,7 +53,7 @@ class ScriptRun:
     ) -> None:
         self.path = str(Path(path))
         self.argv = [self.path, *argv]
-        self.breakpoints = [b if isinstance(b, Breakpoint) else Breakpoint(b) for b in breakpoints]
+        self.breakpoints = [as_breakpoint(b) for b in breakpoints]
         self.post_mortem = post_mortem  # run free: only a failure (or a breakpoint) stops
         self.on_event = on_event
         # gradients: the script's own backward passes are recorded and can be stepped through

@@ -21,7 +21,7 @@ from inspector.engine.debugger import explain_recorded
 from inspector.engine.hooks import until_done
 from inspector.engine.recorder import Recorder
 from inspector.engine.records import Call
-from inspector.engine.stepper import Breakpoint, Pause, Stepper
+from inspector.engine.stepper import Breakpoint, Pause, Stepper, as_breakpoint
 
 
 class Session:
@@ -43,7 +43,7 @@ class Session:
         self.recorder = Recorder(stats=stats, per_pass=True, gradients=gradients)
         self.stepper = Stepper(
             on_pause=front,
-            breakpoints=[b if isinstance(b, Breakpoint) else Breakpoint(b) for b in break_on],
+            breakpoints=[as_breakpoint(b) for b in break_on],
             stop_at_start=stop_next,
             calls=self.recorder.calls,
             pass_source=lambda: self.recorder.pass_index,

@@ -126,6 +126,19 @@ SATURATED = 0.5  # the default Thresholds.saturated
 SCALE_STEP = 10.0  # the default Thresholds.scale_step
 
 
+def as_breakpoint(spec: Breakpoint | str) -> Breakpoint:
+    """A Breakpoint as given, or parsed from the words every front end takes: `fc*`,
+    `Conv2d`, `decoder.*.attn if nan`, `if absmax>100`, `fc1 #2`."""
+    if isinstance(spec, Breakpoint):
+        return spec
+    if isinstance(spec, str):
+        return parse_breakpoint(spec)
+    raise TypeError(
+        f"a breakpoint is a string like 'fc1', 'Conv2d', 'fc1 #2' or '* if nan', or a "
+        f"Breakpoint; got {type(spec).__name__}"
+    )
+
+
 def parse_breakpoint(text: str) -> Breakpoint:
     """`fc*`, `Conv2d`, `decoder.*.attn if nan`, `if absmax>100`, `fc1 #2` (the 2nd call)."""
     text = text.strip()
