@@ -1,0 +1,20 @@
+"""A config that differs across ranks (hidden=48 on rank 1, 32 on rank 0) is named through the
+c10d store, by parameter name and both shapes, before DDP's own check fails by index."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.distributed.torchrun import run_job
+
+pytestmark = pytest.mark.torchrun
+
+
+def test_parameter_shapes_compared_through_the_store_name_the_parameter() -> None:
+    job = run_job("config.py", timeout_s=60)
+    job.assert_ended()
+    expected = ["fc1.weight (48, 256) on rank 1 vs (32, 256) on rank 0"]
+    for rank in (0, 1):
+        assert job.lines(rank, "parameter divergence:") == expected, job.describe()
+    assert job.returncode != 0
+    assert "params[6]" in job.output(1), "DDP's own check still runs and fails"

@@ -1,0 +1,78 @@
+"""Rank 1's second batch is 20x20, rank 0's are 16x16: rank 1 fails in fc1 while rank 0 waits in
+the gradient all-reduce. Under each entry point the job must end (torchrun stops rank 0 when
+rank 1 exits), with rank 1's real error printed by rank 1.
+
+Not asserted: which rank torchrun's summary names as the root cause. When rank 0 dies of the
+closed connection within the agent's same poll as rank 1 (gloo can abort it on the way out),
+torchrun names rank 0, with or without the inspector."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.distributed.torchrun import Job, run_job
+
+pytestmark = pytest.mark.torchrun
+
+REAL_ERROR = "RuntimeError: mat1 and mat2 shapes cannot be multiplied (8x400 and 256x32)"
+
+
+@pytest.fixture(scope="module")
+def explained() -> Job:
+    return run_job("shape.py", "explain", timeout_s=60)
+
+
+@pytest.fixture(scope="module")
+def traced() -> Job:
+    return run_job("shape.py", "trace", timeout_s=60)
+
+
+@pytest.fixture(scope="module")
+def post_mortem() -> Job:
+    # The ranks' stdin is not a terminal: `run` prints each failure's explanation and goes on.
+    return run_job("shape.py", "plain", via_inspector=["run", "--post-mortem"], timeout_s=60)
+
+
+def assert_rank1_failed_for_real(job: Job) -> None:
+    job.assert_ended()
+    assert job.returncode != 0, job.describe()
+    assert REAL_ERROR in job.stderr.get(1, ""), job.describe()
+    assert "mat1 and mat2" not in job.output(0), "rank 0 failed only as a consequence"
+    assert "FAILED" in job.agent, job.describe()
+
+
+def test_explain_ends_the_job_with_the_real_error_and_its_note(explained: Job) -> None:
+    assert_rank1_failed_for_real(explained)
+    rank1 = explained.stderr[1]
+    assert "torch-inspector:" in rank1
+    assert re.search(r"fc1 expects 256 input features but its input \(8, 400\)", rank1), rank1
+    assert f"[rank1]: {REAL_ERROR}" in rank1  # torch's rank prefix kept on every line
+
+
+def test_trace_of_the_inner_module_ends_the_job_with_the_real_error(traced: Job) -> None:
+    assert_rank1_failed_for_real(traced)
+    assert traced.lines(1, "step 1 trace error:") == [REAL_ERROR.split(": ", 1)[1]]
+
+
+def test_ranks_compared_through_the_store_name_both_input_shapes(traced: Job) -> None:
+    traced.assert_ended()
+    assert traced.lines(0, "step 0 divergence:") == ["None"]
+    assert traced.lines(0, "step 1 posted by ranks") == ["[0, 1]"]
+    assert traced.lines(0, "step 1 divergence:") == [
+        "(root) input (8, 3, 20, 20) on rank 1 vs (8, 3, 16, 16) on rank 0"
+    ], traced.describe()
+
+
+def test_post_mortem_ends_the_job_with_the_real_error(post_mortem: Job) -> None:
+    assert_rank1_failed_for_real(post_mortem)
+    explanation = post_mortem.stderr[1].split("Traceback (most recent call last)")[0]
+    assert "torch-inspector: " in explanation and "fc1" in explanation, post_mortem.describe()
+
+
+def test_post_mortem_keeps_torchs_rank_prefix_on_the_traceback(post_mortem: Job) -> None:
+    # Run alone, the script's traceback reads "[rank1]: RuntimeError: ..." (torch prefixes
+    # every line once a group exists); under `run` it must read the same.
+    post_mortem.assert_ended()
+    assert f"[rank1]: {REAL_ERROR}" in post_mortem.stderr.get(1, ""), post_mortem.describe()

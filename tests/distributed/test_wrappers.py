@@ -1,0 +1,76 @@
+"""rank_info, unwrap and forward_collective in a one-rank gloo group inside this process (an
+in-memory store: no network, no peer)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from torch import nn
+
+from inspector.engine.distributed import (
+    DDP_NOTE,
+    default_store,
+    forward_collective,
+    parameter_shapes,
+    rank_info,
+    unwrap,
+)
+
+
+@pytest.fixture(scope="module")
+def one_rank_group() -> Iterator[None]:
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch has no torch.distributed with gloo in this build")
+    if dist.is_initialized():
+        pytest.skip("a process group already exists in this process")
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def test_without_a_group_nothing_is_distributed(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_USE_AGENT_STORE"):
+        monkeypatch.delenv(name, raising=False)
+    assert rank_info() is None
+    assert default_store() is None
+    model = nn.Linear(2, 2)
+    assert unwrap(model) == (model, None)
+    assert forward_collective(model) is None
+
+
+def test_ddp_is_unwrapped_to_its_module(one_rank_group: None) -> None:
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    assert rank_info() == (0, 1)
+    inner = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    ddp = DDP(inner)
+    assert unwrap(ddp) == (inner, DDP_NOTE)
+    assert "DistributedDataParallel" in (forward_collective(ddp) or "")
+    assert forward_collective(inner) is None
+    outer = nn.Sequential(ddp)  # a wrapper inside a plain container is still found
+    assert (forward_collective(outer) or "").startswith("0 is DistributedDataParallel")
+    assert default_store() is not None
+
+
+def test_fsdp2_has_no_inside_to_run_alone(one_rank_group: None) -> None:
+    try:
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+    except ImportError:
+        pytest.skip("this torch has no FSDP2 (fully_shard)")
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    mesh = init_device_mesh("cpu", (1,))
+    fully_shard(model[0], mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    inner, note = unwrap(model)
+    assert inner is model
+    assert note is not None and note.startswith("FSDP2 (fully_shard)")
+    assert "all-gathers" in (forward_collective(model) or "")
+    assert "FSDP2" in (forward_collective(model[0]) or "")
+    # a sharded parameter reports its global shape, so ranks compare alike
+    assert parameter_shapes(model)["0.weight"] == [8, 4]
