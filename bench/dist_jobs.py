@@ -23,6 +23,7 @@ from tests.distributed.torchrun import Job, run_job
 # name: (script, args, inspector `run` options or None, extra env, failing rank or None)
 SCENARIOS: dict[str, tuple[str, tuple[str, ...], list[str] | None, dict[str, str], int | None]] = {
     "healthy-plain": ("healthy.py", ("plain",), None, {}, None),
+    "healthy-no-barrier": ("healthy.py", ("plain",), None, {"NO_BARRIER": "1"}, None),
     "healthy-4-modes": ("healthy.py", ("plain", "trace", "explain", "attach"), None, {}, None),
     "shape-plain": ("shape.py", ("plain",), None, {}, 1),
     "shape-explain": ("shape.py", ("explain",), None, {}, 1),
@@ -52,7 +53,10 @@ def main() -> None:
         seconds = [j.seconds for j in jobs]
         codes = sorted({j.returncode for j in jobs})
         hung = sum(j.timed_out for j in jobs)
-        aborted = sum("SIGABRT" in j.agent or "terminate called" in j.agent for j in jobs)
+        aborted = sum(
+            "SIGABRT" in j.agent or any("terminate called" in j.output(r) for r in j.stderr)
+            for j in jobs
+        )
         other = sum(failing is not None and root_cause(j) not in (failing, None) for j in jobs)
         exits = ",".join(map(str, codes))
         median = statistics.median(seconds)

@@ -51,6 +51,32 @@ def rank_info() -> tuple[int, int] | None:
     return dist.get_rank(), dist.get_world_size()
 
 
+def launched_rank() -> int | None:
+    """The rank a launcher gave this process (RANK, with WORLD_SIZE over 1, as torchrun sets
+    them), or None. Known before the script makes its process group and after it destroys
+    it: for labels (headers, log lines, file names), never to decide what to run."""
+    try:
+        rank, world = int(os.environ["RANK"]), int(os.environ.get("WORLD_SIZE", "1"))
+    except (KeyError, ValueError):
+        return None
+    return rank if world > 1 and 0 <= rank < world else None
+
+
+def per_rank_path(path: str, rank: int | None) -> str:
+    """`path` for one rank's file: a `{rank}` placeholder filled in, else `.rankN` before the
+    suffix (trace.json -> trace.rank1.json). With `rank` None (one process) the path is kept,
+    a placeholder read as rank 0."""
+    if rank is None:
+        return path.replace("{rank}", "0") if "{rank}" in path else path
+    if "{rank}" in path:
+        return path.replace("{rank}", str(rank))
+    head, sep, name = path.rpartition(os.sep)
+    stem, dot, suffix = name.rpartition(".")
+    if not stem:  # no suffix, or a dot file such as ".trace"
+        return f"{path}.rank{rank}"
+    return f"{head}{sep}{stem}.rank{rank}{dot}{suffix}"
+
+
 # -- wrappers -----------------------------------------------------------------------------------
 
 
@@ -203,10 +229,10 @@ def summarize(
 def default_store(timeout_s: float = 30.0) -> Any | None:
     """The c10d store of this job, reached without a collective, or None outside a job.
 
-    With a process group: the store it was built on. Without one, under torchrun (which runs
-    the store in its agent and says so in TORCHELASTIC_USE_AGENT_STORE): a client of that
-    store at MASTER_ADDR:MASTER_PORT. Never starts a store of its own: the port belongs to the
-    job.
+    With a process group: the store it was built on (below the group's key prefix). Without
+    one, under torchrun (which runs the store in its agent and says so in
+    TORCHELASTIC_USE_AGENT_STORE): a client of that store at MASTER_ADDR:MASTER_PORT. Never
+    starts a store of its own: the port belongs to the job.
     """
     try:
         import torch.distributed as dist
@@ -217,7 +243,12 @@ def default_store(timeout_s: float = 30.0) -> Any | None:
     if dist.is_initialized():
         get = getattr(dist.distributed_c10d, "_get_default_store", None)
         if get is not None:
-            return get()
+            # The group sees the store through its own key prefix; use the store under it, so
+            # a rank that posts before its group exists and one that reads after agree on keys.
+            store = get()
+            while isinstance(store, dist.PrefixStore):
+                store = store.underlying_store
+            return store
     addr, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or not addr or not port:
         return None
@@ -447,16 +478,22 @@ def _parameter_groups(
 
 
 def parameter_divergence(
-    param_shapes_by_rank: Mapping[int, Mapping[str, Sequence[int]] | None],
+    param_shapes_by_rank: Mapping[int, Mapping[str, Any] | None],
 ) -> Divergence | None:
     """The first parameter whose shape differs across ranks (or exists on some ranks only).
 
-    `param_shapes_by_rank` maps a rank to `parameter_shapes(model)` (None: left out). Names
-    are taken in the lowest rank's order, then any only other ranks have. The result reads
-    "fc1.weight (48, 256) on rank 1 vs (32, 256) on rank 0": named, with both values, before
-    DDP's own check refers to the parameter by its index.
+    `param_shapes_by_rank` maps a rank to `parameter_shapes(model)`, or to a whole
+    `summarize()` dict (its "params" are used), or to None (left out). Names are taken in the
+    lowest rank's order, then any only other ranks have. The result reads "fc1.weight
+    (48, 256) on rank 1 vs (32, 256) on rank 0": named, with both values, before DDP's own
+    check refers to the parameter by its index.
     """
-    present = {r: shapes for r, shapes in param_shapes_by_rank.items() if shapes is not None}
+    present: dict[int, Mapping[str, Any]] = {}
+    for rank, shapes in param_shapes_by_rank.items():
+        if isinstance(shapes, Mapping) and isinstance(shapes.get("calls"), list):
+            shapes = shapes.get("params")  # a summarize() document
+        if isinstance(shapes, Mapping):
+            present[rank] = shapes
     if len(present) < 2:
         return None
     found = _parameter_groups(present)
@@ -465,23 +502,3 @@ def parameter_divergence(
     name, groups = found
     module, _, leaf = name.rpartition(".")
     return Divergence(module, f"parameter {leaf}", groups)
-
-
-__all__ = [
-    "DDP_NOTE",
-    "KEY_PREFIX",
-    "MAX_PAYLOAD",
-    "Divergence",
-    "call_summaries",
-    "default_store",
-    "encode_summary",
-    "first_divergence",
-    "forward_collective",
-    "parameter_divergence",
-    "parameter_shapes",
-    "post_summary",
-    "rank_info",
-    "read_summaries",
-    "summarize",
-    "unwrap",
-]

@@ -135,6 +135,10 @@ def test_parameter_divergence_names_the_parameter_with_both_shapes() -> None:
     assert found is not None and found.odd_ranks == (1,)
     assert parameter_divergence({0: parameter_shapes(Net()), 1: parameter_shapes(Net())}) is None
     assert parameter_divergence({0: parameter_shapes(Net()), 1: None}) is None
+    documents = {r: summarize([], Net(h)) for r, h in ((0, 32), (1, 32), (2, 48))}
+    assert str(parameter_divergence(documents)) == (
+        "fc1.weight (48, 256) on rank 2 vs (32, 256) on ranks 0, 1"
+    )
     extra = dict(parameter_shapes(Net()), **{"head.weight": [2, 10]})
     assert str(parameter_divergence({0: parameter_shapes(Net()), 1: extra})) == (
         "head.weight (2, 10) on rank 1 vs absent on rank 0"

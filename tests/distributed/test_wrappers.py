@@ -12,7 +12,9 @@ from inspector.engine.distributed import (
     DDP_NOTE,
     default_store,
     forward_collective,
+    launched_rank,
     parameter_shapes,
+    per_rank_path,
     rank_info,
     unwrap,
 )
@@ -74,3 +76,18 @@ def test_fsdp2_has_no_inside_to_run_alone(one_rank_group: None) -> None:
     assert "FSDP2" in (forward_collective(model[0]) or "")
     # a sharded parameter reports its global shape, so ranks compare alike
     assert parameter_shapes(model)["0.weight"] == [8, 4]
+
+
+def test_the_launchers_rank_labels_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert launched_rank() == 1
+    monkeypatch.setenv("WORLD_SIZE", "1")  # a one-process job has no rank to tell apart
+    assert launched_rank() is None
+    monkeypatch.delenv("RANK")
+    assert launched_rank() is None
+    assert per_rank_path("out/trace.json", 1) == "out/trace.rank1.json"
+    assert per_rank_path("out/trace-{rank}.json", 3) == "out/trace-3.json"
+    assert per_rank_path("trace", 2) == "trace.rank2"
+    assert per_rank_path(".trace", 2) == ".trace.rank2"
+    assert per_rank_path("out/trace.json", None) == "out/trace.json"
