@@ -33,6 +33,7 @@ from inspector.engine.api import check, diagnose, explain
 from inspector.engine.contrib import Contributions, contributions
 from inspector.engine.stepper import Breakpoint
 from inspector.entry import attach, set_trace
+from inspector.terminal import interactive
 
 __version__ = "0.1.0"
 
@@ -87,23 +88,6 @@ def report(model: Any, *args: Any, **kwargs: Any) -> Trace:
     return print_report(model, *args, **kwargs)
 
 
-def interactive() -> bool:
-    """Whether a person is at a terminal: keys come from stdin and the debugger draws on
-    stderr (as Textual does), both TTYs, and this is not CI. Standard output may be piped
-    (`| tee log`): the program's own output goes there."""
-    import os
-
-    stderr = sys.__stderr__
-    return (
-        sys.stdin is not None
-        and sys.stdin.isatty()
-        and stderr is not None
-        and stderr.isatty()
-        and not os.environ.get("CI")
-        and os.environ.get("TERM", "") != "dumb"
-    )
-
-
 def debug(
     model: Any,
     *args: Any,
@@ -138,3 +122,4 @@ def debug(
     if t.error is not None:
         raise t.error
     return t.output
+

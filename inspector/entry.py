@@ -18,6 +18,7 @@ from torch import nn
 
 from inspector.engine.session import Session
 from inspector.engine.stepper import Breakpoint, Pause
+from inspector.terminal import interactive
 
 _active: Session | None = None
 
@@ -57,7 +58,6 @@ def set_trace() -> None:
     says so, once per process.
     """
     global _told
-    from inspector import interactive
 
     if not interactive():
         if not _told:
@@ -84,7 +84,6 @@ def _start(
     global _active
     if _active is not None and _active.attached:
         _active.detach()  # one session at a time: the newest wins
-    from inspector import interactive
 
     session: Session | None = None
     try:

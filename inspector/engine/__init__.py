@@ -7,17 +7,19 @@ from inspector.engine.records import (
     Diagnosis,
     Gradient,
     OpInfo,
+    RecordedError,
     SourceLine,
     Stats,
     Struct,
     TensorInfo,
+    Trace,
     Units,
     Value,
     first_tensor,
     format_shape,
     tensors_in,
 )
-from inspector.engine.trace import RecordedError, Trace, trace
+from inspector.engine.trace import trace
 
 __all__ = [
     "Call",

@@ -13,8 +13,8 @@ from inspector.engine.diagnose import explain_failure
 from inspector.engine.diagnose.locate import module_chain
 from inspector.engine.naming import module_line
 from inspector.engine.recorder import Failure
-from inspector.engine.records import Call, Diagnosis, Struct, exception_text
-from inspector.engine.trace import Trace, trace
+from inspector.engine.records import Call, Diagnosis, Struct, Trace, exception_text
+from inspector.engine.trace import trace
 
 
 def diagnose(

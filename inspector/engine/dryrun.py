@@ -34,8 +34,8 @@ from inspector.engine.hooks import DeferredInterrupts
 from inspector.engine.isolate import Snapshot
 from inspector.engine.naming import frame_line, user_frame
 from inspector.engine.recorder import Failure, Recorder
-from inspector.engine.records import Call, Diagnosis
-from inspector.engine.trace import Trace, check_module
+from inspector.engine.records import Call, Diagnosis, Trace
+from inspector.engine.trace import check_module
 
 
 class CheckResult(list[Diagnosis]):

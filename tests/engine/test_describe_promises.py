@@ -26,7 +26,7 @@ import inspector
 from inspector.engine import stats as stats_module
 from inspector.engine.describe import MAX_ITEMS, Describer, TensorRegistry, live_tensors
 from inspector.engine.records import Stats, Struct, TensorInfo, tensors_in
-from inspector.engine.serialize import TraceFormatError
+from inspector.engine.records.serialize import TraceFormatError
 from inspector.engine.stats import chunks, compute_stats, unexpanded
 from inspector.engine.values import ValueStore
 

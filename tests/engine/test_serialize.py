@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import inspector
-from inspector.engine.serialize import TraceFormatError
+from inspector.engine.records.serialize import TraceFormatError
 from tests.models import ZOO
 
 

@@ -14,7 +14,7 @@ from inspector.engine.records import Diagnosis
 
 if TYPE_CHECKING:
     from inspector.engine.recorder import Recorder
-    from inspector.engine.trace import Trace
+    from inspector.engine.records import Trace
 
 __all__ = ["Thresholds", "collect_findings", "explain_failure"]
 

@@ -14,7 +14,7 @@ from inspector.engine.diagnose.context import warning_about
 from inspector.engine.records import Call, Diagnosis, Stats, TensorInfo, format_shape, tensors_in
 
 if TYPE_CHECKING:
-    from inspector.engine.trace import Trace
+    from inspector.engine.records import Trace
 
 RELU_FAMILY = {"ReLU", "ReLU6", "Hardtanh", "Threshold"}
 

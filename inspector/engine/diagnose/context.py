@@ -23,7 +23,7 @@ from inspector.engine.records import (
 )
 
 if TYPE_CHECKING:
-    from inspector.engine.trace import Trace
+    from inspector.engine.records import Trace
 
 _RESHAPE = re.compile(r"\.(view|reshape|flatten|permute|transpose|squeeze|unsqueeze)\(|flatten\(")
 

@@ -20,7 +20,7 @@ from inspector.engine.records import Diagnosis, TensorInfo, exception_message, e
 
 if TYPE_CHECKING:
     from inspector.engine.recorder import Failure
-    from inspector.engine.trace import Trace
+    from inspector.engine.records import Trace
 
 Family = Callable[[Context], "Explanation | None"]
 

@@ -31,7 +31,7 @@ from inspector.engine.records import (
 )
 
 if TYPE_CHECKING:
-    from inspector.engine.trace import Trace
+    from inspector.engine.records import Trace
 
 SKIPPED_TYPES = ("Embedding", "EmbeddingBag")
 

@@ -16,7 +16,7 @@ from inspector.engine.gradients import rms
 from inspector.engine.records import Call, Diagnosis, TensorInfo, tensors_in
 
 if TYPE_CHECKING:
-    from inspector.engine.trace import Trace
+    from inspector.engine.records import Trace
 
 INIT_FIXES = (
     "initialize for the activation that follows: nn.init.kaiming_normal_(w, nonlinearity="

@@ -18,7 +18,7 @@ from inspector.engine.records import Call, Diagnosis, TensorInfo, first_tensor, 
 from inspector.engine.records import format_shape as fmt
 
 if TYPE_CHECKING:
-    from inspector.engine.trace import Trace
+    from inspector.engine.records import Trace
 
 REGRESSION_LOSSES = {
     "MSELoss",

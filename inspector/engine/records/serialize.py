@@ -1,30 +1,20 @@
 """Plain JSON for traces: no pickle, nothing executed on load, strict validation on read.
 
 Every record is written as an object tagged with its kind ("t" for TensorInfo, "s" for
-Struct, "tuple"), so a tuple reads back as a tuple and a string as a string.
+Struct, "tuple"), so a tuple reads back as a tuple and a string as a string. `Trace.to_json`
+and `Trace.from_json` are the public doors; this module knows the parts of a trace (calls,
+error, findings), not the Trace class, so the two never import each other.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
-from inspector.engine.records import (
-    Call,
-    Diagnosis,
-    Gradient,
-    OpInfo,
-    SourceLine,
-    Stats,
-    Struct,
-    TensorInfo,
-    Units,
-    Value,
-)
-
-if TYPE_CHECKING:
-    from inspector.engine.trace import Trace
+from inspector.engine.records.calls import Call, Diagnosis, OpInfo, SourceLine, exception_message
+from inspector.engine.records.tensors import Gradient, Stats, Struct, TensorInfo, Units, Value
 
 FORMAT = "torch-inspector-trace"
 VERSION = 1
@@ -34,27 +24,34 @@ class TraceFormatError(ValueError):
     """A trace file that is not valid torch-inspector JSON; the message says what is wrong."""
 
 
-def trace_to_json(trace: Trace, *, indent: int | None = None) -> str:
-    error = None
-    if trace.error is not None:
-        type_name = getattr(trace.error, "type_name", type(trace.error).__name__)
-        error = {"type": type_name, "message": str(trace.error)}
+def dump(
+    calls: Sequence[Call],
+    error: BaseException | None,
+    findings: Sequence[Diagnosis],
+    *,
+    indent: int | None = None,
+) -> str:
+    """The JSON document of a trace's parts."""
+    doc_error = None
+    if error is not None:
+        type_name = getattr(error, "type_name", type(error).__name__)
+        doc_error = {"type": type_name, "message": exception_message(error)}
     doc = {
         "format": FORMAT,
         "version": VERSION,
-        "calls": [_call(c) for c in trace.calls],
-        "error": error,
-        "findings": [_diagnosis(d) for d in trace.findings],
+        "calls": [_call(c) for c in calls],
+        "error": doc_error,
+        "findings": [_diagnosis(d) for d in findings],
     }
     return json.dumps(doc, indent=indent, allow_nan=True)
 
 
-def trace_from_json(text: str | bytes) -> Trace:
-    """The Trace that `trace_to_json` wrote. Any other document raises TraceFormatError (a
-    ValueError) that says what is wrong: every field is checked for its type and range, so
-    whatever is accepted renders like a recorded trace."""
-    from inspector.engine.trace import RecordedError, Trace
-
+def load(
+    text: str | bytes,
+) -> tuple[list[Call], tuple[str, str] | None, list[Diagnosis]]:
+    """The parts `dump` wrote: calls, the error as (type name, message), findings. Any other
+    document raises TraceFormatError (a ValueError) that says what is wrong: every field is
+    checked for its type and range, so whatever is accepted renders like a recorded trace."""
     try:
         doc = json.loads(text)
     except RecursionError:
@@ -77,7 +74,7 @@ def trace_from_json(text: str | bytes) -> Trace:
         error = None
         if err is not None:
             err = _dict(err, "'error'")
-            error = RecordedError(_str(err, "type"), _str(err, "message"))
+            error = (_str(err, "type"), _str(err, "message"))
     except TraceFormatError:
         raise
     except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
@@ -90,7 +87,7 @@ def trace_from_json(text: str | bytes) -> Trace:
             raise TraceFormatError(
                 f"malformed trace file: call {i} has depth {call.depth}, its parent says {expected}"
             )
-    return Trace(calls, error=error, findings=findings)
+    return calls, error, findings
 
 
 # -- writing ------------------------------------------------------------------------------
