@@ -37,6 +37,8 @@ def summary_line(t: Trace) -> Text:
 def report_renderables(t: Trace) -> Iterator[RenderableType]:
     """What the report prints, in order: the summary, the table, each finding."""
     yield summary_line(t)
+    for note in t.notes:
+        yield Text(f"note: {note}", style="dim")
     yield TraceTable(t.calls)
     for finding in t.findings:
         yield DiagnosisPanel(finding)
@@ -95,15 +97,17 @@ def run_headless(
     """`run SCRIPT` with no terminal to draw on (stderr redirected, CI): the script runs in
     this thread as it would alone, and each stop (a breakpoint, a failure) is written to
     stderr as text, a failure with its explanation. Returns the script's exit code."""
+    from inspector.engine.distributed import rank_label, rank_prefixed
     from inspector.engine.script import ScriptFinished, ScriptRun
 
     console = console or Console(stderr=True)
+    rank = rank_label()  # under torchrun every line says which rank wrote it
 
     def on_event(event: Pause | ScriptFinished) -> None:
         if not isinstance(event, Pause):
             return
         where = f"{event.where} (pass {event.pass_index + 1})"
-        console.print(Text(f"torch-inspector: {event.reason}: {where}", style="bold"))
+        console.print(Text(f"torch-inspector{rank}: {event.reason}: {where}", style="bold"))
         if event.diagnosis is not None:
             console.print(DiagnosisPanel(event.diagnosis))
         run.stepper.command("continue")  # nobody is there to press a key
@@ -112,5 +116,5 @@ def run_headless(
                     on_event=on_event)  # fmt: skip
     finished = run.run_here()
     if finished.traceback:
-        sys.stderr.write(finished.traceback)
+        sys.stderr.write(rank_prefixed(finished.traceback))
     return finished.exit_code

@@ -502,3 +502,20 @@ def parameter_divergence(
     name, groups = found
     module, _, leaf = name.rpartition(".")
     return Divergence(module, f"parameter {leaf}", groups)
+
+
+def rank_prefixed(text: str, rank: int | None = None) -> str:
+    """`text` with each line prefixed `[rankN]: `, as torch's own excepthook writes a rank's
+    traceback under torchrun, so the lines of two ranks stay apart in one log. Unchanged
+    outside a launched job."""
+    rank = launched_rank() if rank is None else rank
+    if rank is None or not text:
+        return text
+    prefix = f"[rank{rank}]: "
+    return "".join(prefix + line for line in text.splitlines(keepends=True))
+
+
+def rank_label() -> str:
+    """` [rank N]` inside a launched job, "" elsewhere: for headers and log lines."""
+    rank = launched_rank()
+    return "" if rank is None else f" [rank {rank}]"

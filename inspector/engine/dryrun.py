@@ -28,6 +28,7 @@ from torch.overrides import TorchFunctionMode
 from inspector.engine.diagnose import silent_findings
 from inspector.engine.diagnose.errors import explain_context, explain_failure
 from inspector.engine.diagnose.locate import FailedOp, op_name, user_line
+from inspector.engine.distributed import forward_collective
 from inspector.engine.dryrun_shapes import kernel_gap, substitute_op, substitute_output
 from inspector.engine.fake import FakeRun, Unverifiable, data_dependent_op, is_fake
 from inspector.engine.hooks import DeferredInterrupts
@@ -35,7 +36,7 @@ from inspector.engine.isolate import Snapshot
 from inspector.engine.naming import frame_line, user_frame
 from inspector.engine.recorder import Failure, Recorder
 from inspector.engine.records import Call, Diagnosis, Trace
-from inspector.engine.trace import check_module
+from inspector.engine.trace import check_module, inspectable
 
 
 class CheckResult(list[Diagnosis]):
@@ -44,16 +45,23 @@ class CheckResult(list[Diagnosis]):
     Attributes:
         calls: every module call reached, with the shapes it would see.
         stopped: why the run ended early (a value-dependent op), or None.
+        notes: what was checked in place of what was given (a DDP wrapper's `.module`).
     """
 
     def __init__(self, findings: list[Diagnosis], calls: list[Call], stopped: str | None) -> None:
         super().__init__(findings)
         self.calls = calls
         self.stopped = stopped
+        self.notes: list[str] = []
 
     @property
     def errors(self) -> list[Diagnosis]:
         return [f for f in self if f.kind == "error"]
+
+    @property
+    def ok(self) -> bool:
+        """No error found: `assert inspector.check(model, shape).ok` in a test suite."""
+        return not self.errors
 
 
 class _Stop(Exception):
@@ -94,6 +102,7 @@ def check(
         **kwargs: keyword inputs of the model.
     """
     check_module(model, "model")
+    model, unwrapped = inspectable(model)
     refused = _refusal(model, loss_fn)
     if refused is not None:
         return refused
@@ -153,7 +162,10 @@ def check(
                                "run inspector.trace on real data to see the rest",))
         )  # fmt: skip
     recorder.release()
-    return CheckResult(findings, recorder.calls, run.stopped)
+    result = CheckResult(findings, recorder.calls, run.stopped)
+    if unwrapped is not None:
+        result.notes.append(unwrapped)
+    return result
 
 
 def _refusal(model: nn.Module, loss_fn: Any) -> CheckResult | None:
@@ -165,6 +177,13 @@ def _refusal(model: nn.Module, loss_fn: Any) -> CheckResult | None:
                          fixes=("run one real forward first (that sizes the lazy layers), "
                                 "then check again",))  # fmt: skip
         return CheckResult([note], [], stop)
+    collective = forward_collective(model)
+    if collective is not None:
+        return _not_verified(
+            "",
+            f"{collective}; a dry run on one rank cannot stand in for a collective",
+            "check the model before wrapping it (DistributedDataParallel, fully_shard)",
+        )
     if _scripted(model) or _scripted(loss_fn):
         return _not_verified(
             "",

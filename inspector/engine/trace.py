@@ -47,6 +47,7 @@ def trace(
         **kwargs: keyword inputs of `model`.
     """
     check_module(model, "model")
+    model, note = inspectable(model, backward)
     recorder = Recorder(stats=stats, gradients=backward)
     recorder.entry_frames(2)  # trace() and run_recorded() stand between the caller and model
     run = run_recorded(
@@ -56,6 +57,8 @@ def trace(
         recorder.settle()  # statistics computed on an accelerator: read them all at once
         result = Trace(recorder.calls, output=run.output, loss=run.loss, error=run.error)
         result.findings = findings_of(result, recorder, thresholds, run.in_backward)
+        if note is not None:
+            result.notes.append(note)
     finally:
         recorder.release()
     return result
@@ -133,6 +136,25 @@ def run_recorded(
         finally:
             restore_modes(modes)
     return result
+
+
+def inspectable(model: nn.Module, backward: bool = False) -> tuple[nn.Module, str | None]:
+    """The module to run in place of `model`, and a note when it is not `model` itself.
+
+    A DistributedDataParallel wrapper's forward is a collective (a buffer broadcast; the
+    gradient all-reduce it arms): run from one rank alone it stalls the others. Its `.module`
+    is the user's own forward, so that is what runs, and the note says so.
+    """
+    from inspector.engine.distributed import unwrap
+
+    inner, note = unwrap(model)
+    if inner is not model and backward:
+        raise ValueError(
+            "backward=True through DistributedDataParallel's .module would skip its gradient "
+            "all-reduce and leave this rank's gradients unlike the others'; trace without "
+            "backward, or attach(model) to the training loop (attach records the real steps)"
+        )
+    return inner, note
 
 
 def check_module(model: Any, what: str) -> None:

@@ -69,7 +69,9 @@ def test_ranks_compared_through_the_store_name_both_input_shapes(traced: Job) ->
 def test_post_mortem_ends_the_job_with_the_real_error(post_mortem: Job) -> None:
     assert_rank1_failed_for_real(post_mortem)
     explanation = post_mortem.stderr[1].split("Traceback (most recent call last)")[0]
-    assert "torch-inspector: " in explanation and "fc1" in explanation, post_mortem.describe()
+    # every line the inspector writes names its rank
+    assert "torch-inspector [rank 1]: " in explanation, post_mortem.describe()
+    assert "fc1" in explanation, post_mortem.describe()
 
 
 def test_post_mortem_keeps_torchs_rank_prefix_on_the_traceback(post_mortem: Job) -> None:

@@ -29,6 +29,7 @@ def dump(
     error: BaseException | None,
     findings: Sequence[Diagnosis],
     *,
+    notes: Sequence[str] = (),
     indent: int | None = None,
 ) -> str:
     """The JSON document of a trace's parts."""
@@ -43,13 +44,16 @@ def dump(
         "error": doc_error,
         "findings": [_diagnosis(d) for d in findings],
     }
+    if notes:
+        doc["notes"] = list(notes)
     return json.dumps(doc, indent=indent, allow_nan=True)
 
 
 def load(
     text: str | bytes,
-) -> tuple[list[Call], tuple[str, str] | None, list[Diagnosis]]:
-    """The parts `dump` wrote: calls, the error as (type name, message), findings. Any other
+) -> tuple[list[Call], tuple[str, str] | None, list[Diagnosis], list[str]]:
+    """The parts `dump` wrote: calls, the error as (type name, message), findings, notes (an
+    older file has none). Any other
     document raises TraceFormatError (a ValueError) that says what is wrong: every field is
     checked for its type and range, so whatever is accepted renders like a recorded trace."""
     try:
@@ -87,7 +91,11 @@ def load(
             raise TraceFormatError(
                 f"malformed trace file: call {i} has depth {call.depth}, its parent says {expected}"
             )
-    return calls, error, findings
+    raw_notes = doc.get("notes", [])
+    if not isinstance(raw_notes, list) or len(raw_notes) > 64:
+        raise TraceFormatError("malformed trace file: 'notes' is not a short list of strings")
+    notes = [_text(n, "a note") for n in raw_notes]
+    return calls, error, findings, notes
 
 
 # -- writing ------------------------------------------------------------------------------

@@ -32,6 +32,8 @@ class Trace:
         loss: the loss_fn result, when a loss_fn was given and the pass got that far.
         error: the original exception, or None. `trace()` never raises it.
         findings: the error's diagnosis first (if any), then warnings.
+        notes: what the record leaves out and why ("DistributedDataParallel: inspected its
+            .module; the wrapper's forward (a collective) was not run").
     """
 
     def __init__(
@@ -42,12 +44,14 @@ class Trace:
         loss: Any = None,
         error: BaseException | None = None,
         findings: list[Diagnosis] | None = None,
+        notes: list[str] | None = None,
     ) -> None:
         self.calls = calls
         self.output = output
         self.loss = loss
         self.error = error
         self.findings: list[Diagnosis] = findings if findings is not None else []
+        self.notes: list[str] = notes if notes is not None else []
         self._children: tuple[int, dict[int | None, list[int]]] | None = None
 
     @property
@@ -93,13 +97,13 @@ class Trace:
         """Plain JSON of the record (calls, error text, findings); no live objects."""
         from inspector.engine.records.serialize import dump
 
-        return dump(self.calls, self.error, self.findings, indent=indent)
+        return dump(self.calls, self.error, self.findings, notes=self.notes, indent=indent)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Trace:
         """Read back `to_json()`; raises ValueError with the reason on a malformed document."""
         from inspector.engine.records.serialize import load
 
-        calls, error, findings = load(text)
+        calls, error, findings, notes = load(text)
         recorded = RecordedError(*error) if error is not None else None
-        return cls(calls, error=recorded, findings=findings)
+        return cls(calls, error=recorded, findings=findings, notes=notes)
