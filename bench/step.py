@@ -28,9 +28,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.models import hidden_states, images, resnet50, transformer_stack
+from inspector.engine.breakpoints import Breakpoint
 from inspector.engine.debugger import Debugger
 from inspector.engine.session import Session
-from inspector.engine.stepper import Breakpoint
 from inspector.tui.app import InspectorApp
 from inspector.tui.launch import _DebuggerControl
 

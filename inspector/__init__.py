@@ -30,8 +30,8 @@ from inspector.engine import (
     trace,
 )
 from inspector.engine.api import check, diagnose, explain
+from inspector.engine.breakpoints import Breakpoint
 from inspector.engine.contrib import Contributions, contributions
-from inspector.engine.stepper import Breakpoint
 from inspector.entry import attach, set_trace
 from inspector.terminal import interactive
 
@@ -123,3 +123,11 @@ def debug(
         raise t.error
     return t.output
 
+
+# Inside IPython (Jupyter): the public objects display like the report, and debug() says what
+# it does where no terminal can take keys. Outside IPython nothing more is imported.
+if "IPython" in sys.modules:
+    from inspector import notebook as _notebook
+
+    if _notebook.register():
+        debug = _notebook.explained(debug)

@@ -209,7 +209,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
         ns.parser.error("give the SCRIPT to run: torch-inspector run [options] SCRIPT [ARGS...]")
     if not Path(ns.script).is_file():
         raise UsageError(f"no such file: {ns.script}")
-    from inspector.engine.stepper import parse_breakpoint
+    from inspector.engine.breakpoints import parse_breakpoint
 
     try:
         breakpoints = [parse_breakpoint(b) for b in ns.breaks]
@@ -230,6 +230,26 @@ def cmd_run(ns: argparse.Namespace) -> int:
         )  # fmt: skip
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+
+
+def cmd_serve(ns: argparse.Namespace) -> int:
+    from inspector import web
+    from inspector.engine.breakpoints import parse_breakpoint
+
+    if ns.target is None:
+        ns.parser.error("give what to serve: torch-inspector serve [options] demo|FILE|SCRIPT")
+    try:
+        for pattern in ns.breaks:
+            parse_breakpoint(pattern)
+    except ValueError as exc:
+        raise UsageError(f"--break: {exc}") from None
+    try:
+        return web.serve(
+            ns.target, ns.args, host=ns.host, port=ns.port, breaks=ns.breaks,
+            backward=ns.backward, post_mortem=ns.post_mortem,
+        )  # fmt: skip
+    except web.ServeError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_demo(ns: argparse.Namespace) -> int:
@@ -347,6 +367,40 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("script", nargs="?", help="the Python script to run as __main__")
     run.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
     run.set_defaults(func=cmd_run, parser=run)
+    serve = sub.add_parser(
+        "serve",
+        help="serve the debugger as a web page (needs the `web` extra); 127.0.0.1 by default",
+        description="Serve the debugger as a web page, for a model on a remote machine. "
+        "TARGET is `demo`, a FILE defining build() (opened paused before its first module), "
+        "or any SCRIPT (run as `run` does). Each page that opens runs its own debugger. "
+        "Needs textual-serve: pip install 'torch-inspector[web]'.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; anyone who can open the page can run "
+        "TARGET's code)",
+    )
+    serve.add_argument(
+        "--port", type=int, default=8000, help="port to listen on (default 8000; 0: a free one)"
+    )
+    serve.add_argument(
+        "--break",
+        dest="breaks",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="stop at modules matching PATTERN, as with run; repeatable",
+    )
+    serve.add_argument("--backward", action="store_true", help="also step through backward")
+    serve.add_argument(
+        "--post-mortem", action="store_true", help="SCRIPT: open only if something fails"
+    )
+    serve.add_argument("target", nargs="?", metavar="TARGET", help="demo, FILE or SCRIPT")
+    serve.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
+    serve.set_defaults(func=cmd_serve, parser=serve)
     return parser
 
 

@@ -16,8 +16,9 @@ from typing import Any
 
 from torch import nn
 
+from inspector.engine.breakpoints import Breakpoint
 from inspector.engine.session import Session
-from inspector.engine.stepper import Breakpoint, Pause
+from inspector.engine.stepper import Pause
 from inspector.terminal import interactive
 
 _active: Session | None = None

@@ -10,7 +10,8 @@ from rich.console import Console, RenderableType
 from rich.text import Text
 
 from inspector.engine import Trace, trace
-from inspector.engine.stepper import Breakpoint, Pause
+from inspector.engine.breakpoints import Breakpoint
+from inspector.engine.stepper import Pause
 from inspector.render import ContributionBars, DiagnosisPanel, TraceTable, count
 
 

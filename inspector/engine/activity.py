@@ -15,7 +15,10 @@ import torch
 
 from inspector.engine.records import TensorInfo, Units, Value
 
-DEAD_TYPES = {"ReLU", "ReLU6", "Threshold"}
+# The one table of activation families: dead units are looked for in the ReLU family,
+# saturation in the bounded ones (the breakpoint conditions and the findings read these).
+RELU_FAMILY = frozenset({"ReLU", "ReLU6", "Threshold"})
+DEAD_TYPES = RELU_FAMILY
 BOUNDS = {"Sigmoid": (0.0, 1.0), "Tanh": (-1.0, 1.0)}
 SATURATION_MARGIN = 1e-3
 DEAD_GATE = 0.6  # zero fraction from which dead units are counted

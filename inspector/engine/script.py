@@ -17,10 +17,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from inspector.engine.breakpoints import Breakpoint, as_breakpoint
 from inspector.engine.debugger import explain_recorded
 from inspector.engine.recorder import Recorder, Stop
 from inspector.engine.records import Call
-from inspector.engine.stepper import Breakpoint, Pause, Stepper, as_breakpoint
+from inspector.engine.stepper import Pause, Stepper
 
 EXIT_QUIT = 130  # the debugger stopped the script before it finished (as Ctrl+C would)
 EXIT_INTERRUPTED = 130  # an uncaught KeyboardInterrupt: the shell's code for SIGINT

@@ -17,11 +17,12 @@ from types import TracebackType
 
 from torch import nn
 
+from inspector.engine.breakpoints import Breakpoint, as_breakpoint
 from inspector.engine.debugger import explain_recorded
 from inspector.engine.hooks import until_done
 from inspector.engine.recorder import Recorder
 from inspector.engine.records import Call
-from inspector.engine.stepper import Breakpoint, Pause, Stepper, as_breakpoint
+from inspector.engine.stepper import Pause, Stepper
 
 
 class Session:

@@ -12,12 +12,11 @@ an error or the end), run to a module (path glob), quit.
 
 from __future__ import annotations
 
-import fnmatch
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from inspector.engine.gradients import rms
+from inspector.engine.breakpoints import Breakpoint, path_matches
 from inspector.engine.recorder import Stop
 from inspector.engine.records import Call, Diagnosis, first_tensor
 
@@ -38,160 +37,6 @@ class Pause:
     def where(self) -> str:
         verb = {"enter": "before", "exit": "after"}.get(self.phase, "in the backward of")
         return f"{verb} {self.call.name} ({self.call.type})"
-
-
-@dataclass(frozen=True)
-class Breakpoint:
-    """Where to stop while running free.
-
-    `pattern` matches a call path (glob: "decoder.*.attn") or a module type ("Conv2d");
-    `nth` limits it to the Nth call of that module (1-based); `condition` is a built-in name
-    ("nan", "inf", "batch", "absmax>100", "dead", "saturated", "scale": the output's RMS 10x
-    the input's or a tenth of it) or a callable on the finished
-    Call, checked when a call ends; the gradient conditions ("grad-nan", "grad-norm>10") are
-    checked when the backward pass reaches the call. A breakpoint with a condition and no
-    pattern applies to every module.
-    """
-
-    pattern: str = "*"
-    nth: int | None = None
-    condition: str | Callable[[Call], bool] | None = None
-    enabled: bool = True
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.pattern, str):
-            raise TypeError(
-                f"a breakpoint pattern is a path glob or a module type name, like 'fc*' or "
-                f"'Conv2d'; got {self.pattern!r}"
-            )
-        if self.nth is not None and (not isinstance(self.nth, int) or self.nth < 1):
-            raise ValueError(f"nth counts calls from 1; got {self.nth!r}")
-        if isinstance(self.condition, str):
-            known = self.condition in FORWARD_CONDITIONS or self.condition == "grad-nan"
-            bounded = self.condition.startswith(("absmax>", "grad-norm>"))
-            if bounded:
-                try:
-                    float(self.condition.split(">", 1)[1])
-                except ValueError:
-                    bounded = False
-            if not known and not bounded:
-                raise ValueError(f"unknown breakpoint condition {self.condition!r}: {CONDITIONS}")
-
-    def matches_enter(self, call: Call) -> bool:
-        return self.enabled and self.condition is None and self._matches(call)
-
-    @property
-    def needs_stats(self) -> bool:
-        """Whether checking the condition reads tensor statistics."""
-        if self.condition is None or self.on_gradient:
-            return False
-        return self.condition != "batch"
-
-    @property
-    def on_gradient(self) -> bool:
-        """Whether the condition is checked in the backward pass."""
-        return isinstance(self.condition, str) and self.condition.startswith("grad-")
-
-    def matches_exit(self, call: Call, batch: int | None, leaf: bool = True) -> bool:
-        if not self.enabled or self.condition is None or self.on_gradient:
-            return False
-        if self.condition == "scale" and not leaf:  # a container only passes it on
-            return False
-        return self._matches(call) and condition_holds(self.condition, call, batch)
-
-    def matches_backward(self, call: Call) -> bool:
-        if not self.enabled or not self.on_gradient or not self._matches(call):
-            return False
-        assert self.condition is not None
-        return condition_holds(self.condition, call, None)
-
-    def _matches(self, call: Call) -> bool:
-        if self.nth is not None and call.index != self.nth - 1:
-            return False
-        return _path_matches(call, self.pattern) or (self.pattern == "*" and call.path == "")
-
-    def describe(self) -> str:
-        what = self.pattern + (f" (call {self.nth})" if self.nth else "")
-        if self.condition is not None:
-            cond = self.condition if isinstance(self.condition, str) else "condition"
-            what += f" if {cond}"
-        return what
-
-
-FORWARD_CONDITIONS = ("nan", "inf", "batch", "dead", "saturated", "scale")
-CONDITIONS = (
-    "use nan, inf, batch, absmax>N, dead, saturated, scale, grad-nan, grad-norm>N or a callable"
-)
-SATURATED = 0.5  # the default Thresholds.saturated
-SCALE_STEP = 10.0  # the default Thresholds.scale_step
-
-
-def as_breakpoint(spec: Breakpoint | str) -> Breakpoint:
-    """A Breakpoint as given, or parsed from the words every front end takes: `fc*`,
-    `Conv2d`, `decoder.*.attn if nan`, `if absmax>100`, `fc1 #2`."""
-    if isinstance(spec, Breakpoint):
-        return spec
-    if isinstance(spec, str):
-        return parse_breakpoint(spec)
-    raise TypeError(
-        f"a breakpoint is a string like 'fc1', 'Conv2d', 'fc1 #2' or '* if nan', or a "
-        f"Breakpoint; got {type(spec).__name__}"
-    )
-
-
-def parse_breakpoint(text: str) -> Breakpoint:
-    """`fc*`, `Conv2d`, `decoder.*.attn if nan`, `if absmax>100`, `fc1 #2` (the 2nd call)."""
-    text = text.strip()
-    condition = None
-    if " if " in f" {text} ":
-        text, _, condition = f" {text} ".partition(" if ")
-        text, condition = text.strip(), condition.strip()
-    nth = None
-    if "#" in text:
-        text, _, count = text.partition("#")
-        text = text.strip()
-        nth = int(count) if count.strip().isdigit() else None
-        if nth is None:
-            raise ValueError(f"after # comes the call number, e.g. fc1 #2; got {count!r}")
-    return Breakpoint(text or "*", nth=nth, condition=condition or None)
-
-
-def condition_holds(condition: str | Callable[[Call], bool], call: Call, batch: int | None) -> bool:
-    if callable(condition):
-        return bool(condition(call))
-    if condition == "dead":
-        units = call.units
-        out = first_tensor(call.outputs)
-        whole = call.type in ("ReLU", "ReLU6") and out is not None and out.stats is not None
-        return bool(units is not None and units.dead) or (
-            whole and out.stats.zero_fraction == 1.0  # type: ignore[union-attr]
-        )
-    if condition == "saturated":
-        units = call.units
-        return units is not None and (units.saturated or 0.0) >= SATURATED
-    if condition == "scale":  # the output's RMS 10x the input's, or a tenth of it
-        x, y = first_tensor(call.inputs), first_tensor(call.outputs)
-        if x is None or y is None or x.stats is None or y.stats is None:
-            return False
-        rx, ry = rms(x.stats), rms(y.stats)
-        return rx > 0 and ry > 0 and not (1 / SCALE_STEP < ry / rx < SCALE_STEP)
-    if condition == "grad-nan":
-        return call.grad is not None and not call.grad.finite
-    if condition.startswith("grad-norm>"):
-        bound = float(condition.split(">", 1)[1])
-        return call.grad is not None and any(g > bound for _, g, _ in call.grad.params)
-    out = first_tensor(call.outputs)
-    stats = out.stats if out is not None else None
-    if condition == "nan":
-        return stats is not None and stats.nan > 0
-    if condition == "inf":
-        return stats is not None and stats.inf > 0
-    if condition == "batch":
-        return out is not None and batch is not None and out.ndim >= 1 and out.shape[0] != batch
-    if condition.startswith("absmax>"):
-        bound = float(condition.split(">", 1)[1])
-        return stats is not None and max(abs(stats.min), abs(stats.max)) > bound
-    raise ValueError(f"unknown breakpoint condition {condition!r}: {CONDITIONS}")
 
 
 @dataclass
@@ -302,7 +147,7 @@ class Stepper:
             return "step"
         if goal.kind == "out" and phase == "exit" and call.seq == goal.seq:
             return "step"
-        if goal.kind == "to" and phase == "enter" and _path_matches(call, goal.pattern):
+        if goal.kind == "to" and phase == "enter" and path_matches(call, goal.pattern):
             return f"reached {goal.pattern}"
         settled = False
         for bp in self.breakpoints:
@@ -415,23 +260,3 @@ class Stepper:
         with self._cond:
             self._command = ("abort" if abort else "detach", "")
             self._cond.notify_all()
-
-
-_MATCHES: dict[tuple[str, str, str], bool] = {}
-
-
-def _path_matches(call: Call, pattern: str) -> bool:
-    """A glob on the path or on any dotted tail of it ("fc2" matches "model.fc2", and
-    "decoder.*.attn" matches "model.decoder.3.attn"), or the module type ("Conv2d").
-    Remembered: a session asks the same question at every call of every pass."""
-    key = (call.path, call.type, pattern)
-    known = _MATCHES.get(key)
-    if known is None:
-        parts = call.path.split(".")
-        known = call.type == pattern or any(
-            fnmatch.fnmatchcase(".".join(parts[i:]), pattern) for i in range(len(parts))
-        )
-        if len(_MATCHES) > 65536:
-            _MATCHES.clear()
-        _MATCHES[key] = known
-    return known

@@ -1,60 +1,33 @@
-"""Modal screens: the key help, and jumping to a module by name."""
+"""Modal screens: the key help, one line of input, the breakpoint list.
+
+A screen changes nothing outside itself: it answers with its result (dismiss) or a message.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 from rich.table import Table
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from inspector.engine.stepper import Breakpoint, parse_breakpoint
-
-# One meaning in every entry point (debug(), run, set_trace/breakpoint(), attach()).
-QUIT = "quit the debugger; your program runs on, no stops"
-
-KEYS = (
-    ("s", "step into: stop at the very next call start or end"),
-    ("n", "step over: run the current call and its children"),
-    ("r", "step out: run to the end of the enclosing call"),
-    ("c", "continue: to a breakpoint, an error, or the end"),
-    ("q", QUIT),
-    ("^c", "stop your program (KeyboardInterrupt)"),
-    ("g", "go: run until a module matching a glob starts"),
-    ("b", "toggle a breakpoint on the selected module"),
-    ("B", "breakpoints: add with a condition, on/off, delete"),
-    ("← / [", "back: the previous recorded call"),
-    ("→ / ]", "forward: the next recorded call"),
-    ("/", "find a recorded module by name"),
-    ("p", "switch between the call's tensors and the problems"),
-    ("t", "next tensor of the call: its histogram and heat map"),
-    ("m", "heat map of a 2-D slice of the tensor, on or off"),
-    (", / .", "previous / next slice of the heat map"),
-    ("< / >", "previous / next along the slice's outer dimension"),
-    ("x", "contributions to the output (gradient x activation)"),
-    ("i", "contributions by integrated gradients, with progress"),
-    ("o", "which output to explain (empty: the predicted class)"),
-    ("space", "fold or unfold the selected container"),
-    ("y", "copy the selected module's path"),
-    ("?", "this help; ctrl+p finds any action by name"),
-)
+from inspector.engine.breakpoints import Breakpoint, parse_breakpoint
+from inspector.tui import keys
 
 
 class HelpScreen(ModalScreen[None]):
     """The keys, pdb's where pdb has one."""
 
-    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close")]
+    BINDINGS = keys.bindings("help")
 
     def compose(self) -> ComposeResult:
-        table = Table(show_header=False, box=None, padding=(0, 2))
-        for key, what in KEYS:
-            table.add_row(f"[bold]{key}[/]", what)
         with VerticalScroll(id="help"):
             yield Static("[bold]torch-inspector keys[/]  (escape to close)")
-            yield Static(table)
+            yield Static(keys.help_table(), id="help-keys")
 
     def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)
@@ -63,7 +36,7 @@ class HelpScreen(ModalScreen[None]):
 class AskScreen(ModalScreen[str | None]):
     """One line of input: a module name to find, or a glob to run to."""
 
-    BINDINGS = [Binding("escape", "cancel", "cancel")]
+    BINDINGS = keys.bindings("ask")
 
     def __init__(self, prompt: str) -> None:
         super().__init__()
@@ -84,18 +57,18 @@ class AskScreen(ModalScreen[str | None]):
 class BreakpointsScreen(ModalScreen[None]):
     """Every breakpoint: add one (with a condition), enable or disable, delete."""
 
-    BINDINGS = [
-        Binding("escape,q,B", "dismiss", "close"),
-        Binding("a", "add", "add"),
-        Binding("space", "switch", "on/off"),
-        Binding("d,delete", "delete", "delete"),
-        Binding("up", "move(-1)", "up", show=False),
-        Binding("down", "move(1)", "down", show=False),
-    ]
+    BINDINGS = keys.bindings("breakpoints")
 
-    def __init__(self, breakpoints: list[Breakpoint]) -> None:
+    class Changed(Message):
+        """The user changed the list: `breakpoints` is the whole new one."""
+
+        def __init__(self, breakpoints: tuple[Breakpoint, ...]) -> None:
+            super().__init__()
+            self.breakpoints = breakpoints
+
+    def __init__(self, breakpoints: Sequence[Breakpoint]) -> None:
         super().__init__()
-        self.breakpoints = breakpoints  # the stepper's own list, changed in place
+        self.breakpoints = list(breakpoints)  # a copy: the app hears of each change
         self.cursor = 0
 
     def compose(self) -> ComposeResult:
@@ -118,6 +91,10 @@ class BreakpointsScreen(ModalScreen[None]):
                           f"{bp.describe()}")  # fmt: skip
         self.query_one("#bp-list", Static).update(table)
 
+    def _changed(self) -> None:
+        self._show()
+        self.post_message(self.Changed(tuple(self.breakpoints)))
+
     def action_move(self, step: int) -> None:
         if self.breakpoints:
             self.cursor = max(0, min(self.cursor + step, len(self.breakpoints) - 1))
@@ -127,13 +104,13 @@ class BreakpointsScreen(ModalScreen[None]):
         if self.breakpoints:
             bp = self.breakpoints[self.cursor]
             self.breakpoints[self.cursor] = dataclasses.replace(bp, enabled=not bp.enabled)
-            self._show()
+            self._changed()
 
     def action_delete(self) -> None:
         if self.breakpoints:
             del self.breakpoints[self.cursor]
             self.cursor = max(0, min(self.cursor, len(self.breakpoints) - 1))
-            self._show()
+            self._changed()
 
     def action_add(self) -> None:
         def add(text: str | None) -> None:
@@ -143,8 +120,9 @@ class BreakpointsScreen(ModalScreen[None]):
                 self.breakpoints.append(parse_breakpoint(text))
             except (TypeError, ValueError) as exc:
                 self.notify(str(exc), severity="error", timeout=4)
-            self.cursor = max(len(self.breakpoints) - 1, 0)
-            self._show()
+                return
+            self.cursor = len(self.breakpoints) - 1
+            self._changed()
 
         self.app.push_screen(AskScreen("Break at (glob or type, `#N` for the Nth call, "
                                        "`if nan|inf|batch|absmax>N`):"), add)  # fmt: skip

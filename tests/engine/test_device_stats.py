@@ -18,10 +18,11 @@ from torch import nn
 import inspector
 from inspector.engine import stats as stats_module
 from inspector.engine import tensors_in
+from inspector.engine.breakpoints import Breakpoint
 from inspector.engine.debugger import Debugger, Finished
 from inspector.engine.records import Stats
 from inspector.engine.stats import DeviceBatch, compute_stats, device_packet, stats_from_packet
-from inspector.engine.stepper import Breakpoint, Pause
+from inspector.engine.stepper import Pause
 from tests.engine.test_gradients import square_loss
 from tests.models import ZOO, Case
 

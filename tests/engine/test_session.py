@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 import inspector
+from inspector.engine.breakpoints import Breakpoint
 from inspector.engine.session import Session
-from inspector.engine.stepper import Breakpoint, Pause
+from inspector.engine.stepper import Pause
 from tests.engine.test_trace_zoo import _global_hook_count, _hook_count
 
 ROOT = Path(__file__).resolve().parents[2]

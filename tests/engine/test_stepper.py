@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
+from inspector.engine.breakpoints import Breakpoint, condition_holds
 from inspector.engine.debugger import Debugger, Finished
 from inspector.engine.records import Call
-from inspector.engine.stepper import Breakpoint, Pause, condition_holds
+from inspector.engine.stepper import Pause
 from tests.engine.test_trace_zoo import _global_hook_count, _hook_count
 from tests.models import ZOO
 
