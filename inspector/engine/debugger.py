@@ -15,6 +15,7 @@ worker thread's calls only: the caller's own calls of the same model pass throug
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterable
@@ -174,7 +175,9 @@ class Debugger:
         if self._stepper is not None:
             self._stepper.release(abort=True)
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(INTERRUPT_WAIT)
+            # interrupted before it started (join refuses): it stops at its first call
+            with contextlib.suppress(RuntimeError):
+                self._thread.join(INTERRUPT_WAIT)
 
     def _send(self, kind: str, arg: str = "") -> Event:
         if isinstance(self.last, Finished) or self._stepper is None:
