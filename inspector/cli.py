@@ -370,9 +370,10 @@ def make_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser(
         "serve",
         help="serve the debugger as a web page (needs the `web` extra); 127.0.0.1 by default",
-        description="Serve the debugger as a web page, for a model on a remote machine. "
-        "TARGET is `demo`, a FILE defining build() (opened paused before its first module), "
-        "or any SCRIPT (run as `run` does). Each page that opens runs its own debugger. "
+        description="Serve the debugger as a web page, for a model on a remote machine.\n"
+        "TARGET is `demo`, a FILE defining build() (opened paused before its first\n"
+        "module), or any SCRIPT (run as `run` runs it). Each page that opens runs its own\n"
+        "debugger; Ctrl+C stops the server (exit 0).\n"
         "Needs textual-serve: pip install 'torch-inspector[web]'.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
