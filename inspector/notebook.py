@@ -176,10 +176,6 @@ def _text(draw: Draw) -> Callable[[Any, Any, bool], None]:
     return printer
 
 
-def _findings_html(obj: object) -> str | None:
-    return to_html(_findings(obj)) if _is_findings(obj) else None  # None: IPython's own
-
-
 # -- registration ------------------------------------------------------------------------------
 
 
@@ -202,7 +198,14 @@ def register(shell: Any = None) -> bool:
     plain.for_type_by_name(
         "inspector.engine.records.calls", "Diagnosis", lambda d, p, cycle: p.text(str(d))
     )
-    html.for_type(list, _findings_html)
+    previous: Callable[[Any], str | None] | None = None  # another library's list display
+
+    def findings_html(obj: object) -> str | None:
+        if _is_findings(obj):
+            return to_html(_findings(obj))
+        return previous(obj) if previous is not None else None  # None: IPython's own
+
+    previous = html.for_type(list, findings_html)
     return True
 
 
