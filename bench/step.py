@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.models import hidden_states, images, resnet50, transformer_stack
 from inspector.engine.breakpoints import Breakpoint
-from inspector.engine.debugger import Debugger
 from inspector.engine.session import Session
 from inspector.tui.app import InspectorApp
-from inspector.tui.launch import _DebuggerControl
+from inspector.tui.controller import DebuggerControl
+from inspector.tui.factory import make_app
 
 
 async def painted(app: InspectorApp) -> None:
@@ -78,10 +78,9 @@ def keypress_latency(steps: int) -> tuple[list[float], list[float]]:
     x = hidden_states(model, 2, 16)
     clock = FrameClock()
     clock.install()
-    app = InspectorApp()
-    debugger = Debugger(model, x, on_event=app.post_event)
-    app.controller = _DebuggerControl(debugger)
-    app.on_ready = debugger.start
+    control = DebuggerControl.of(model, x)
+    debugger = control.debugger
+    app = make_app(control)
     frame_times: list[float] = []
     callback_times: list[float] = []
 

@@ -26,6 +26,7 @@ from bench.models import hidden_states, stack_for_calls
 from inspector.engine.stepper import Pause
 from inspector.tui.app import InspectorApp
 from inspector.tui.calltree import CallTree
+from inspector.tui.factory import make_app
 
 
 async def painted(app: InspectorApp) -> None:
@@ -50,7 +51,7 @@ def main() -> None:
     last = trace.calls[-1]
     pause = Pause(last, "exit", "step", tuple(trace.calls))
     engine_mb = rss_mb()
-    app = InspectorApp()
+    app = make_app()
     first_paint: list[float] = []
     keys: list[float] = []
 

@@ -8,6 +8,7 @@ import os
 os.environ.setdefault("TEXTUAL_FPS", "240")
 
 from inspector.tui.app import InspectorApp
+from inspector.tui.factory import make_app
 from inspector.tui.launch import run_app
 
-__all__ = ["InspectorApp", "run_app"]
+__all__ = ["InspectorApp", "make_app", "run_app"]

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
-from textual.binding import Binding
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
@@ -22,6 +21,7 @@ from textual.strip import Strip
 from inspector.engine.records import Call
 from inspector.render.text import grad_text, io_shapes
 from inspector.render.trace_table import STATUS_MARK
+from inspector.tui import keys
 
 CURSOR = Style(reverse=True)
 GROW_ROWS = 32
@@ -51,18 +51,10 @@ def node_label(call: Call, *, current: bool, breakpoint: bool, collapsed: bool) 
     return text
 
 
-class CallTree(ScrollView, can_focus=True):
-    """Rows are call seqs; the cursor row is the selection."""
+class CallTree(ScrollView, can_focus=True, inherit_bindings=False):
+    """Rows are call seqs; the cursor row is the selection. It says so with a message."""
 
-    BINDINGS = [
-        Binding("up,k", "cursor(-1)", "up", show=False),
-        Binding("down,j", "cursor(1)", "down", show=False),
-        Binding("pageup", "page(-1)", "page up", show=False),
-        Binding("pagedown", "page(1)", "page down", show=False),
-        Binding("home", "jump(0)", "first", show=False),
-        Binding("end", "jump(-1)", "last", show=False),
-        Binding("space,enter", "fold", "fold", show=False),
-    ]
+    BINDINGS = keys.bindings("tree")
 
     class Highlighted(Message):
         """The user moved the cursor to call `seq`."""

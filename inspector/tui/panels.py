@@ -1,20 +1,20 @@
-"""Thin widgets over render/*: the call detail, the problems, the status line."""
+"""Thin reactive shells over render/*: the problems and the status line (the detail and the
+contributions have files of their own). The app sets their attributes; each draws itself."""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
 
 from rich.console import Console, Group, RenderableType
 from rich.text import Text
+from textual.reactive import var
 from textual.widgets import Static
 
-from inspector.engine.records import Call, Diagnosis
-from inspector.engine.values import HeatMap
-from inspector.render import CallDetail, DiagnosisPanel
+from inspector.engine.records import Diagnosis
+from inspector.render import DiagnosisPanel
 
 
-class _Shows(Static):
+class Shows(Static):
     """A Static that remembers the renderable it shows, so tests and copy can read it."""
 
     shown: RenderableType = ""
@@ -29,33 +29,25 @@ class _Shows(Static):
         return console.export_text()
 
 
-class DetailPanel(_Shows):
-    """The selected call in detail."""
-
-    def show(
-        self, call: Call | None, selected: int | None = None, heat: HeatMap | str | None = None
-    ) -> None:
-        if call is None:
-            self._height = None
-            self.put(Text("No call selected.", "dim"))
-            return
-        detail = CallDetail(call, selected, heat, hint=True)
-        # Stepping from call to call mostly changes numbers, not the number of lines: then
-        # the screen needs no new layout, only a repaint (a third of a frame saved).
-        width = self.content_region.width or self.size.width
-        height = (detail.height_key(width), width)
-        same = height == getattr(self, "_height", None)
-        self._height = height
-        self.put(detail, layout=not same)
-
-
-class ProblemsPanel(_Shows):
+class ProblemsPanel(Shows):
     """Every finding so far, each with its source line and fix."""
 
-    def show(self, findings: Sequence[Diagnosis], running: bool) -> None:
-        if findings:
-            body: RenderableType = Group(*(DiagnosisPanel(f) for f in findings))
-        elif running:
+    findings: var[tuple[Diagnosis, ...]] = var((), init=False)
+    running: var[bool] = var(True, init=False)
+
+    def on_mount(self) -> None:
+        self._draw()
+
+    def watch_findings(self) -> None:
+        self._draw()
+
+    def watch_running(self) -> None:
+        self._draw()
+
+    def _draw(self) -> None:
+        if self.findings:
+            body: RenderableType = Group(*(DiagnosisPanel(f) for f in self.findings))
+        elif self.running:
             body = Text("No problem found so far: findings appear when the pass ends or fails.",
                         style="dim")  # fmt: skip
         else:
@@ -63,16 +55,15 @@ class ProblemsPanel(_Shows):
         self.put(body)
 
 
-class StatusLine(_Shows):
-    """`paused before fc1 (Linear) · call 7 · 23 recorded · pass 1`."""
+class StatusLine(Shows):
+    """`paused before fc1 (Linear) · call 7 · 23 recorded · pass 1`, and its style."""
 
-    def show(self, text: str, style: str = "") -> None:
+    line: var[tuple[str, str]] = var(("starting…", ""), init=False)
+
+    def on_mount(self) -> None:
+        self.watch_line(self.line)
+
+    def watch_line(self, line: tuple[str, str]) -> None:
+        text, style = line
         # one line, whatever it says: no layout pass for the status
         self.put(Text(text, style=style, overflow="ellipsis", no_wrap=True), layout=False)
-
-
-class ContribPanel(_Shows):
-    """The selected call's contributions toward the output, or how far their computation is."""
-
-    def show_text(self, text: str, style: str = "dim") -> None:
-        self.put(Text(text, style=style))

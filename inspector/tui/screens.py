@@ -8,15 +8,29 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from inspector.engine.breakpoints import Breakpoint, parse_breakpoint
+from inspector.engine.breakpoints import CONDITIONS, Breakpoint, known_conditions, parse_breakpoint
 from inspector.tui import keys
+
+
+def conditions_table() -> Group:
+    """Every breakpoint condition, from the engine's one table of them."""
+    table = Table(show_header=False, box=None, padding=(0, 1), pad_edge=False)
+    table.add_column(no_wrap=True, min_width=keys.KEY_WIDTH, style="bold")
+    table.add_column()
+    for condition in CONDITIONS.values():
+        table.add_row(condition.spelling, condition.help)
+    heading = Text("Breakpoint conditions (B, a: `fc1 if nan`, `if absmax>100`)",
+                   style="bold underline")  # fmt: skip
+    return Group(Text(""), heading, table)
 
 
 class HelpScreen(ModalScreen[None]):
@@ -28,6 +42,7 @@ class HelpScreen(ModalScreen[None]):
         with VerticalScroll(id="help"):
             yield Static("[bold]torch-inspector keys[/]  (escape to close)")
             yield Static(keys.help_table(), id="help-keys")
+            yield Static(conditions_table(), id="help-conditions")
 
     def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)
@@ -82,8 +97,8 @@ class BreakpointsScreen(ModalScreen[None]):
     def _show(self) -> None:
         table = Table(show_header=False, box=None, padding=(0, 1))
         if not self.breakpoints:
-            table.add_row("[dim]none: a adds one, e.g. `fc*`, `Conv2d`, `fc1 #2`, "
-                          "`if nan`, `decoder.* if absmax>100`[/]")  # fmt: skip
+            table.add_row("[dim]none: a adds one, e.g. `fc*`, `Conv2d`, `fc1 #2`, `if nan`, "
+                          "`decoder.* if absmax>100` (? lists every condition)[/]")  # fmt: skip
         for i, bp in enumerate(self.breakpoints):
             mark = "●" if bp.enabled else "○"
             style = "reverse" if i == self.cursor else ""
@@ -124,8 +139,9 @@ class BreakpointsScreen(ModalScreen[None]):
             self.cursor = len(self.breakpoints) - 1
             self._changed()
 
-        self.app.push_screen(AskScreen("Break at (glob or type, `#N` for the Nth call, "
-                                       "`if nan|inf|batch|absmax>N`):"), add)  # fmt: skip
+        prompt = (f"Break at: a glob or type, `#N` for the Nth call, `if CONDITION`, "
+                  f"one of {known_conditions()}:")  # fmt: skip
+        self.app.push_screen(AskScreen(prompt), add)
 
     def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)

@@ -11,67 +11,17 @@ code (after a failure: its traceback and exit code 1); Ctrl+C stops it, as it wo
 
 from __future__ import annotations
 
-import queue
 import sys
-import threading
 from collections.abc import Iterable
 
-from inspector.engine.debugger import Finished
+from inspector.engine.breakpoints import Breakpoint
 from inspector.engine.script import ScriptFinished, ScriptRun
-from inspector.engine.stepper import Breakpoint, Pause
-from inspector.engine.trace import Trace
 from inspector.engine.values import ValueStore
-from inspector.tui.app import InspectorApp
-from inspector.tui.launch import StepperControl
+from inspector.tui.controller import EventRelay, StepperControl
+from inspector.tui.factory import make_app
+from inspector.tui.terminal import SCRIPT
 
 JOIN_TIMEOUT = 600.0
-
-
-class ScriptApp(InspectorApp):
-    """The inspector over a running script: continue hands the terminal back to it."""
-
-    def __init__(self, run: ScriptRun) -> None:
-        super().__init__(StepperControl(run.stepper, run.recorder), title=run.path)
-        self.run_ = run
-        self.arrived = threading.Event()
-
-    def post_event(self, event: Pause | Finished) -> None:
-        self.arrived.set()
-        if isinstance(event, ScriptFinished):
-            event = Finished(Trace(list(event.calls)), aborted=event.quit)
-        super().post_event(event)
-
-    def on_pass_finished(self, message: object) -> None:
-        super().on_pass_finished(message)  # type: ignore[arg-type]
-        if not self.findings:
-            self.exit()  # the script is done and nothing needs looking at
-
-    def action_step(self, kind: str) -> None:
-        if kind != "continue" or self.pause is None:
-            super().action_step(kind)
-            return
-        self.arrived.clear()
-        super().action_step(kind)
-        self._run_free()
-
-    def _run_free(self) -> None:
-        """Give the terminal to the script until it stops again or ends."""
-        try:
-            with self.suspend():
-                self.flush_output()
-                self._wait_for_event()
-        except Exception:  # no terminal to hand back (headless): just wait
-            self._wait_for_event()
-        if self.run_.finished is not None:
-            self.exit()
-
-    def _wait_for_event(self) -> None:
-        try:
-            while not self.arrived.wait(0.1):
-                pass
-        except KeyboardInterrupt:  # Ctrl+C while the script runs free: it stops there
-            self.interrupted = True
-            self.run_.interrupt()
 
 
 def run_script(
@@ -83,35 +33,24 @@ def run_script(
     gradients: bool = False,
 ) -> int:
     """Run `path` under the inspector; returns the script's exit code."""
-    events: queue.Queue[Pause | ScriptFinished] = queue.Queue()
-    holder: dict[str, ScriptApp] = {}
-
-    def deliver(event: Pause | ScriptFinished) -> None:
-        app = holder.get("app")
-        if app is None:
-            events.put(event)
-        else:
-            app.post_event(event)  # type: ignore[arg-type]
-
+    events = EventRelay()
     run = ScriptRun(path, argv, breakpoints=breakpoints, post_mortem=post_mortem,
-                    gradients=gradients, on_event=deliver)  # fmt: skip
+                    gradients=gradients, on_event=events)  # fmt: skip
     run.recorder.values = ValueStore()  # heat maps of the pass on screen
-    app = ScriptApp(run)
-    first: Pause | ScriptFinished | None = None
     if post_mortem:
         run.start()
         try:
-            first = _next_event(events)  # the script runs in the foreground until it stops
+            first = events.first()  # the script runs in the foreground until it stops
         except KeyboardInterrupt:
             return _report_end(_finish(run, interrupted=True))
         if isinstance(first, ScriptFinished):
             run.join(JOIN_TIMEOUT)
             return _report_end(first)
-    holder["app"] = app
-    if first is not None:
-        app.on_ready = lambda: app.post_event(first)  # type: ignore[arg-type]
-    else:
-        app.on_ready = run.start
+    control = StepperControl(
+        run.stepper, run.recorder, events, start=None if post_mortem else run.start,
+        interrupt=run.interrupt,
+    )  # fmt: skip
+    app = make_app(control, title=run.path, frontend=SCRIPT)
     try:
         app.run()
     finally:
@@ -119,14 +58,6 @@ def run_script(
         run.stepper.release(abort=app.interrupted)
         app.flush_output()
     return _report_end(_finish(run, interrupted=app.interrupted))
-
-
-def _next_event(events: queue.Queue[Pause | ScriptFinished]) -> Pause | ScriptFinished:
-    while True:  # in short waits: Ctrl+C reaches the main thread between them
-        try:
-            return events.get(timeout=0.1)
-        except queue.Empty:
-            pass
 
 
 def _finish(run: ScriptRun, *, interrupted: bool = False) -> ScriptFinished | None:

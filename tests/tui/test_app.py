@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import torch
@@ -13,106 +10,50 @@ from textual.widgets import ContentSwitcher
 from torch import nn
 
 import inspector
+from inspector.engine.breakpoints import Breakpoint
 from inspector.engine.debugger import Finished
-from inspector.engine.stepper import Breakpoint, Pause
-from inspector.tui.app import InspectorApp
-from inspector.tui.calltree import CallTree, node_label
-from inspector.tui.launch import _DebuggerControl
-from inspector.tui.panels import DetailPanel, ProblemsPanel, StatusLine
+from inspector.tui.calltree import CallTree
+from inspector.tui.contrib import ContribPanel
+from inspector.tui.detail import DetailPanel
+from inspector.tui.factory import make_app
+from inspector.tui.panels import ProblemsPanel
 from tests.diagnose.test_seeds import load_example
-
-
-class FakeController:
-    def __init__(self) -> None:
-        self.commands: list[tuple[str, str]] = []
-        self.breakpoints: list[Breakpoint] = []
-
-    def command(self, kind: str, arg: str = "") -> None:
-        self.commands.append((kind, arg))
-
-
-def _trace() -> inspector.Trace:
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
-    return inspector.trace(model, torch.randn(3, 4))
-
-
-def _pause(t: inspector.Trace, seq: int, phase: str = "enter", reason: str = "step") -> Pause:
-    return Pause(t.calls[seq], phase, reason, tuple(t.calls[: seq + 1]))
-
-
-async def wait_for(pilot: Pilot[Any], check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the deadline")
-        await pilot.pause(0.02)
-
-
-def drive(app: InspectorApp, script: Callable[[Pilot[Any]], Awaitable[None]]) -> None:
-    async def main() -> None:
-        async with app.run_test(size=(100, 30)) as pilot:
-            await script(pilot)
-
-    asyncio.run(main())
-
-
-def connect(app: InspectorApp, debugger: Any) -> None:
-    """The app drives `debugger` and starts it once mounted, as run_app does."""
-    app.controller = _DebuggerControl(debugger)
-    app.on_ready = debugger.start
-
-
-def drive_debugger(
-    app: InspectorApp, debugger: Any, script: Callable[[Pilot[Any]], Awaitable[None]]
-) -> None:
-    """drive(), then release the model thread whatever happened."""
-    try:
-        drive(app, script)
-    finally:
-        if debugger.stepper is not None:
-            debugger.stepper.release()
-        debugger.join(10)
-
-
-def row_text(tree: CallTree, seq: int) -> str:
-    call = tree.calls[seq]
-    label = node_label(
-        call,
-        current=seq == tree.current_seq,
-        breakpoint=call.path in tree.breakpoints,
-        collapsed=seq in tree.collapsed,
-    )
-    return label.plain
-
-
-def status(app: InspectorApp) -> str:
-    return app.query_one(StatusLine).plain().strip()
+from tests.tui.support import (
+    FakeController,
+    debugger_app,
+    drive,
+    drive_debugger,
+    mlp_trace,
+    pause_at,
+    row_text,
+    status,
+    wait_for,
+)
 
 
 def test_tree_grows_with_each_pause_and_keys_send_commands() -> None:
-    t = _trace()
+    t = mlp_trace()
     controller = FakeController()
-    app = InspectorApp(controller)
+    app = make_app(controller)
 
     async def script(pilot: Pilot[Any]) -> None:
         tree = app.query_one(CallTree)
-        app.post_event(_pause(t, 0))
+        app.post_event(pause_at(t, 0))
         await wait_for(pilot, lambda: app.pause is not None)
         assert status(app).startswith("paused before (root) (Sequential)")
         await pilot.press("s")  # step into
         assert controller.commands == [("into", "")]
         await pilot.press("n")  # not paused any more: nothing is sent
         assert controller.commands == [("into", "")]
-        app.post_event(_pause(t, 1))
+        app.post_event(pause_at(t, 1))
         await wait_for(pilot, lambda: tree.has(1))
         label = row_text(tree, 1)
         assert "▶ 0  Linear" in label and "(3, 4) → (3, 8)" in label
         await pilot.press("n")  # step over
-        app.post_event(_pause(t, 3))
+        app.post_event(pause_at(t, 3))
         await wait_for(pilot, lambda: tree.has(3))
         await pilot.press("r")  # step out
-        app.post_event(_pause(t, 3, "exit"))
+        app.post_event(pause_at(t, 3, "exit"))
         await wait_for(pilot, lambda: app.pause is not None)
         await pilot.press("c")  # continue
         assert [k for k, _ in controller.commands] == ["into", "over", "out", "continue"]
@@ -122,12 +63,12 @@ def test_tree_grows_with_each_pause_and_keys_send_commands() -> None:
 
 
 def test_breakpoint_toggles_on_the_selected_module() -> None:
-    t = _trace()
+    t = mlp_trace()
     controller = FakeController()
-    app = InspectorApp(controller)
+    app = make_app(controller)
 
     async def script(pilot: Pilot[Any]) -> None:
-        app.post_event(_pause(t, 2))
+        app.post_event(pause_at(t, 2))
         await wait_for(pilot, lambda: app.pause is not None)
         await pilot.press("b")  # breakpoint on the paused call, module "1"
         assert [b.pattern for b in controller.breakpoints] == ["1"]
@@ -139,12 +80,12 @@ def test_breakpoint_toggles_on_the_selected_module() -> None:
 
 
 def test_back_forward_and_find_move_through_recorded_calls() -> None:
-    t = _trace()
-    app = InspectorApp(FakeController())
+    t = mlp_trace()
+    app = make_app(FakeController())
 
     async def script(pilot: Pilot[Any]) -> None:
         tree = app.query_one(CallTree)
-        app.post_event(_pause(t, 3, "exit"))
+        app.post_event(pause_at(t, 3, "exit"))
         await wait_for(pilot, lambda: app.pause is not None)
         assert app.selected == 3
         await pilot.press("left")  # back
@@ -166,7 +107,7 @@ def test_back_forward_and_find_move_through_recorded_calls() -> None:
 def test_a_failed_pass_jumps_to_the_problems() -> None:
     model = nn.Sequential(nn.Linear(4, 8), nn.Linear(6, 2))
     t = inspector.trace(model, torch.randn(3, 4))
-    app = InspectorApp(FakeController())
+    app = make_app(FakeController())
 
     async def script(pilot: Pilot[Any]) -> None:
         app.post_event(Finished(t))
@@ -182,7 +123,7 @@ def test_a_failed_pass_jumps_to_the_problems() -> None:
 
 
 def test_help_opens_and_closes_and_q_quits() -> None:
-    app = InspectorApp(FakeController())
+    app = make_app(FakeController())
 
     async def script(pilot: Pilot[Any]) -> None:
         await pilot.press("question_mark")
@@ -196,12 +137,8 @@ def test_help_opens_and_closes_and_q_quits() -> None:
 
 
 def test_end_to_end_on_the_seed_cnn() -> None:
-    from inspector.engine.debugger import Debugger
-
     model, args = load_example("seed_cnn").build()
-    app = InspectorApp()
-    debugger = Debugger(model, *args, on_event=app.post_event)
-    connect(app, debugger)
+    app, debugger = debugger_app(model, *args)
 
     async def script(pilot: Pilot[Any]) -> None:
         await wait_for(pilot, lambda: app.pause is not None)
@@ -218,23 +155,17 @@ def test_end_to_end_on_the_seed_cnn() -> None:
 
 
 def test_contributions_view_after_the_pass() -> None:
-    from inspector.engine.debugger import Debugger
-
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
-    app = InspectorApp()
-    debugger = Debugger(model, torch.randn(2, 4), on_event=app.post_event)
-    connect(app, debugger)
+    app, debugger = debugger_app(model, torch.randn(2, 4))
 
     async def script(pilot: Pilot[Any]) -> None:
-        from inspector.tui.panels import ContribPanel
-
         await wait_for(pilot, lambda: app.pause is not None)
         await pilot.press("x")  # mid-pass: explains how to get there
         assert "press c to continue" in app.query_one(ContribPanel).plain()
         await pilot.press("c")
         await wait_for(pilot, lambda: app.finished is not None)
-        app._select(1)  # the first Linear
+        app.selected = 1  # the first Linear
         await pilot.press("x")
         await wait_for(
             pilot, lambda: "gradient x activation" in app.query_one(ContribPanel).plain()
@@ -251,12 +182,12 @@ def test_contributions_view_after_the_pass() -> None:
 
 
 def test_breakpoint_list_adds_conditions_toggles_and_deletes() -> None:
-    t = _trace()
+    t = mlp_trace()
     controller = FakeController()
-    app = InspectorApp(controller)
+    app = make_app(controller)
 
     async def script(pilot: Pilot[Any]) -> None:
-        app.post_event(_pause(t, 0))
+        app.post_event(pause_at(t, 0))
         await wait_for(pilot, lambda: app.pause is not None)
         await pilot.press("B")  # the breakpoint list
         await wait_for(pilot, lambda: type(app.screen).__name__ == "BreakpointsScreen")
@@ -290,16 +221,12 @@ def test_parse_breakpoint_rejects_what_it_cannot_read() -> None:
 
 
 def test_stepping_into_the_backward_pass_shows_gradients() -> None:
-    from inspector.engine.debugger import Debugger
-
     model, args = load_example("deep_sigmoid").build()
     module = load_example("deep_sigmoid")
-    app = InspectorApp()
-    debugger = Debugger(
+    app, debugger = debugger_app(
         model, *args, loss_fn=module.loss_fn, target=module.target(), backward=True,
-        breakpoints=[Breakpoint("loss_fn")], on_event=app.post_event,
+        breakpoints=[Breakpoint("loss_fn")],
     )  # fmt: skip
-    connect(app, debugger)
 
     async def script(pilot: Pilot[Any]) -> None:
         await wait_for(pilot, lambda: app.pause is not None)
@@ -326,23 +253,20 @@ def test_stepping_into_the_backward_pass_shows_gradients() -> None:
 
 
 def test_heat_map_keys_pick_the_tensor_and_the_slice() -> None:
-    from inspector.engine.debugger import Debugger
     from inspector.engine.values import DEFAULT_BUDGET
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten())
-    app = InspectorApp()
-    debugger = Debugger(
+    app, debugger = debugger_app(
         model, torch.randn(2, 3, 6, 6), keep_values=DEFAULT_BUDGET, breakpoints=["1"],
-        stop_at_start=False, on_event=app.post_event,
+        stop_at_start=False,
     )  # fmt: skip
-    connect(app, debugger)
 
     async def script(pilot: Pilot[Any]) -> None:
         await wait_for(pilot, lambda: app.pause is not None and app.pause.call.path == "1")
         await pilot.press("c")
         await wait_for(pilot, lambda: app.finished is not None)
-        app._select(1)  # the conv
+        app.selected = 1  # the conv
         await pilot.press("m")
         await wait_for(
             pilot, lambda: "heat map of 0 out[0, 0" in app.query_one(DetailPanel).plain()
@@ -369,12 +293,12 @@ def test_heat_map_keys_pick_the_tensor_and_the_slice() -> None:
 
 
 def test_every_key_action_is_in_the_command_palette() -> None:
-    t = _trace()
+    t = mlp_trace()
     controller = FakeController()
-    app = InspectorApp(controller)
+    app = make_app(controller)
 
     async def script(pilot: Pilot[Any]) -> None:
-        app.post_event(_pause(t, 1))
+        app.post_event(pause_at(t, 1))
         await wait_for(pilot, lambda: app.pause is not None)
         titles = [c.title for c in app.get_system_commands(app.screen)]
         for title in ("Step into", "Continue", "Heat map", "Breakpoints", "Copy module path"):
@@ -391,11 +315,11 @@ def test_every_key_action_is_in_the_command_palette() -> None:
 
 
 def test_themes_apply_to_every_panel() -> None:
-    t = _trace()
-    app = InspectorApp(FakeController())
+    t = mlp_trace()
+    app = make_app(FakeController())
 
     async def script(pilot: Pilot[Any]) -> None:
-        app.post_event(_pause(t, 1))
+        app.post_event(pause_at(t, 1))
         await wait_for(pilot, lambda: app.pause is not None)
         tree = app.query_one(CallTree)
         dark = tree.styles.border_right[1]

@@ -24,6 +24,7 @@ from inspector.engine.debugger import Finished
 from inspector.engine.records import Call
 from inspector.engine.stepper import Pause
 from inspector.tui.app import InspectorApp
+from inspector.tui.factory import make_app
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +45,7 @@ def stable(calls: tuple[Call, ...]) -> tuple[Call, ...]:
 
 
 def shoot(event: Pause | Finished, size: tuple[int, int], keys: tuple[str, ...] = ()) -> str:
-    app = InspectorApp()
+    app = make_app()
     out: list[str] = []
 
     async def main() -> None:
@@ -71,9 +72,12 @@ def shoot(event: Pause | Finished, size: tuple[int, int], keys: tuple[str, ...] 
 
 
 def check(name: str, text: str) -> None:
+    """The screen equals its stored snapshot. A missing snapshot fails (a test that writes what
+    it compares against cannot fail); INSPECTOR_UPDATE_SNAPSHOTS=1 writes it."""
     path = SNAPSHOTS / f"{name}.txt"
-    if os.environ.get("INSPECTOR_UPDATE_SNAPSHOTS") or not path.exists():
+    if os.environ.get("INSPECTOR_UPDATE_SNAPSHOTS"):
         path.write_text(text + "\n")
+    assert path.exists(), f"no snapshot {path}: run with INSPECTOR_UPDATE_SNAPSHOTS=1, read it"
     assert text + "\n" == path.read_text(), f"{name} changed; see {path}"
 
 

@@ -1,0 +1,209 @@
+"""The app's state in reactives pushed down to widgets; the one-way boundary with the program
+(breakpoints as commands, values only, slow work in worker threads); the frontends."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from textual.pilot import Pilot
+from textual.widgets import ContentSwitcher
+from torch import nn
+
+from inspector.engine.breakpoints import Breakpoint
+from inspector.engine.records import Call, TensorInfo
+from inspector.engine.script import ScriptFinished
+from inspector.engine.values import HeatMap
+from inspector.render import ContributionBars
+from inspector.tui.calltree import CallTree
+from inspector.tui.contrib import ContribPanel
+from inspector.tui.controller import EventRelay, Progress
+from inspector.tui.detail import COMPUTING_HEAT, DetailPanel
+from inspector.tui.factory import make_app
+from inspector.tui.messages import PassEnd
+from inspector.tui.terminal import SCRIPT, SESSION
+from tests.tui.support import (
+    FakeController,
+    debugger_app,
+    drive,
+    drive_debugger,
+    mlp_trace,
+    pause_at,
+    status,
+    wait_for,
+)
+
+
+def test_state_set_on_the_app_reaches_the_widgets() -> None:
+    t = mlp_trace()
+    app = make_app(FakeController())
+
+    async def script(pilot: Pilot[Any]) -> None:
+        app.post_event(pause_at(t, 3, "exit"))
+        await wait_for(pilot, lambda: app.pause is not None)
+        tree, detail = app.query_one(CallTree), app.query_one(DetailPanel)
+        assert detail.view is not None and detail.view.call.seq == 3
+        app.selected = 1
+        assert tree.selected_seq == 1 and detail.view.call.seq == 1
+        app.view = "problems"
+        assert app.query_one(ContentSwitcher).current == "problems"
+        app.status = ("look here", "bold")
+        assert status(app) == "look here"
+        app.breakpoints = (Breakpoint("0"),)
+        assert "0" in tree.breakpoints
+
+    drive(app, script)
+
+
+def test_breakpoints_reach_the_stepper_as_a_new_list() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    app, debugger = debugger_app(model, torch.randn(3, 4), breakpoints=["2"])
+
+    async def script(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: app.pause is not None)
+        given = debugger.stepper.breakpoints
+        app.selected = 0
+        await pilot.press("b")  # a breakpoint on the root
+        assert [b.pattern for b in given] == ["2"]  # the list the model thread read: untouched
+        assert [b.pattern for b in debugger.stepper.breakpoints] == ["2", ""]
+        await pilot.press("B")  # the list: switch "2" off
+        await pilot.press("space", "escape")
+        await wait_for(pilot, lambda: not debugger.stepper.breakpoints[0].enabled)
+        assert given[0].enabled
+        await pilot.press("c")  # nothing stops it now but the end
+        await wait_for(pilot, lambda: app.finished is not None)
+        await pilot.press("q")
+
+    drive_debugger(app, debugger, script)
+
+
+class SlowValues(FakeController):
+    """Heat maps and contributions that wait for the test, and say which thread made them."""
+
+    explains = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = threading.Event()
+        self.threads: list[int] = []
+
+    def heatmap(
+        self, calls: Sequence[Call], call: Call, info: TensorInfo, output_position: int | None,
+        index: int, label: str,
+    ) -> HeatMap | str:  # fmt: skip
+        self.threads.append(threading.get_ident())
+        self.go.wait(10)
+        return f"made for {label}"
+
+    def contributions(
+        self, layer: str, call_index: int, method: str, progress: Progress, target: int | None
+    ) -> ContributionBars | str:
+        self.threads.append(threading.get_ident())
+        progress(1, 2)
+        self.go.wait(10)
+        return ContributionBars(f"{layer} explained", [(0, 1.0, 1.0)])
+
+
+def test_heat_maps_and_contributions_are_made_off_the_ui_thread_with_progress() -> None:
+    t = mlp_trace()
+    controller = SlowValues()
+    app = make_app(controller)
+    ui = threading.get_ident()
+
+    async def script(pilot: Pilot[Any]) -> None:
+        app.post_event(pause_at(t, 1, "exit"))
+        await wait_for(pilot, lambda: app.pause is not None)
+        detail = app.query_one(DetailPanel)
+        await pilot.press("m")  # the heat map: computing, then made
+        await wait_for(pilot, lambda: COMPUTING_HEAT in detail.plain())
+        controller.go.set()
+        await wait_for(pilot, lambda: "made for 0 out" in detail.plain())
+        controller.go.clear()
+        app.post_event(finished(t))
+        await wait_for(pilot, lambda: app.finished is not None)
+        app.selected = 1
+        panel = app.query_one(ContribPanel)
+        await pilot.press("x")  # contributions: progress, then the bars
+        await wait_for(pilot, lambda: "grad_x_act: step 1 of 2" in panel.plain())
+        controller.go.set()
+        await wait_for(pilot, lambda: "0 explained" in panel.plain())
+
+    drive(app, script)
+    assert len(controller.threads) == 2 and ui not in controller.threads
+
+
+def finished(t: Any) -> Any:
+    from inspector.engine.debugger import Finished
+
+    return Finished(t)
+
+
+def test_the_end_of_a_pass_crosses_as_values() -> None:
+    t = mlp_trace()
+    end = PassEnd.of(finished(t))
+    assert end.calls == tuple(t.calls) and end.error is None and not end.aborted
+    assert not hasattr(end, "output") and not hasattr(end, "trace")
+
+
+def test_run_frontend_closes_when_the_script_ends_with_nothing_to_show() -> None:
+    app = make_app(FakeController(), frontend=SCRIPT)
+
+    async def script(pilot: Pilot[Any]) -> None:
+        app.post_event(ScriptFinished(0))
+        await wait_for(pilot, lambda: not app.is_running)
+
+    drive(app, script)
+
+
+def test_run_frontend_continue_waits_for_the_next_stop() -> None:
+    t = mlp_trace()
+    controller = FakeController()
+    app = make_app(controller, frontend=SCRIPT)
+
+    async def script(pilot: Pilot[Any]) -> None:
+        app.post_event(pause_at(t, 0))
+        await wait_for(pilot, lambda: app.pause is not None)
+        # the program stops again a moment after continue (headless: nothing to suspend)
+        threading.Timer(0.3, app.post_event, (pause_at(t, 2),)).start()
+        await pilot.press("c")
+        assert controller.commands == [("continue", "")]
+        await wait_for(pilot, lambda: app.pause is not None and app.pause.call.seq == 2)
+        assert app.is_running
+
+    drive(app, script)
+
+
+def test_session_frontend_detaches_on_continue_with_no_stop_ahead() -> None:
+    t = mlp_trace()
+
+    class NothingAhead(FakeController):
+        def stops_ahead(self) -> bool:
+            return False
+
+    controller = NothingAhead()
+    app = make_app(controller, frontend=SESSION)
+    app.driver_class = make_app().driver_class  # headless in a test: run_test's own driver
+
+    async def script(pilot: Pilot[Any]) -> None:
+        app.post_event(pause_at(t, 0))
+        await wait_for(pilot, lambda: app.pause is not None)
+        await pilot.press("c")  # as pdb: nothing left to stop at, so detach
+        await wait_for(pilot, lambda: not app.is_running)
+        assert controller.commands == []
+
+    drive(app, script)
+
+
+def test_the_relay_holds_events_until_the_app_is_up_then_keeps_their_order() -> None:
+    t = mlp_trace()
+    relay = EventRelay()
+    got: list[object] = []
+    first, second = pause_at(t, 0), pause_at(t, 1)
+    relay(first)
+    assert relay.first() is first and got == []
+    relay.connect(got.append)
+    relay(second)
+    assert got == [first, second]
