@@ -219,9 +219,9 @@ def explained(debug: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(debug)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        import inspector
+        from inspector.terminal import interactive
 
-        if not inspector.interactive():
+        if not interactive():
             print(NO_TERMINAL, flush=True)
         return debug(*args, **kwargs)
 

@@ -176,7 +176,7 @@ def run_page(argv: Sequence[str]) -> int:
     """Open the debugger on the target in this process, drawn through Textual's web driver
     (textual-serve sets TEXTUAL_DRIVER). Standard output is the driver's channel to the page:
     whatever the target prints goes to stderr, which the server shows."""
-    from inspector.cli import BuildError, Target, UsageError, load_file, target_from
+    from inspector.targets import BuildError, Target, UsageError, load_file, target_from
 
     ns = _child_parser().parse_args(argv)
     sys.stdout = sys.stderr  # the driver writes to sys.__stdout__

@@ -12,7 +12,7 @@ from inspector.engine.describe import Describer
 from inspector.engine.diagnose import explain_failure
 from inspector.engine.diagnose.locate import module_chain
 from inspector.engine.naming import module_line
-from inspector.engine.recorder import Failure
+from inspector.engine.pass_record import Failure
 from inspector.engine.records import Call, Diagnosis, Struct, Trace, exception_text
 from inspector.engine.trace import trace
 

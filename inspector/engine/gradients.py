@@ -13,7 +13,6 @@ every use of the parameter in the pass, which is what autograd accumulates.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import weakref
 from collections.abc import Callable
@@ -23,6 +22,7 @@ import torch
 
 from inspector.engine.describe import live_tensors, tensor_version
 from inspector.engine.hooks import TensorHooks
+from inspector.engine.pass_record import PassRecord
 from inspector.engine.records import Call, Gradient, Stats
 from inspector.engine.stats import (
     DeviceBatch,
@@ -37,20 +37,21 @@ from inspector.engine.stats import (
 class GradientRecorder:
     """Hooks the outputs and parameters of recorded calls; fills `Call.grad` as backward runs.
 
-    `calls` is the recorder's list, updated in place (each call replaced by a copy with its
-    Gradient). `on_gradient` hears each call whose gradient arrived (the stepper pauses there);
+    `record` is the recorder's pass record: each call is replaced there by a copy with its
+    Gradient. `on_gradient` hears each call whose gradient arrived (the stepper pauses there);
     `on_fault` turns recording off after an internal error.
     """
 
     def __init__(
         self,
-        calls: list[Call],
+        record: PassRecord,
         *,
         on_gradient: Callable[[Call], None] | None = None,
         on_fault: Callable[[Exception], None] | None = None,
         device: DeviceBatch | None = None,
     ) -> None:
-        self.calls = calls
+        self.record = record
+        self.calls = record.calls  # read; every write goes through the record
         self.on_gradient = on_gradient
         self.on_fault = on_fault
         # Gradients on an accelerator: their numbers wait in `device` (the recorder's batch)
@@ -196,7 +197,7 @@ class GradientRecorder:
         seqs, self._stale = self._stale, set()
         for seq in sorted(seqs):
             if seq < len(self.calls) and self.calls[seq].grad is not None:
-                self.calls[seq] = dataclasses.replace(self.calls[seq], grad=self._gradient(seq))
+                self.record.update(seq, grad=self._gradient(seq))
 
     def _next_event(self) -> int:
         self._events += 1
@@ -204,11 +205,8 @@ class GradientRecorder:
 
     def _publish(self, seqs: list[int]) -> None:
         for seq in seqs:
-            if seq >= len(self.calls):
-                continue
-            call = dataclasses.replace(self.calls[seq], grad=self._gradient(seq))
-            self.calls[seq] = call
-            if self.on_gradient is not None:
+            call = self.record.update(seq, grad=self._gradient(seq))
+            if call is not None and self.on_gradient is not None:
                 self.on_gradient(call)
 
     def _gradient(self, seq: int) -> Gradient:

@@ -15,10 +15,13 @@ import sys
 import sysconfig
 import weakref
 from types import CodeType, FrameType
+from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
+from inspector.engine.hooks import opaque_kind
 from inspector.engine.records import SourceLine
 
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
@@ -144,6 +147,80 @@ class ParamCounter:
         if complete:
             self._ids[id(module)] = found
         return found, complete
+
+
+class ModuleFacts:
+    """What a call record says of its module: a weak reference to it, its line, its parameter
+    count and its type name; worked out once per module per pass (`forget` starts over)."""
+
+    def __init__(self) -> None:
+        self._known: dict[int, tuple[weakref.ref[Any], str, int, str]] = {}
+        self._params = ParamCounter()
+
+    def of(self, key: Any) -> tuple[weakref.ref[Any], str, int, bool, str]:
+        """(a weak reference, the line, the parameter count, whether that count is final,
+        the type name) of a module or a function; the count is not final while a lazy
+        parameter below the module has no shape yet."""
+        known = self._known.get(id(key))
+        if known is not None and known[0]() is key:
+            return known[0], known[1], known[2], True, known[3]
+        if isinstance(key, nn.Module):
+            opaque = opaque_kind(key)
+            if opaque is None:
+                type_name, line = type(key).__name__, module_line(key)
+            else:
+                type_name = original_type(key)
+                line = f"{type_name} ({opaque}: its inside is not recorded)"
+            params, final = self._params.count(key)
+        else:
+            line, params, final = function_name(key), 0, True
+            type_name = line
+        ref = _weak(key)
+        if final:
+            self._known[id(key)] = (ref, line, params, type_name)
+        return ref, line, params, final, type_name
+
+    def learn(self, modules: list[nn.Module]) -> None:
+        """Describe these modules now (warm, in one loop) rather than at their first call,
+        in a hook that runs right after an op has pushed Python's data out of the caches
+        (3-5x slower there). A lazy module is described when it runs, once its parameters
+        exist; anything that fails here is tried again then."""
+        try:
+            for module in modules:
+                if not isinstance(module, LazyModuleMixin):
+                    self.of(module)
+        except Exception:
+            pass
+
+    def forget(self) -> None:
+        """A new pass: a module replaced since (or a parameter swapped) is described anew."""
+        self._known.clear()
+        self._params = ParamCounter()
+
+
+def function_name(fn: Any) -> str:
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+def original_type(module: nn.Module) -> str:
+    """The class a torch.compile wrapper or a ScriptModule stands for."""
+    inner = getattr(module, "_orig_mod", None)
+    if inner is not None:
+        return type(inner).__name__
+    name = getattr(module, "original_name", None)  # a ScriptModule's Python class
+    return name if isinstance(name, str) and name else type(module).__name__
+
+
+class _Dead:
+    def __call__(self) -> None:
+        return None
+
+
+def _weak(obj: Any) -> weakref.ref[Any]:
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return _Dead()  # type: ignore[return-value]
 
 
 class ModuleNames:

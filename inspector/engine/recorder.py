@@ -19,9 +19,8 @@ from typing import Any, Protocol
 
 import torch
 from torch import nn
-from torch.nn.modules.lazy import LazyModuleMixin
 
-from inspector.engine.activity import UNIT_TYPES, Finish, describe_units, device_units
+from inspector.engine.activity import UNIT_TYPES, describe_units
 from inspector.engine.describe import Describer
 from inspector.engine.gradients import GradientRecorder
 from inspector.engine.hooks import (
@@ -29,21 +28,20 @@ from inspector.engine.hooks import (
     RecursionHeadroom,
     is_muted,
     muted,
-    opaque_kind,
     runs_below,
     until_done,
 )
-from inspector.engine.naming import ModuleNames, ParamCounter, call_site, module_line
+from inspector.engine.naming import ModuleFacts, ModuleNames, call_site
+from inspector.engine.pass_record import Failure, PassRecord
+from inspector.engine.pending import PendingStats
 from inspector.engine.records import (
     Call,
     Struct,
-    TensorInfo,
     Units,
     Value,
     exception_text,
     positional_builder,
 )
-from inspector.engine.stats import on_device
 from inspector.engine.values import ValueStore
 
 _new_call = positional_builder(Call)
@@ -71,17 +69,6 @@ class Stop(BaseException):
     """Raised by a listener to end the forward pass now (the user quit the debugger)."""
 
 
-@dataclasses.dataclass
-class Failure:
-    """A call that raised: the live pieces a diagnosis needs, dropped after it ran."""
-
-    seq: int
-    module: nn.Module | Callable[..., Any]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    exception: BaseException
-
-
 @dataclasses.dataclass(slots=True)
 class _Open:
     seq: int
@@ -107,12 +94,11 @@ class Recorder:
     ) -> None:
         self.describer = Describer(stats=stats)
         self.listener = listener
-        self.calls: list[Call] = []
-        self.modules: list[weakref.ref[Any]] = []  # the live module of each call, by seq
-        self.failures: list[Failure] = []
+        self.record = PassRecord()  # the only writer of the calls
         self.fault: Exception | None = None
         self.names = ModuleNames()
-        self._counts: dict[str, int] = {}
+        self._facts = ModuleFacts()
+        self._pending = PendingStats(self.describer)
         self._hooks = HookSet(self.enter, self.exit)
         self._headroom = RecursionHeadroom()
         self._local = threading.local()
@@ -122,29 +108,21 @@ class Recorder:
         # Called at every module call before anything else (a held Ctrl+C is raised there).
         self.poll: Callable[[], None] | None = None
         self._warned = False
-        # id of a module (or function) -> (a weak reference to it, its line, its parameters,
-        # its type name)
-        self._module_info: dict[int, tuple[weakref.ref[Any], str, int, str]] = {}
-        self._params = ParamCounter()
         self._global = False
         self._paused_s = 0.0  # time spent inside listeners (a person looking), not computing
         # Sessions over a training loop: a root module called again starts a new pass, and
         # the record restarts (memory stays bounded by one pass).
         self.per_pass = per_pass
-        self.pass_index = 0
         self.values: ValueStore | None = None  # tensor values for heat maps, within a budget
         # Sessions: statistics only while someone looks (the stepper says when); a pause
         # while running free gets its call's statistics from the live values (with_stats).
         self.stats_when: Callable[[], bool] | None = None
         self._stats = stats
         self._live: tuple[int, tuple[Any, ...], dict[str, Any], Any] | None = None
-        # Calls whose records hold statistics still on an accelerator (Describer.settle).
-        self._unsettled: set[int] = set()
-        self._units_ready: dict[int, tuple[Finish, Any]] = {}
         self.gradients: GradientRecorder | None = None
         if gradients:
             self.gradients = GradientRecorder(
-                self.calls,
+                self.record,
                 on_gradient=self._gradient_ready,
                 on_fault=self._fail,
                 device=self.describer.device,
@@ -164,19 +142,7 @@ class Recorder:
         # themselves: a hook runs right after an op has pushed Python's code and data out of
         # the caches, and every frame on its way costs a few microseconds there.
         hooked = self._hooks.add(model)
-        self._describe_modules(hooked)
-
-    def _describe_modules(self, modules: list[nn.Module]) -> None:
-        """Each module's line and parameter count, now rather than at its first call: done
-        here in one loop, warm, instead of in a hook that runs right after an op has pushed
-        Python's data out of the caches (3-5x slower there). A lazy module is described when
-        it runs, once its parameters exist; anything that fails here is tried again then."""
-        try:
-            for module in modules:
-                if not isinstance(module, LazyModuleMixin):
-                    self._describe_callable(module)
-        except Exception:
-            pass
+        self._facts.learn(hooked)
 
     def attach_global(self) -> None:
         """Hook every module call in the process; roots are named after the caller's variables."""
@@ -206,6 +172,26 @@ class Recorder:
     @property
     def attached(self) -> bool:
         return self._hooks.attached
+
+    # -- the record (read here; written by the PassRecord) ----------------------------------
+
+    @property
+    def calls(self) -> list[Call]:
+        """The calls of the current pass, in the order they started."""
+        return self.record.calls
+
+    @property
+    def modules(self) -> list[weakref.ref[Any]]:
+        """A weak reference to the live module of each call, by seq."""
+        return self.record.modules
+
+    @property
+    def failures(self) -> list[Failure]:
+        return self.record.failures
+
+    @property
+    def pass_index(self) -> int:
+        return self.record.index
 
     def entry_frames(self, count: int) -> None:
         """The inspector's own frames between the user's call and the model call: the
@@ -240,7 +226,7 @@ class Recorder:
             touched = self.describer.touched
             call = self._start(key, args, kwargs, path)
             if self.describer.touched != touched:
-                self._unsettled.add(call.seq)
+                self._pending.note(call.seq)
         except Exception as exc:
             self._fail(exc)
             return
@@ -268,7 +254,7 @@ class Recorder:
             touched = self.describer.touched
             call = self._finish(key, args, kwargs, output)
             if call is not None and self.describer.touched != touched:
-                self._unsettled.add(call.seq)
+                self._pending.note(call.seq)
         except Exception as exc:
             self._fail(exc)
             return
@@ -304,42 +290,22 @@ class Recorder:
         finally:
             self.describer.stats = False
         if self.describer.touched != touched:
-            self._unsettled.add(seq)
-        call = dataclasses.replace(
-            call, inputs=inputs, kwargs=kw if kwargs else None, outputs=outputs
+            self._pending.note(seq)
+        updated = self.record.update(
+            seq, inputs=inputs, kwargs=kw if kwargs else None, outputs=outputs
         )
-        self.calls[seq] = call
-        return call
+        return updated if updated is not None else call
 
     def settle(self) -> None:
         """Bring the statistics computed on accelerators to the host, one transfer per
         device, and put them into the calls' records. A no-op on the CPU."""
-        if not self._unsettled and not len(self.describer.device):
+        if not self._pending.waiting():
             return
-        seqs, self._unsettled = self._unsettled, set()
         try:
-            infos = self.describer.settle()
+            self._pending.settle(self.record)
         except Exception as exc:  # a device error: the records keep stats=None
-            self._units_ready.clear()
             self._fail(exc)
             return
-        units, self._units_ready = self._units_ready, {}
-        for seq in sorted(seqs):
-            if seq >= len(self.calls):
-                continue
-            call = self.calls[seq]
-            outputs = _with_infos(call.outputs, infos)
-            found = call.units
-            if seq in units:
-                finish, values = units[seq]
-                found = finish(values, outputs)
-            self.calls[seq] = dataclasses.replace(
-                call,
-                inputs=_with_infos(call.inputs, infos),
-                kwargs=_with_infos(call.kwargs, infos),
-                outputs=outputs,
-                units=found,
-            )
         if self.gradients is not None:
             self.gradients.refresh()
 
@@ -356,16 +322,16 @@ class Recorder:
             frame = frame.f_back
         if stack and not runs_below(frame, stack[-1].frame):
             _drop_ended(stack, frame)  # a KeyboardInterrupt ended them: torch ran no exit hook
+        record = self.record
         parent = stack[-1].seq if stack else None
         if path is None:
-            parent_path = self.calls[parent].path if parent is not None else None
+            parent_path = record.calls[parent].path if parent is not None else None
             path = self.names.path(key, parent_path)
-        if self.per_pass and parent is None and path in self._counts:
+        if self.per_pass and parent is None and record.seen(path):
             self.new_pass()
-        index = self._counts.get(path, 0)
-        self._counts[path] = index + 1
-        seq = len(self.calls)
-        ref, line, params, final, type_name = self._describe_callable(key)
+        index = record.next_index(path)
+        seq = len(record.calls)
+        ref, line, params, final, type_name = self._facts.of(key)
         describe = self.describer.describe
         if len(args) == 1 and isinstance(args[0], torch.Tensor):
             inputs: tuple[Any, ...] = (self.describer.tensor(args[0], None),)
@@ -392,8 +358,7 @@ class Recorder:
             None,  # units
             None,  # grad
         )
-        self.calls.append(call)
-        self.modules.append(ref)
+        record.add(call, ref)
         if self.values is not None and parent is None:
             self.values.keep(seq, "in", (*args, *kwargs.values()))
         opened = _Open(seq, key, time.perf_counter(), sys.exc_info()[1], self._paused_s)
@@ -412,15 +377,16 @@ class Recorder:
         if not stack:
             return None
         opened = stack.pop()
-        call = self.calls[opened.seq]
+        record = self.record
+        call = record.calls[opened.seq]
         if opened.redescribe:  # a lazy parameter got its shape during the call
-            _, line, params, _, _ = self._describe_callable(key)
+            _, line, params, _, _ = self._facts.of(key)
             call = dataclasses.replace(call, module_repr=line, params=params)
         in_flight = sys.exc_info()[1]
         paused = self._paused_s - opened.paused_before
         elapsed = (time.perf_counter() - opened.started - paused) * 1e3
         if output is None and in_flight is not None and in_flight is not opened.exc_before:
-            self.failures.append(Failure(opened.seq, key, args, kwargs, in_flight))
+            record.fail(Failure(opened.seq, key, args, kwargs, in_flight))
             call = _ended(call, None, "error", exception_text(in_flight), elapsed)
         else:
             describer = self.describer
@@ -437,29 +403,14 @@ class Recorder:
                 with _OWN_OPS():  # a tensor subclass's own code never sees our reads
                     units = describe_units(key, output, outputs)
                     if units is None and describer.stats and isinstance(output, torch.Tensor):
-                        self._units_on_device(opened.seq, key, output)
+                        self._pending.units(opened.seq, key, output)
             call = _ended(call, outputs, status, error, elapsed, units)
             if self.gradients is not None:
                 self.gradients.track(opened.seq, key, output)
             if self.values is not None:
                 self.values.keep(opened.seq, "out", output)
-        self.calls[opened.seq] = call
+        record.set(opened.seq, call)
         return call
-
-    def _units_on_device(self, seq: int, key: Any, output: torch.Tensor) -> None:
-        """Dead or saturated units of an output on an accelerator, read at `settle()`."""
-        if not on_device(output):
-            return
-        deferred = device_units(key, output)
-        if deferred is None:
-            return
-        packet, finish = deferred
-
-        def done(values: Any) -> None:
-            self._units_ready[seq] = (finish, values)
-
-        self.describer.device.add(packet, done)
-        self.describer.touched += 1
 
     def lookup(self, t: Any) -> Any:
         """The TensorInfo already given to live tensor `t` in this pass, or None."""
@@ -467,22 +418,13 @@ class Recorder:
 
     def new_pass(self) -> None:
         """Start the record of a new pass (in place: listeners keep their reference)."""
-        self.describer.forget_waiting()
-        self._unsettled.clear()
-        self._units_ready.clear()
-        self.calls.clear()
-        self.modules.clear()
-        self.failures.clear()
-        self._counts.clear()
-        # A new pass describes its modules anew: one replaced since (or a parameter swapped)
-        # must not keep the line and count of the old one.
-        self._module_info.clear()
-        self._params = ParamCounter()
+        self._pending.clear()
+        self.record.new_pass()
+        self._facts.forget()
         if self.gradients is not None:
             self.gradients.new_pass()
         if self.values is not None:
             self.values.clear()
-        self.pass_index += 1
 
     def current(self) -> int | None:
         """The seq of the innermost call running in this thread."""
@@ -494,29 +436,6 @@ class Recorder:
         stack = self._stack()
         if stack:
             stack[-1].substituted = exc
-
-    def _describe_callable(self, key: Any) -> tuple[weakref.ref[Any], str, int, bool, str]:
-        """(a weak reference to it, the module's line, its parameter count, whether that
-        count is final, its type name), once per module per pass; the count is not final
-        while a lazy parameter below the module has no shape yet."""
-        cached = self._module_info.get(id(key))
-        if cached is not None and cached[0]() is key:
-            return cached[0], cached[1], cached[2], True, cached[3]
-        if isinstance(key, nn.Module):
-            opaque = opaque_kind(key)
-            if opaque is None:
-                type_name, line = type(key).__name__, module_line(key)
-            else:
-                type_name = _original_type(key)
-                line = f"{type_name} ({opaque}: its inside is not recorded)"
-            params, final = self._params.count(key)
-        else:
-            line, params, final = _function_name(key), 0, True
-            type_name = line
-        ref = _weak(key)
-        if final:
-            self._module_info[id(key)] = (ref, line, params, type_name)
-        return ref, line, params, final, type_name
 
     def _notify(self, method: Callable[[Call], None], call: Call) -> None:
         started = time.perf_counter()
@@ -577,21 +496,12 @@ class Recorder:
         return result
 
     def failure_for(self, exc: BaseException | None) -> Failure | None:
-        """The innermost recorded call that raised `exc` (or the last failure)."""
-        if exc is None:
-            return None
-        for failure in self.failures:
-            if failure.exception is exc:
-                return failure
-        # `raise X from e` inside a forward: the recorded failure is X's cause
-        for failure in self.failures:
-            if failure.exception is exc.__cause__ or failure.exception is exc.__context__:
-                return failure
-        return None
+        """The innermost recorded call that raised `exc` (or whose exception it wraps)."""
+        return self.record.failure_for(exc)
 
     def release(self) -> None:
         """Drop the live references kept for diagnosis."""
-        self.failures.clear()
+        self.record.release()
         self.describer.registry.clear()
 
 
@@ -606,29 +516,6 @@ def _ended(
     )  # fmt: skip
 
 
-def _with_infos(value: Any, infos: dict[int, TensorInfo]) -> Any:
-    """`value` (a described value) with the TensorInfos named by id in `infos` replaced."""
-    if isinstance(value, TensorInfo):
-        return infos.get(id(value), value)
-    if isinstance(value, tuple):
-        return tuple(_with_infos(v, infos) for v in value)
-    if isinstance(value, Struct):
-        return Struct(value.type, tuple((k, _with_infos(v, infos)) for k, v in value.fields))
-    return value
-
-
-def _function_name(fn: Any) -> str:
-    return getattr(fn, "__name__", type(fn).__name__)
-
-
-def _original_type(module: nn.Module) -> str:
-    inner = getattr(module, "_orig_mod", None)
-    if inner is not None:
-        return type(inner).__name__
-    name = getattr(module, "original_name", None)  # a ScriptModule's Python class
-    return name if isinstance(name, str) and name else type(module).__name__
-
-
 _ident = threading.get_ident
 _OWN_OPS = torch._C.DisableTorchFunction
 
@@ -638,15 +525,3 @@ def _drop_ended(stack: list[_Open], frame: Any) -> None:
     torch calls always-called hooks for an Exception only)."""
     while stack and not runs_below(frame, stack[-1].frame):
         stack.pop()
-
-
-class _Dead:
-    def __call__(self) -> None:
-        return None
-
-
-def _weak(obj: Any) -> weakref.ref[Any]:
-    try:
-        return weakref.ref(obj)
-    except TypeError:
-        return _Dead()  # type: ignore[return-value]

@@ -19,7 +19,7 @@ from inspector.engine.diagnose.locate import UNKNOWN, FailedOp, failing_op, stan
 from inspector.engine.records import Diagnosis, TensorInfo, exception_message, exception_text
 
 if TYPE_CHECKING:
-    from inspector.engine.recorder import Failure
+    from inspector.engine.pass_record import Failure
     from inspector.engine.records import Trace
 
 Family = Callable[[Context], "Explanation | None"]
