@@ -1,4 +1,15 @@
-"""The terminal UI (Textual): thin widgets over inspector.render, driven by engine events."""
+"""The terminal UI (Textual): thin widgets over inspector.render, driven by engine events.
+
+factory.make_app    the one way to build the app (launchers, tests, benchmarks)
+app                 InspectorApp: state in reactives, watchers push it down to widgets
+controller          the Controller protocol (what the app asks of the program) and its
+                    implementations; EventRelay, the engine's door into the app
+messages            engine events as messages, PassEnd (a finished pass as values)
+keys                the key table: BINDINGS, footer, command palette and `?` from it
+terminal            Frontend (debug, script, session) and sharing the terminal
+calltree, detail, contrib, panels, screens     the widgets and dialogs
+launch, script, threaded                       debug(), run SCRIPT, set_trace()/attach()
+"""
 
 import os
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual import events
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
@@ -76,6 +77,7 @@ class CallTree(ScrollView, can_focus=True, inherit_bindings=False):
         self._cache: dict[int, tuple[tuple[object, ...], Strip]] = {}
         self._blank: tuple[tuple[int, Style], Strip] | None = None
         self._width = 0
+        self._line_style: Style | None = None  # the widget's style, once per repaint
 
     # -- data -----------------------------------------------------------------------------
 
@@ -214,11 +216,9 @@ class CallTree(ScrollView, can_focus=True, inherit_bindings=False):
         if seq is not None:
             self.post_message(self.Highlighted(seq))
 
-    def on_click(self, event: object) -> None:
-        y = getattr(event, "y", None)
-        if y is not None:
-            self._move(int(self.scroll_offset.y + y))
-            self._announce()
+    def on_click(self, event: events.Click) -> None:
+        self._move(int(self.scroll_offset.y + event.y))
+        self._announce()
 
     # -- drawing --------------------------------------------------------------------------
 
@@ -239,7 +239,7 @@ class CallTree(ScrollView, can_focus=True, inherit_bindings=False):
     def render_line(self, y: int) -> Strip:
         row = self.scroll_offset.y + y
         width = self.size.width
-        style = getattr(self, "_line_style", None) or self.rich_style
+        style = self._line_style or self.rich_style
         if row >= len(self.rows):
             blank = self._blank
             if blank is None or blank[0] != (width, style):
