@@ -326,3 +326,27 @@ def min_recursion_limit(fn: Callable[[], Any], low: int = 50, high: int = 100_00
     finally:
         sys.setrecursionlimit(old)
     return low
+
+
+# -- shared by several test modules -----------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def load_example(name: str) -> Any:
+    """examples/NAME.py as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def square_loss(out: Any, target: Any = None) -> torch.Tensor:
+    """A loss that reaches every float output (squares: a plain sum gives BatchNorm no grad)."""
+    from tests.models import _tensors
+
+    ts = [t for t in _tensors(out) if t.is_floating_point() and t.requires_grad]
+    return sum((t.float().square().sum() / max(t.numel(), 1) for t in ts), torch.zeros(()))

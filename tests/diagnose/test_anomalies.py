@@ -7,6 +7,7 @@ from torch import nn
 
 import inspector
 from inspector.engine.diagnose.anomalies import Thresholds, dead_and_constant
+from tests.broken_models import MakesNaN
 
 
 class LogFeature(nn.Module):
@@ -40,7 +41,6 @@ def test_nan_made_in_feat_is_reported_at_feat_only() -> None:
 
 
 def test_nan_made_in_the_parents_own_code_points_at_its_line() -> None:
-    from tests.engine.test_stepper import MakesNaN
 
     torch.manual_seed(0)
     t = inspector.trace(MakesNaN(), torch.randn(8, 4))

@@ -10,7 +10,7 @@ from torch import nn
 
 import inspector
 from inspector.engine import first_tensor
-from tests.diagnose.test_seeds import load_example
+from tests.helpers import load_example
 from tests.models import ZOO, Case
 
 CASES = list(ZOO.values())
@@ -82,8 +82,9 @@ def test_data_dependent_op_stops_with_a_note() -> None:
             return self.out(h)
 
     result = inspector.check(Masked(), (3, 4))
-    assert result.stopped is not None and result.stopped.startswith("cannot dry-run past (root)")
-    assert [f.code for f in result] == ["dry-run-stopped"] and not result.errors
+    assert result.stopped is not None and result.stopped.startswith("could not verify past (root)")
+    assert [f.code for f in result] == ["not-verified"] and not result.errors
+    assert "1 modules never reached (out)" in result[0].details[1]
 
 
 def test_lazy_modules_are_refused_politely() -> None:
@@ -106,7 +107,7 @@ def test_healthy_zoo_has_no_error_and_the_real_shapes(case: Case) -> None:
     }
     result = inspector.check(model, *args, **extra, **kwargs)
     assert not result.errors, "\n".join(str(f) for f in result)
-    assert all(f.code == "dry-run-stopped" for f in result)
+    assert all(f.code == "not-verified" for f in result)
     for k, v in model.state_dict().items():  # the dry run left the real model alone
         assert k not in state or torch.equal(v, state[k]), k
     if result.stopped is None:

@@ -53,8 +53,8 @@ def test_error_is_localized_and_fixed(case: Broken) -> None:
     diag = t.diagnosis
     assert diag is not None and diag.kind == "error"
     assert diag.module == case.module, str(diag)
-    if case.op is not None and diag.op is not None:
-        assert diag.op.name == case.op, str(diag)
+    if case.op is not None:
+        assert diag.op is not None and diag.op.name == case.op, str(diag)
     expected_line = _bug_line(case)
     if expected_line is not None:
         assert diag.line is not None, str(diag)

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 import inspector
-from tests.engine.test_gradients import square_loss
+from tests.broken_models import NaNGradInFeat
+from tests.helpers import square_loss
 from tests.models import ZOO
 
 CE = nn.CrossEntropyLoss()
@@ -92,24 +93,6 @@ def test_the_unit_thresholds_are_parameters() -> None:
     lenient = inspector.trace(model, x, thresholds=inspector.Thresholds(dead_units=0.1))
     (found,) = _codes(lenient, "dead-units")
     assert "threshold dead_units 10%" in found.details[0]
-
-
-class RowNorm(nn.Module):
-    """The length of each row: sqrt has an infinite derivative at 0, so a zero row -> NaN."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sqrt((x * x).sum(-1, keepdim=True)) * x
-
-
-class NaNGradInFeat(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.pre = nn.Linear(4, 8)
-        self.feat = RowNorm()
-        self.post = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.post(self.feat(self.pre(x)))
 
 
 def test_a_nan_gradient_made_in_feat_is_reported_at_feat_only() -> None:

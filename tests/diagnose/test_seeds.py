@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import traceback
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
 from torch import nn
 
 import inspector
+from tests.helpers import load_example
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def load_example(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_seed_cnn_first_error_is_the_stray_view() -> None:

@@ -23,7 +23,7 @@ from inspector.engine.debugger import Debugger, Finished
 from inspector.engine.records import Stats
 from inspector.engine.stats import DeviceBatch, compute_stats, device_packet, stats_from_packet
 from inspector.engine.stepper import Pause
-from tests.engine.test_gradients import square_loss
+from tests.helpers import square_loss
 from tests.models import ZOO, Case
 
 

@@ -13,15 +13,10 @@ from torch import nn
 
 import inspector
 from inspector.engine import tensors_in
+from tests.helpers import square_loss
 from tests.models import ZOO, _tensors
 
 CASES = [c for c in ZOO.values() if c.name not in ("empty_batch", "lazy_linear")]
-
-
-def square_loss(out: Any, target: Any = None) -> torch.Tensor:
-    """A loss that reaches every float output (squares: a plain sum gives BatchNorm no grad)."""
-    ts = [t for t in _tensors(out) if t.is_floating_point() and t.requires_grad]
-    return sum((t.float().square().sum() / max(t.numel(), 1) for t in ts), torch.zeros(()))
 
 
 def _loss(case: Any) -> tuple[Any, Any]:

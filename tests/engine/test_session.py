@@ -14,7 +14,8 @@ import inspector
 from inspector.engine.breakpoints import Breakpoint
 from inspector.engine.session import Session
 from inspector.engine.stepper import Pause
-from tests.engine.test_trace_zoo import _global_hook_count, _hook_count
+from tests.helpers import global_hook_count as _global_hook_count
+from tests.helpers import hook_count as _hook_count
 
 ROOT = Path(__file__).resolve().parents[2]
 

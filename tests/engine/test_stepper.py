@@ -10,7 +10,9 @@ from inspector.engine.breakpoints import Breakpoint, condition_holds
 from inspector.engine.debugger import Debugger, Finished
 from inspector.engine.records import Call
 from inspector.engine.stepper import Pause
-from tests.engine.test_trace_zoo import _global_hook_count, _hook_count
+from tests.broken_models import MakesNaN, NaNGradInFeat
+from tests.helpers import global_hook_count as _global_hook_count
+from tests.helpers import hook_count as _hook_count
 from tests.models import ZOO
 
 CASES = [c for c in ZOO.values() if c.name in (
@@ -125,18 +127,6 @@ def test_run_to_a_glob() -> None:
     assert isinstance(p, Pause) and (p.call.path, p.phase) == ("2", "enter")
 
 
-class MakesNaN(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.pre = nn.Linear(4, 4)
-        self.feat = nn.Identity()
-        self.post = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.pre(x)
-        return self.post(self.feat(torch.log(h)))  # log of negatives: NaN from here on
-
-
 def test_nan_breakpoint_stops_where_the_nan_first_appears() -> None:
     torch.manual_seed(0)
     d = Debugger(MakesNaN(), torch.randn(8, 4), breakpoints=[Breakpoint(condition="nan")],
@@ -235,8 +225,6 @@ def test_stepping_goes_on_through_the_backward_pass_in_reverse() -> None:
 
 
 def test_gradient_breakpoints_stop_in_the_backward_pass() -> None:
-    from tests.diagnose.test_numerics import NaNGradInFeat
-
     torch.manual_seed(0)
     model = NaNGradInFeat()
     with torch.no_grad():

@@ -11,7 +11,8 @@ from torch.nn.modules import module as torch_module
 
 import inspector
 from inspector.engine import InspectorWarning, Recorder, Struct, TensorInfo
-from tests.engine.test_trace_zoo import _global_hook_count, _hook_count
+from tests.helpers import global_hook_count as _global_hook_count
+from tests.helpers import hook_count as _hook_count
 
 
 class TwoStage(nn.Module):

@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 import torch
 from torch import nn
-from torch.nn.modules import module as torch_module
 
 import inspector
 from inspector.engine import TensorInfo, tensors_in
+from tests.helpers import global_hook_count as _global_hook_count
+from tests.helpers import hook_count as _hook_count
 from tests.models import ZOO, Case, _tensors
 
 CASES = list(ZOO.values())
@@ -40,21 +41,6 @@ def _independent_record(model: nn.Module, args: tuple, kwargs: dict) -> list[tup
         for h in handles:
             h.remove()
     return [(p, outs) for p, outs in order]
-
-
-def _hook_count(model: nn.Module) -> int:
-    return sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-        for m in model.modules()
-    )
-
-
-def _global_hook_count() -> int:
-    return (
-        len(torch_module._global_forward_hooks)
-        + len(torch_module._global_forward_pre_hooks)
-        + len(torch_module._global_backward_hooks)
-    )
 
 
 def _same(a: Any, b: Any) -> bool:

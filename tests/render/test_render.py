@@ -12,7 +12,7 @@ from torch import nn
 import inspector
 from inspector.render import CallDetail, DiagnosisPanel, Histogram, TraceTable, number
 from inspector.render.text import io_shapes
-from tests.diagnose.test_seeds import load_example
+from tests.helpers import load_example
 
 
 def draw(renderable: RenderableType, width: int = 80) -> list[str]:

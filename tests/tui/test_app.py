@@ -17,7 +17,7 @@ from inspector.tui.contrib import ContribPanel
 from inspector.tui.detail import DetailPanel
 from inspector.tui.factory import make_app
 from inspector.tui.panels import ProblemsPanel
-from tests.diagnose.test_seeds import load_example
+from tests.helpers import load_example
 from tests.tui.support import (
     FakeController,
     debugger_app,
