@@ -206,5 +206,3 @@ def _not_verified(module: str, why: str, *fixes: str) -> CheckResult:
     note = Diagnosis(kind="warning", module=module, summary=summary, code="not-verified",
                      details=(f"check() did not dry-run {where}",), fixes=fixes)  # fmt: skip
     return CheckResult([note], [], summary)
-
-

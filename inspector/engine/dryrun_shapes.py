@@ -41,6 +41,15 @@ def _empty(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
     return torch.empty(shape, dtype=like.dtype, device=like.device)
 
 
+def _declared(shape: tuple[int, ...], x: torch.Tensor, module: nn.Module) -> torch.Tensor:
+    """An output in the dtype of the layer's weight: what it gives once its input is right
+    (a float64 input into a float32 Linear fails only there, not at every later layer)."""
+    weight = getattr(module, "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.is_floating_point():
+        return torch.empty(shape, dtype=weight.dtype, device=x.device)
+    return _empty(shape, x)
+
+
 def substitute_output(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """What `module` would return if its input had the shape it expects, or None."""
     x = args[0] if args else next(iter(kwargs.values()), None)
@@ -49,8 +58,8 @@ def substitute_output(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str
     shape = tuple(x.shape)
     if isinstance(module, nn.Linear):
         if x.dim() > 2 and (shape[-1] != module.in_features):
-            return _empty((shape[0], module.out_features), x)  # a forgotten flatten
-        return _empty((*shape[:-1], module.out_features), x)
+            return _declared((shape[0], module.out_features), x, module)  # a forgotten flatten
+        return _declared((*shape[:-1], module.out_features), x, module)
     if isinstance(module, _SPATIAL):
         return _spatial(module, x)
     if isinstance(module, _SAME_SHAPE):
@@ -74,7 +83,7 @@ def _spatial(module: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     dims = getattr(module, "_reversed_padding_repeated_twice", None)
     spatial = x.dim() - 2 if dims is None else len(dims) // 2
     sizes = [max(1, stage.out(int(s))) for s in x.shape[-spatial:]]
-    return _empty((x.shape[0], channels, *sizes), x)
+    return _declared((x.shape[0], channels, *sizes), x, module)
 
 
 def _rnn(module: nn.RNNBase, x: torch.Tensor) -> Any:

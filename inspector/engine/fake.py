@@ -8,12 +8,20 @@ and `data_dependent_op` names them.
 Inputs are never handed to the dry run themselves: `FakeRun.convert` returns a copy whose
 tensors are fake (a DynamicCache, a namedtuple, a dataclass keep their type), so nothing the
 forward writes reaches the user's objects.
+
+Integer and bool tensors are the exception: token ids, positions, masks and labels decide
+which rows a lookup reads and which branch a library takes (`if mask.all():` drops a mask),
+so they stay real, as copies the run owns (`FakeRun.owns`). Ops whose operands are all owned
+real tensors run for real (`FakeRun.run_real`): index and mask arithmetic is small, and the
+run then follows the branches the real run follows and sees the ids a lookup gets.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -25,9 +33,11 @@ try:  # private API: keep every use of it in this file
         DynamicOutputShapeException,
         FakeTensor,
         FakeTensorMode,
+        unset_fake_temporarily,
     )
 except ImportError:  # pragma: no cover - very old or very new torch
     FakeTensorMode = None  # type: ignore[assignment, misc]
+    unset_fake_temporarily = None  # type: ignore[assignment]
     FakeTensor = ()  # type: ignore[assignment, misc]
     DataDependentOutputException = DynamicOutputShapeException = ()  # type: ignore[assignment, misc]
 
@@ -51,6 +61,25 @@ _MEMORY_READS = (
 
 _ATOMS = (type(None), bool, int, float, complex, str, bytes, torch.dtype, torch.device)
 
+# Real values kept per tensor at most (elements): index and mask tensors are far smaller; a
+# result past it (a one-hot of a large vocabulary, a 4-D mask of a long sequence) goes fake.
+REAL_LIMIT = 1 << 22
+
+# Factories that may make a real integer tensor (never the random ones: they would draw from
+# the caller's generator).
+_REAL_FACTORIES = frozenset(
+    {"arange", "zeros", "ones", "full", "empty", "tensor", "as_tensor", "eye", "tril_indices",
+     "triu_indices", "scalar_tensor"}
+)  # fmt: skip
+# Reads that return Python values or metadata: run for real without a fake rehearsal.
+_SCALAR_READS = frozenset(
+    {"__get__", "item", "tolist", "numpy", "size", "dim", "numel", "__len__", "__bool__",
+     "__int__", "__index__", "__float__", "__format__", "__repr__", "__hash__", "data_ptr",
+     "stride", "is_contiguous", "element_size", "nelement", "ndimension"}
+)  # fmt: skip
+_RANDOM_WORDS = ("rand", "bernoulli", "multinomial", "normal", "dropout", "uniform",
+                 "exponential", "geometric", "cauchy", "poisson", "shuffle")  # fmt: skip
+
 
 class Unverifiable(Exception):
     """An input the dry run has no stand-in for: nested, quantized or sparse tensors."""
@@ -70,6 +99,7 @@ class FakeRun:
         # mask kept as a plain attribute) are converted on the fly.
         self.mode = FakeTensorMode(allow_non_fake_inputs=True)
         self._levels: list[tuple[logging.Logger, int]] = []
+        self._owned: dict[int, torch.Tensor] = {}  # real tensors of the run, by id
 
     def __enter__(self) -> FakeRun:
         for name in _LOGGERS:  # fake tensors log every failing meta kernel at ERROR level
@@ -89,14 +119,96 @@ class FakeRun:
         for logger, level in self._levels:
             logger.setLevel(level)
 
+    def owns(self, value: Any) -> bool:
+        """`value` is a real tensor of the run: a copy of an integer input or an op's result."""
+        return type(value) is torch.Tensor and self._owned.get(id(value)) is value
+
+    def release(self) -> None:
+        self._owned.clear()
+
+    @contextmanager
+    def real(self) -> Iterator[None]:
+        """Ops inside run on real tensors (the fake mode is off)."""
+        with unset_fake_temporarily():
+            yield
+
+    def keeps_real(self, tensor: torch.Tensor) -> bool:
+        """Integer and bool tensors keep their values (see the module docstring)."""
+        return (
+            (not tensor.is_floating_point() and not tensor.is_complex())
+            and tensor.layout == torch.strided
+            and not tensor.is_nested
+            and not tensor.is_quantized
+            and tensor.device.type != "meta"
+            and tensor.numel() <= REAL_LIMIT
+            and type(tensor) is torch.Tensor
+        )
+
+    def _own(self, value: Any) -> Any:
+        """Take the real tensors in an op's result, or make fakes of the ones too large."""
+        if type(value) is torch.Tensor:
+            if value.numel() > REAL_LIMIT or value.device.type == "meta":
+                return self.mode.from_tensor(value)
+            self._owned[id(value)] = value
+            return value
+        if isinstance(value, tuple) and any(type(v) is torch.Tensor for v in value):
+            items = [self._own(v) for v in value]
+            return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+        if isinstance(value, list):
+            return [self._own(v) for v in value]
+        return value
+
+    def runs_real(self, func: Callable[..., Any], args: tuple[Any, ...],
+                  kwargs: dict[str, Any]) -> bool:  # fmt: skip
+        """The op has only owned real tensors as operands (or is a non-random factory)."""
+        found = False
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, torch.Tensor):
+                if type(value) is not torch.Tensor or self._owned.get(id(value)) is not value:
+                    return False
+                found = True
+            elif isinstance(value, (list, tuple)) and value and isinstance(value[0], torch.Tensor):
+                if not all(self.owns(v) for v in value):
+                    return False
+                found = True
+        name = getattr(func, "__name__", "")
+        if "out" in kwargs or any(word in name for word in _RANDOM_WORDS):
+            return False
+        return found or (name in _REAL_FACTORIES and getattr(func, "__module__", "") == "torch")
+
+    def run_real(self, func: Callable[..., Any], args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> Any:  # fmt: skip
+        """Run an op of owned operands for real; first on fakes where its result may be
+        large or not an integer tensor (a factory), and stay fake when it is."""
+        name = getattr(func, "__name__", "")
+        if name not in _SCALAR_READS:
+            try:
+                rehearsal = func(*args, **kwargs)
+            except Exception:  # a value-dependent op, or the op's own error: ask the real one
+                rehearsal = None
+            if not _fits(rehearsal, factory=name in _REAL_FACTORIES):
+                return rehearsal
+        with self.real():
+            out = func(*args, **kwargs)
+        return self._own(out)
+
     def empty(self, shape: Any, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
         """A fake tensor; call inside the context."""
         return torch.empty(tuple(shape), dtype=dtype, device=device)
 
     def tensor(self, real: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-        """A fake stand-in for `real`: its shape, dtype, strides and requires_grad."""
-        if is_fake(real):
+        """A stand-in for `real`: a fake of its shape, dtype, strides and requires_grad, or
+        for an integer or bool tensor a real copy the run owns."""
+        if is_fake(real) or self.owns(real):
             return real
+        if self.keeps_real(real):
+            with self.real():
+                copy = real.detach().clone()
+            self._owned[id(copy)] = copy
+            return copy
+        return self._fake(real, device)
+
+    def _fake(self, real: torch.Tensor, device: torch.device | str) -> torch.Tensor:
         what = _unsupported(real)
         if what is not None:
             raise Unverifiable(what)
@@ -113,7 +225,7 @@ class FakeRun:
         nn.Parameter(fake) makes it so by marking a detached copy; the fake is new and has
         no history, so it is marked itself (one op less per parameter).
         """
-        fake = self.tensor(real, device)
+        fake = self._fake(real, device)
         try:
             fake.requires_grad_(real.requires_grad)
             fake._is_param = True
@@ -139,6 +251,21 @@ class FakeRun:
             return copy.deepcopy(value, memo)
         except Exception:  # cannot be copied: handed over as it is (the caller isolates it)
             return value
+
+
+def _fits(value: Any, *, factory: bool) -> bool:
+    """A rehearsal's result may be made real: small, and for a factory an integer tensor."""
+    if value is None:
+        return True
+    tensors = [value] if isinstance(value, torch.Tensor) else []
+    if isinstance(value, (tuple, list)):
+        tensors = [v for v in value if isinstance(v, torch.Tensor)]
+    for t in tensors:
+        if t.numel() > REAL_LIMIT or t.device.type == "meta":
+            return False
+        if factory and (t.is_floating_point() or t.is_complex()):
+            return False
+    return True
 
 
 def _unsupported(tensor: torch.Tensor) -> str | None:
