@@ -15,7 +15,8 @@ import torch
 
 from inspector.engine.diagnose import layers, losses, ops, spatial
 from inspector.engine.diagnose.context import Context, Explanation
-from inspector.engine.diagnose.locate import UNKNOWN, FailedOp, failing_op, stand_in, user_line
+from inspector.engine.diagnose.locate import FailedOp, failing_op, user_line
+from inspector.engine.diagnose.operands import UNKNOWN, stand_in
 from inspector.engine.records import Diagnosis, TensorInfo, exception_message, exception_text
 
 if TYPE_CHECKING:
@@ -152,13 +153,15 @@ def _recorded_outputs(trace: Trace, seq: int, modules: list[Any]) -> Callable[[A
 
 
 def _explain(ctx: Context) -> Explanation | None:
-    for family in FAMILIES:
-        try:
-            found = family(ctx)
-        except Exception:  # an explainer must never hide the user's error
-            continue
-        if found is not None:
-            return found
+    # The explainers read shapes of the live tensors: a subclass's own code never sees it.
+    with torch._C.DisableTorchFunctionSubclass():
+        for family in FAMILIES:
+            try:
+                found = family(ctx)
+            except Exception:  # an explainer must never hide the user's error
+                continue
+            if found is not None:
+                return found
     return None
 
 
