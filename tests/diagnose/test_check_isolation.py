@@ -169,6 +169,26 @@ def _t5() -> Built:
     )
 
 
+def _planted(build: Callable[[], Built], **inputs: Callable[[], Any]) -> Callable[[], Built]:
+    """`build` with bugs planted in its inputs (real integer tensors the dry run keeps real)."""
+
+    def planted() -> Built:
+        model, args, kwargs = build()
+        return model, args, {**kwargs, **{k: make() for k, make in inputs.items()}}
+
+    return planted
+
+
+def _far_ids() -> torch.Tensor:
+    ids = torch.randint(0, 100, (2, 9))
+    ids[1, 2] = 150
+    return ids
+
+
+def _short_mask() -> torch.Tensor:
+    return torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+
+
 Case = tuple[Callable[[], Built], Callable[[], Any] | None, Callable[[], Any] | None]
 
 CASES: dict[str, Case] = {
@@ -178,6 +198,15 @@ CASES: dict[str, Case] = {
     "hf-llama-dynamic-cache": (_llama_decoding_step, None, None),
     "hf-bert": (_bert, None, None),
     "hf-t5": (_t5, None, None),
+    "broken-hf-gpt2-ids": (_planted(_gpt2, input_ids=_far_ids), None, None),
+    "broken-hf-gpt2-labels": (_planted(_gpt2, labels=lambda: torch.full((2, 7), 120)), None, None),
+    "broken-hf-bert-short-mask": (_planted(_bert, attention_mask=_short_mask), None, None),
+    "broken-hf-llama-cache-ids": (_planted(_llama_decoding_step, input_ids=_far_ids), None, None),
+    "broken-hf-t5-long-mask": (
+        _planted(_t5, attention_mask=lambda: torch.ones(2, 12, dtype=torch.long)),
+        None,
+        None,
+    ),
 }
 
 
