@@ -28,8 +28,9 @@ from torch import nn
 from inspector.engine.breakpoints import Breakpoint, as_breakpoint
 from inspector.engine.context import CallerContext
 from inspector.engine.diagnose import explain_failure
+from inspector.engine.events import Stop
 from inspector.engine.gradients import BackwardRequestError
-from inspector.engine.recorder import Recorder, Stop
+from inspector.engine.recorder import Recorder
 from inspector.engine.records import Call, Diagnosis, Trace
 from inspector.engine.stepper import Pause, Stepper
 from inspector.engine.trace import RunResult, check_module, findings_of, run_recorded

@@ -36,7 +36,7 @@ from inspector.engine.hooks import DeferredInterrupts
 from inspector.engine.isolate import Snapshot
 from inspector.engine.recorder import Recorder
 from inspector.engine.records import Call, Diagnosis, Trace
-from inspector.engine.trace import check_module, inspectable
+from inspector.engine.trace import call_recorded, check_module, inspectable
 
 
 class CheckResult(list[Diagnosis]):
@@ -130,7 +130,7 @@ def check(
                         if isinstance(loss_fn, nn.Module):
                             loss_fn(output, fake_target)
                         else:
-                            recorder.call_function("loss_fn", loss_fn, output, fake_target)
+                            call_recorded(recorder, "loss_fn", loss_fn, output, fake_target)
                 except Stop as stop:
                     run.stopped = str(stop)
                 except Exception as exc:

@@ -26,7 +26,8 @@ from inspector.engine.dryrun_inputs import modules_of, scripted
 from inspector.engine.dryrun_shapes import kernel_gap, substitute_op, substitute_output
 from inspector.engine.fake import FakeRun, data_dependent_op, is_fake
 from inspector.engine.naming import frame_line, user_frame
-from inspector.engine.recorder import Failure, Recorder
+from inspector.engine.pass_record import Failure
+from inspector.engine.recorder import Recorder
 from inspector.engine.records import Diagnosis, Trace
 
 

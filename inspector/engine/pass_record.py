@@ -14,7 +14,20 @@ from typing import Any
 
 from torch import nn
 
-from inspector.engine.records import Call
+from inspector.engine.records import Call, Units, positional_builder
+
+new_call = positional_builder(Call)  # Call(*fields), in 40% of its time: two per module call
+
+
+def ended(
+    call: Call, outputs: Any, status: str, error: str | None, ms: float, units: Units | None = None
+) -> Call:
+    """`call` with its end filled in (dataclasses.replace costs 4x more on this hot path)."""
+    return new_call(
+        call.seq, call.path, call.index, call.type, call.depth, call.parent, call.inputs,
+        call.kwargs, outputs, status, error, call.module_repr, call.params, ms, call.call_site,
+        units, call.grad,
+    )  # fmt: skip
 
 
 @dataclasses.dataclass

@@ -1,8 +1,10 @@
-"""Statistics computed on an accelerator, waiting to be read into their calls' records.
+"""Statistics a call's record is still waiting for.
 
 On a GPU the recorder leaves each tensor's statistics (and an activation's unit facts) on the
 device and reads them all at once, one transfer per device, when a pause shows them or the
-pass ends (`settle`). Until then a record's `stats` is None. A no-op on the CPU.
+pass ends (`settle`); until then a record's `stats` is None (a no-op on the CPU). A session
+running free records shapes only; a pause there gets its call's statistics from the live
+values (`restate`).
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ import torch
 
 from inspector.engine.activity import Finish, device_units
 from inspector.engine.describe import Describer
+from inspector.engine.device_stats import on_device
 from inspector.engine.pass_record import PassRecord
-from inspector.engine.records import Struct, TensorInfo
-from inspector.engine.stats import on_device
+from inspector.engine.records import Call, Struct, TensorInfo
 
 
 class PendingStats:
@@ -76,6 +78,34 @@ class PendingStats:
                 outputs=outputs,
                 units=found,
             )
+
+    def restate(
+        self,
+        record: PassRecord,
+        call: Call,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        output: Any,
+    ) -> Call:
+        """`call` described again from its live values, statistics included (it was
+        recorded while running free, shapes only)."""
+        describer = self.describer
+        seq = call.seq
+        describe = describer.describe
+        describer.stats = True
+        touched = describer.touched
+        try:
+            inputs = tuple(describe(a) for a in args)
+            kw = Struct("kwargs", tuple((k, describe(v)) for k, v in kwargs.items()))
+            outputs = call.outputs
+            if call.status == "ok":
+                outputs = describe(output, producer=seq)
+        finally:
+            describer.stats = False
+        if describer.touched != touched:
+            self.note(seq)
+        updated = record.update(seq, inputs=inputs, kwargs=kw if kwargs else None, outputs=outputs)
+        return updated if updated is not None else call
 
     def clear(self) -> None:
         """A new pass: what waited for the old one is dropped."""

@@ -15,70 +15,22 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
 
 from inspector.engine.activity import UNIT_TYPES, describe_units
 from inspector.engine.describe import Describer
+from inspector.engine.events import InspectorWarning, Listener, Stop, stopped
 from inspector.engine.gradients import GradientRecorder
-from inspector.engine.hooks import (
-    HookSet,
-    RecursionHeadroom,
-    is_muted,
-    muted,
-    runs_below,
-    until_done,
-)
+from inspector.engine.hooks import HookSet, RecursionHeadroom, is_muted, muted, until_done
 from inspector.engine.naming import ModuleFacts, ModuleNames, call_site
-from inspector.engine.pass_record import Failure, PassRecord
+from inspector.engine.open_calls import OpenCall, OpenCalls
+from inspector.engine.pass_record import Failure, PassRecord, ended, new_call
 from inspector.engine.pending import PendingStats
-from inspector.engine.records import (
-    Call,
-    Struct,
-    Units,
-    Value,
-    exception_text,
-    positional_builder,
-)
+from inspector.engine.records import Call, Struct, Value, exception_text
 from inspector.engine.values import ValueStore
-
-_new_call = positional_builder(Call)
-
-
-class InspectorWarning(UserWarning):
-    """Raised as a warning when the inspector turns itself off; the user's run goes on."""
-
-
-class Listener(Protocol):
-    """Receives each call as it starts and ends (the stepper pauses here)."""
-
-    def call_started(self, call: Call) -> None: ...
-
-    def call_finished(self, call: Call) -> None: ...
-
-
-class GradientListener(Protocol):
-    """A listener that also hears each call whose gradient arrived in the backward pass."""
-
-    def gradient_ready(self, call: Call) -> None: ...
-
-
-class Stop(BaseException):
-    """Raised by a listener to end the forward pass now (the user quit the debugger)."""
-
-
-@dataclasses.dataclass(slots=True)
-class _Open:
-    seq: int
-    key: object  # the module or function, compared by identity
-    started: float
-    exc_before: BaseException | None
-    paused_before: float = 0.0  # the recorder's paused total when the call started
-    substituted: BaseException | None = None  # dry runs: failed, but returned a stand-in
-    redescribe: bool = False  # its parameter count was not final when it started (lazy)
-    frame: Any = None  # the frame that runs the call: its children run below it
 
 
 class Recorder:
@@ -95,13 +47,17 @@ class Recorder:
         self.describer = Describer(stats=stats)
         self.listener = listener
         self.record = PassRecord()  # the only writer of the calls
+        # Its lists, to read (emptied in place for a new pass, never replaced).
+        self.calls: list[Call] = self.record.calls
+        self.modules: list[weakref.ref[Any]] = self.record.modules
+        self.failures: list[Failure] = self.record.failures
         self.fault: Exception | None = None
         self.names = ModuleNames()
         self._facts = ModuleFacts()
         self._pending = PendingStats(self.describer)
         self._hooks = HookSet(self.enter, self.exit)
         self._headroom = RecursionHeadroom()
-        self._local = threading.local()
+        self._open = OpenCalls()
         # Only calls made in this thread are recorded (a debugger's own model thread); None:
         # every thread.
         self.thread: int | None = None
@@ -173,22 +129,6 @@ class Recorder:
     def attached(self) -> bool:
         return self._hooks.attached
 
-    # -- the record (read here; written by the PassRecord) ----------------------------------
-
-    @property
-    def calls(self) -> list[Call]:
-        """The calls of the current pass, in the order they started."""
-        return self.record.calls
-
-    @property
-    def modules(self) -> list[weakref.ref[Any]]:
-        """A weak reference to the live module of each call, by seq."""
-        return self.record.modules
-
-    @property
-    def failures(self) -> list[Failure]:
-        return self.record.failures
-
     @property
     def pass_index(self) -> int:
         return self.record.index
@@ -209,20 +149,14 @@ class Recorder:
         path: str | None = None,
     ) -> None:
         """A call of `key` (a module, or a function given with its `path`) starts."""
-        if (
-            self.fault is not None
-            or (self.thread is not None and self.thread != _ident())
-            or is_muted()
-        ):
+        if self._off():
             return
         if self.poll is not None:
             self.poll()
         headroom = self._headroom
-        open_calls = getattr(self._local, "stack", None)  # inline: no frame to spare here
-        headroom.hold(len(open_calls) + 1 if open_calls else 1, True)
+        headroom.hold(self._open.depth() + 1, True)
         try:
-            policy = self.stats_when
-            self.describer.stats = self._stats and (policy is None or policy())
+            self._stats_now()
             touched = self.describer.touched
             call = self._start(key, args, kwargs, path)
             if self.describer.touched != touched:
@@ -231,26 +165,16 @@ class Recorder:
             self._fail(exc)
             return
         if self.listener is not None:
-            self._live = (call.seq, args, kwargs, None)
-            try:
-                self._notify(self.listener.call_started, call)
-            finally:
-                self._live = None
-        headroom.hold(len(self._stack()), False)
+            self._tell(self.listener.call_started, call, (call.seq, args, kwargs, None))
+        headroom.hold(self._open.depth(), False)
 
     def exit(self, key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
         """The call of `key` ends, with `output`, or with the exception now being handled."""
-        if (
-            self.fault is not None
-            or (self.thread is not None and self.thread != _ident())
-            or is_muted()
-        ):
+        if self._off():
             return
-        open_calls = getattr(self._local, "stack", None)  # inline: no frame to spare here
-        self._headroom.hold(len(open_calls) if open_calls else 0, True)
+        self._headroom.hold(self._open.depth(), True)
         try:
-            policy = self.stats_when
-            self.describer.stats = self._stats and (policy is None or policy())
+            self._stats_now()
             touched = self.describer.touched
             call = self._finish(key, args, kwargs, output)
             if call is not None and self.describer.touched != touched:
@@ -259,12 +183,16 @@ class Recorder:
             self._fail(exc)
             return
         if call is not None and self.listener is not None:
-            self._live = (call.seq, args, kwargs, output)
-            try:
-                self._notify(self.listener.call_finished, call)
-            finally:
-                self._live = None
-        self._headroom.hold(len(self._stack()), False)
+            self._tell(self.listener.call_finished, call, (call.seq, args, kwargs, output))
+        self._headroom.hold(self._open.depth(), False)
+
+    def _off(self) -> bool:
+        """Faulted, muted, or a thread this recorder does not record."""
+        return self.fault is not None or (self.thread not in (None, _ident())) or is_muted()
+
+    def _stats_now(self) -> None:
+        policy = self.stats_when
+        self.describer.stats = self._stats and (policy is None or policy())
 
     def with_stats(self, call: Call) -> Call:
         """`call` as a pause shows it: with the statistics of its live tensors when they were
@@ -272,29 +200,9 @@ class Recorder:
         values), and every call's statistics that wait on an accelerator read (`settle`)."""
         live = self._live
         if self._stats and not self.describer.stats and live is not None and live[0] == call.seq:
-            call = self._restate(call, live)
+            call = self._pending.restate(self.record, call, *live[1:])
         self.settle()
         return self.calls[call.seq] if call.seq < len(self.calls) else call
-
-    def _restate(self, call: Call, live: tuple[int, tuple[Any, ...], dict[str, Any], Any]) -> Call:
-        seq, args, kwargs, output = live
-        describe = self.describer.describe
-        self.describer.stats = True
-        touched = self.describer.touched
-        try:
-            inputs = tuple(describe(a) for a in args)
-            kw = Struct("kwargs", tuple((k, describe(v)) for k, v in kwargs.items()))
-            outputs = call.outputs
-            if call.status == "ok":
-                outputs = describe(output, producer=seq)
-        finally:
-            self.describer.stats = False
-        if self.describer.touched != touched:
-            self._pending.note(seq)
-        updated = self.record.update(
-            seq, inputs=inputs, kwargs=kw if kwargs else None, outputs=outputs
-        )
-        return updated if updated is not None else call
 
     def settle(self) -> None:
         """Bring the statistics computed on accelerators to the host, one transfer per
@@ -309,19 +217,11 @@ class Recorder:
         if self.gradients is not None:
             self.gradients.refresh()
 
-    def _stack(self) -> list[_Open]:
-        stack: list[_Open] | None = getattr(self._local, "stack", None)
-        if stack is None:
-            stack = self._local.stack = []
-        return stack
-
     def _start(self, key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], path: str | None):
-        stack = self._stack()
         frame: Any = sys._getframe(2)  # above _start and enter: the module's own call frame
         if frame.f_code is self._hooks.global_pre_code:
             frame = frame.f_back
-        if stack and not runs_below(frame, stack[-1].frame):
-            _drop_ended(stack, frame)  # a KeyboardInterrupt ended them: torch ran no exit hook
+        stack = self._open.below(frame)  # (less what a KeyboardInterrupt ended)
         record = self.record
         parent = stack[-1].seq if stack else None
         if path is None:
@@ -337,7 +237,7 @@ class Recorder:
             inputs: tuple[Any, ...] = (self.describer.tensor(args[0], None),)
         else:
             inputs = tuple([describe(a) for a in args])
-        call = _new_call(
+        call = new_call(
             seq,
             path,
             index,
@@ -361,7 +261,7 @@ class Recorder:
         record.add(call, ref)
         if self.values is not None and parent is None:
             self.values.keep(seq, "in", (*args, *kwargs.values()))
-        opened = _Open(seq, key, time.perf_counter(), sys.exc_info()[1], self._paused_s)
+        opened = OpenCall(seq, key, time.perf_counter(), sys.exc_info()[1], self._paused_s)
         opened.redescribe = not final
         opened.frame = frame
         stack.append(opened)
@@ -370,7 +270,7 @@ class Recorder:
     def _finish(
         self, key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
     ) -> Call | None:
-        stack = self._stack()
+        stack = self._open.stack()
         # Unwind to the matching entry: a BaseException (KeyboardInterrupt) skips post hooks.
         while stack and stack[-1].key is not key:
             stack.pop()
@@ -387,7 +287,7 @@ class Recorder:
         elapsed = (time.perf_counter() - opened.started - paused) * 1e3
         if output is None and in_flight is not None and in_flight is not opened.exc_before:
             record.fail(Failure(opened.seq, key, args, kwargs, in_flight))
-            call = _ended(call, None, "error", exception_text(in_flight), elapsed)
+            call = ended(call, None, "error", exception_text(in_flight), elapsed)
         else:
             describer = self.describer
             if isinstance(output, torch.Tensor):
@@ -404,7 +304,7 @@ class Recorder:
                     units = describe_units(key, output, outputs)
                     if units is None and describer.stats and isinstance(output, torch.Tensor):
                         self._pending.units(opened.seq, key, output)
-            call = _ended(call, outputs, status, error, elapsed, units)
+            call = ended(call, outputs, status, error, elapsed, units)
             if self.gradients is not None:
                 self.gradients.track(opened.seq, key, output)
             if self.values is not None:
@@ -428,14 +328,19 @@ class Recorder:
 
     def current(self) -> int | None:
         """The seq of the innermost call running in this thread."""
-        stack = self._stack()
-        return stack[-1].seq if stack else None
+        return self._open.current()
 
     def mark_substituted(self, exc: BaseException) -> None:
         """The innermost running call failed with `exc` but returns a stand-in (dry runs)."""
-        stack = self._stack()
-        if stack:
-            stack[-1].substituted = exc
+        self._open.substitute(exc)
+
+    def _tell(self, method: Callable[[Call], None], call: Call, live: Any) -> None:
+        """A listener hears `call`; its live values stay at hand meanwhile (with_stats)."""
+        self._live = live
+        try:
+            self._notify(method, call)
+        finally:
+            self._live = None
 
     def _notify(self, method: Callable[[Call], None], call: Call) -> None:
         started = time.perf_counter()
@@ -472,28 +377,10 @@ class Recorder:
         if self.fault is None or self._warned:
             return
         try:
-            warnings.warn(
-                f"torch-inspector stopped recording after an internal error "
-                f"({exception_text(self.fault)}); the model runs on unchanged",
-                InspectorWarning,
-                stacklevel=4,
-            )
+            warnings.warn(stopped(self.fault), InspectorWarning, stacklevel=4)
         except RecursionError:  # no room to warn here: detach() warns
             return
         self._warned = True
-
-    # -- functions that are not modules (a loss given as a plain function) --------------
-
-    def call_function(self, path: str, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run `fn(*args)` recorded as a call named `path`."""
-        self.enter(fn, args, {}, path=path)
-        try:
-            result = fn(*args)
-        except Exception:
-            self.exit(fn, args, {}, None)
-            raise
-        self.exit(fn, args, {}, result)
-        return result
 
     def failure_for(self, exc: BaseException | None) -> Failure | None:
         """The innermost recorded call that raised `exc` (or whose exception it wraps)."""
@@ -505,23 +392,5 @@ class Recorder:
         self.describer.registry.clear()
 
 
-def _ended(
-    call: Call, outputs: Any, status: str, error: str | None, ms: float, units: Units | None = None
-) -> Call:
-    """`call` with its end filled in (dataclasses.replace costs 4x more on this hot path)."""
-    return _new_call(
-        call.seq, call.path, call.index, call.type, call.depth, call.parent, call.inputs,
-        call.kwargs, outputs, status, error, call.module_repr, call.params, ms, call.call_site,
-        units, call.grad,
-    )  # fmt: skip
-
-
 _ident = threading.get_ident
 _OWN_OPS = torch._C.DisableTorchFunction
-
-
-def _drop_ended(stack: list[_Open], frame: Any) -> None:
-    """Pop the open calls that ended without their exit hook (a BaseException unwound them:
-    torch calls always-called hooks for an Exception only)."""
-    while stack and not runs_below(frame, stack[-1].frame):
-        stack.pop()

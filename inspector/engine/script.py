@@ -19,7 +19,8 @@ from pathlib import Path
 
 from inspector.engine.breakpoints import Breakpoint, as_breakpoint
 from inspector.engine.debugger import explain_recorded
-from inspector.engine.recorder import Recorder, Stop
+from inspector.engine.events import Stop
+from inspector.engine.recorder import Recorder
 from inspector.engine.records import Call
 from inspector.engine.stepper import Pause, Stepper
 

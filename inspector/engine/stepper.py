@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from inspector.engine.breakpoints import Breakpoint, path_matches
-from inspector.engine.recorder import Stop
+from inspector.engine.events import Stop
 from inspector.engine.records import Call, Diagnosis, first_tensor
 
 

@@ -10,8 +10,9 @@ from typing import Any
 from torch import nn
 
 from inspector.engine.diagnose.anomalies import Thresholds
+from inspector.engine.events import InspectorWarning
 from inspector.engine.gradients import BackwardRequestError, backward_root
-from inspector.engine.recorder import InspectorWarning, Recorder
+from inspector.engine.recorder import Recorder
 from inspector.engine.records import Diagnosis, Trace, exception_text
 
 
@@ -119,7 +120,7 @@ def run_recorded(
             if isinstance(loss_fn, nn.Module):
                 result.loss = loss_fn(result.output, target)
             else:
-                result.loss = recorder.call_function("loss_fn", loss_fn, result.output, target)
+                result.loss = call_recorded(recorder, "loss_fn", loss_fn, result.output, target)
         if backward:
             recorder.stop_forward()
             root = backward_root(result.output, result.loss, loss_fn is not None)
@@ -135,6 +136,18 @@ def run_recorded(
             recorder.detach()
         finally:
             restore_modes(modes)
+    return result
+
+
+def call_recorded(recorder: Recorder, path: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(*args)` recorded as a call named `path` (a loss given as a plain function)."""
+    recorder.enter(fn, args, {}, path=path)
+    try:
+        result = fn(*args)
+    except Exception:
+        recorder.exit(fn, args, {}, None)
+        raise
+    recorder.exit(fn, args, {}, result)
     return result
 
 
