@@ -27,12 +27,11 @@ from torch import nn
 
 from inspector.engine.breakpoints import Breakpoint, as_breakpoint
 from inspector.engine.context import CallerContext
-from inspector.engine.diagnose import explain_failure
 from inspector.engine.events import Stop
 from inspector.engine.gradients import BackwardRequestError
 from inspector.engine.recorder import Recorder
-from inspector.engine.records import Call, Diagnosis, Trace
-from inspector.engine.stepper import Pause, Stepper
+from inspector.engine.records import Trace
+from inspector.engine.stepper import Pause, Stepper, stepping
 from inspector.engine.trace import RunResult, check_module, findings_of, run_recorded
 from inspector.engine.values import ValueStore
 
@@ -49,16 +48,6 @@ class Finished:
 
 
 Event = Pause | Finished
-
-
-def explain_recorded(recorder: Recorder, call: Call) -> Diagnosis | None:
-    """The diagnosis of a failed call while its exception is still unwinding."""
-    failure = next((f for f in recorder.failures if f.seq == call.seq), None)
-    if failure is None:
-        return None
-    recorder.settle()
-    record = Trace(list(recorder.calls), error=failure.exception)
-    return explain_failure(record, failure, failure.exception, recorder.modules, recorder.lookup)
 
 
 class Debugger:
@@ -110,16 +99,9 @@ class Debugger:
         recorder = Recorder(stats=self.stats, gradients=self.backward)
         if self.keep_values > 0:
             recorder.values = self.values = ValueStore(self.keep_values)
-        stepper = Stepper(
-            on_pause=self.on_event,
-            breakpoints=self.breakpoints,
-            stop_at_start=self.stop_at_start,
-            calls=recorder.calls,
-            enrich=recorder.with_stats,
+        self._stepper = stepping(
+            recorder, self.on_event, self.breakpoints, stop_at_start=self.stop_at_start
         )
-        stepper.explain = lambda call: explain_recorded(recorder, call)
-        recorder.listener = stepper
-        self._stepper = stepper
         context = CallerContext.capture()
         self._thread = threading.Thread(
             target=context.run, args=(self._run, recorder), name="inspector-model", daemon=True

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inspector.engine.breakpoints import Breakpoint, as_breakpoint
-from inspector.engine.debugger import explain_recorded
 from inspector.engine.events import Stop
 from inspector.engine.recorder import Recorder
 from inspector.engine.records import Call
-from inspector.engine.stepper import Pause, Stepper
+from inspector.engine.stepper import Pause, stepping
 
 EXIT_QUIT = 130  # the debugger stopped the script before it finished (as Ctrl+C would)
 EXIT_INTERRUPTED = 130  # an uncaught KeyboardInterrupt: the shell's code for SIGINT
@@ -60,18 +59,11 @@ class ScriptRun:
         self.on_event = on_event
         # gradients: the script's own backward passes are recorded and can be stepped through
         self.recorder = Recorder(stats=stats, per_pass=True, gradients=gradients)
-        self.stepper = Stepper(
-            on_pause=self.on_event,
-            breakpoints=self.breakpoints,
-            stop_at_start=not self.breakpoints and not post_mortem,
-            calls=self.recorder.calls,
-            pass_source=lambda: self.recorder.pass_index,
-        )
-        self.stepper.explain = lambda call: explain_recorded(self.recorder, call)
-        self.recorder.listener = self.stepper
         # The script runs free most of the time: shapes only until a stop is near.
-        self.recorder.stats_when = self.stepper.wants_stats
-        self.stepper.enrich = self.recorder.with_stats
+        self.stepper = stepping(
+            self.recorder, self.on_event, self.breakpoints,
+            stop_at_start=not self.breakpoints and not post_mortem, sessions=True,
+        )  # fmt: skip
         self.finished: ScriptFinished | None = None
         self._lock = threading.Lock()
         self._done = threading.Event()

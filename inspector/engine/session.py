@@ -18,11 +18,10 @@ from types import TracebackType
 from torch import nn
 
 from inspector.engine.breakpoints import Breakpoint, as_breakpoint
-from inspector.engine.debugger import explain_recorded
 from inspector.engine.hooks import until_done
 from inspector.engine.recorder import Recorder
 from inspector.engine.records import Call
-from inspector.engine.stepper import Pause, Stepper
+from inspector.engine.stepper import Pause, stepping
 
 
 class Session:
@@ -42,19 +41,12 @@ class Session:
         if isinstance(break_on, (str, Breakpoint)):
             break_on = [break_on]
         self.recorder = Recorder(stats=stats, per_pass=True, gradients=gradients)
-        self.stepper = Stepper(
-            on_pause=front,
-            breakpoints=[as_breakpoint(b) for b in break_on],
-            stop_at_start=stop_next,
-            calls=self.recorder.calls,
-            pass_source=lambda: self.recorder.pass_index,
-        )
-        self.stepper.pass_goal = on_pass
-        self.stepper.explain = lambda call: explain_recorded(self.recorder, call)
-        self.recorder.listener = self.stepper
         # A training loop runs free most of the time: shapes only until a stop is near.
-        self.recorder.stats_when = self.stepper.wants_stats
-        self.stepper.enrich = self.recorder.with_stats
+        self.stepper = stepping(
+            self.recorder, front, [as_breakpoint(b) for b in break_on],
+            stop_at_start=stop_next, sessions=True,
+        )  # fmt: skip
+        self.stepper.pass_goal = on_pass
         self.model = model
         try:
             if model is not None:

@@ -17,8 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from inspector.engine.breakpoints import Breakpoint, path_matches
+from inspector.engine.diagnose import explain_failure
 from inspector.engine.events import Stop
-from inspector.engine.records import Call, Diagnosis, first_tensor
+from inspector.engine.recorder import Recorder
+from inspector.engine.records import Call, Diagnosis, Trace, first_tensor
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,3 +262,40 @@ class Stepper:
         with self._cond:
             self._command = ("abort" if abort else "detach", "")
             self._cond.notify_all()
+
+
+def explain_recorded(recorder: Recorder, call: Call) -> Diagnosis | None:
+    """The diagnosis of a failed call while its exception is still unwinding."""
+    failure = next((f for f in recorder.failures if f.seq == call.seq), None)
+    if failure is None:
+        return None
+    recorder.settle()
+    record = Trace(list(recorder.calls), error=failure.exception)
+    return explain_failure(record, failure, failure.exception, recorder.modules, recorder.lookup)
+
+
+def stepping(
+    recorder: Recorder,
+    on_pause: Callable[[Pause], None],
+    breakpoints: Sequence[Breakpoint],
+    *,
+    stop_at_start: bool,
+    sessions: bool = False,
+) -> Stepper:
+    """A stepper over `recorder`, wired the one way every front end uses (the Debugger, a
+    session, a script run): it hears every call, explains a failure where it stops, reads a
+    pause's statistics. `sessions`: the recorder spans many passes and runs free most of the
+    time, recording statistics only while the stepper says someone looks."""
+    stepper = Stepper(
+        on_pause=on_pause,
+        breakpoints=list(breakpoints),
+        stop_at_start=stop_at_start,
+        calls=recorder.calls,
+        enrich=recorder.with_stats,
+    )
+    stepper.explain = lambda call: explain_recorded(recorder, call)
+    if sessions:
+        stepper.pass_source = lambda: recorder.pass_index
+        recorder.stats_when = stepper.wants_stats
+    recorder.listener = stepper
+    return stepper
