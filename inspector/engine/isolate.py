@@ -35,23 +35,8 @@ from torch import nn
 _MISSING: Any = object()
 
 # Values that cannot be written into, and that hold nothing that can.
-_ATOMS = (
-    type(None),
-    bool,
-    int,
-    float,
-    complex,
-    str,
-    bytes,
-    range,
-    slice,
-    type(Ellipsis),
-    torch.dtype,
-    torch.device,
-    torch.Size,
-    torch.layout,
-    torch.memory_format,
-)
+_ATOMS = (type(None), bool, int, float, complex, str, bytes, range, slice, type(Ellipsis),
+          torch.dtype, torch.device, torch.Size, torch.layout, torch.memory_format)  # fmt: skip
 
 # Objects not to walk into: code, types and modules (their state is not the forward's to
 # write), weak references, and the callables of C extensions.
@@ -98,8 +83,8 @@ class Snapshot:
         leaked: where given, the state outside the roots that their functions reach (the
             closures and named globals of hooks and of the modules' forwards) is saved too,
             and each container there is put back only if it now holds a value for which
-            `leaked(value)` is true (a dry run's fake tensor in a user's activation dict or a
-            module-level cache); the program's other bookkeeping there stays as it ran.
+            `leaked(value)` is true (a dry run's fake or own tensor in a user's activation
+            dict); the program's other bookkeeping there stays as it ran.
     """
 
     def __init__(
