@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inspector.engine.devices import rng_kept
 from inspector.engine.isolate import isolated
 
 METHODS = ("linear", "grad_x_act", "integrated_gradients")
@@ -133,7 +134,7 @@ def _find(model: nn.Module, path: str) -> nn.Module:
 @contextlib.contextmanager
 def _unchanged(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[None]:
     """Put back the model, the inputs and the RNG after the passes made here."""
-    with torch.random.fork_rng(devices=[]), isolated(model, args, kwargs, values=True):
+    with rng_kept(), isolated(model, args, kwargs, values=True):
         yield
 
 

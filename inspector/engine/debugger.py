@@ -22,11 +22,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
 from inspector.engine.breakpoints import Breakpoint, as_breakpoint
 from inspector.engine.context import CallerContext
+from inspector.engine.devices import rng_state, set_rng_state
 from inspector.engine.events import Stop
 from inspector.engine.gradients import BackwardRequestError
 from inspector.engine.recorder import Recorder
@@ -85,7 +85,7 @@ class Debugger:
         self.finished: Finished | None = None  # set by the model thread when the pass ends
         self._thread: threading.Thread | None = None
         self._stepper: Stepper | None = None
-        self._rng = torch.random.get_rng_state()
+        self._rng = rng_state()  # the CPU and every accelerator started
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -208,7 +208,7 @@ class Debugger:
         self.quit(abort=True)
         if self._thread is not None:
             self._thread.join(self.timeout)
-        torch.random.set_rng_state(self._rng)
+        set_rng_state(self._rng)
         self._thread, self._stepper, self.last, self.finished = None, None, None, None
         if self._own_queue:
             self.events = queue.Queue()
