@@ -1,9 +1,10 @@
 """Turn live values (tensors, nested containers, anything) into immutable records.
 
 A tensor that travels from one module to the next is the same Python object, so it is
-described once: the registry maps a live tensor to the TensorInfo it already got, checked
-against its version counter (an in-place op such as `ReLU(inplace=True)` makes it a new
-value). This halves the statistics work and tells each input which call produced it.
+described once: the registry (`tensor_registry`) maps a live tensor to the TensorInfo it
+already got, checked against its version counter (an in-place op such as
+`ReLU(inplace=True)` makes it a new value). This halves the statistics work and tells each
+input which call produced it.
 """
 
 from __future__ import annotations
@@ -13,21 +14,20 @@ import dataclasses
 import enum
 import itertools
 import types
-import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
 
-from inspector.engine.records import Struct, TensorInfo, Value, positional_builder
-from inspector.engine.stats import (
+from inspector.engine.device_stats import (
     DeviceBatch,
-    can_have_stats,
-    compute_stats,
     device_packet,
     on_device,
     stats_from_packet,
 )
+from inspector.engine.records import Struct, TensorInfo, Value, positional_builder
+from inspector.engine.stats import can_have_stats, compute_stats
+from inspector.engine.tensor_registry import TensorRegistry
 
 MAX_ITEMS = 64  # items of one sequence or mapping to describe; the rest is counted
 MAX_DEPTH = 8
@@ -63,79 +63,6 @@ def device_name(device: torch.device) -> str:
     if name is None:
         name = _DEVICE_NAMES[device] = str(device)
     return name
-
-
-def tensor_version(t: torch.Tensor) -> int | None:
-    """The in-place version counter, or None where torch keeps none (inference tensors)."""
-    try:
-        if type(t) is not torch.Tensor or _function_mode_on():
-            with _NO_TORCH_FUNCTION():  # a subclass's __torch_function__ sees no read of ours
-                return int(t._version)
-        return int(t._version)
-    except (RuntimeError, AttributeError):
-        return None
-
-
-# The registry sweeps its dead entries when it holds more than this many, or more than twice
-# the live ones it kept after the last sweep: amortised O(1) per tensor remembered.
-_SWEEP_AT = 1024
-
-
-class TensorRegistry:
-    """Remembers the TensorInfo given to each live tensor, without keeping the tensor alive.
-
-    The weak references carry no callback: a callback would run inside the user's pass each
-    time a described tensor dies, and a Ctrl+C landing in it is printed as "Exception ignored"
-    and lost. Dead entries are swept instead, lazily, when the table has doubled.
-    """
-
-    def __init__(self) -> None:
-        self._entries: dict[int, tuple[weakref.ref[torch.Tensor], int | None, TensorInfo]] = {}
-        self._sweep_at = _SWEEP_AT
-
-    def lookup(self, t: torch.Tensor, *, any_version: bool = False) -> TensorInfo | None:
-        entry = self._entries.get(id(t))
-        if entry is None or entry[0]() is not t:  # a dead entry whose id was given again
-            return None
-        if any_version:
-            return entry[2]
-        version = tensor_version(t)
-        if version is None or version != entry[1]:
-            return None
-        return entry[2]
-
-    def remember(self, t: torch.Tensor, info: TensorInfo) -> None:
-        try:
-            ref = weakref.ref(t)
-        except TypeError:
-            return
-        entries = self._entries
-        entries[id(t)] = (ref, tensor_version(t), info)
-        if len(entries) > self._sweep_at:
-            self._sweep()
-
-    def _sweep(self) -> None:
-        entries = self._entries
-        for key in [key for key, entry in entries.items() if entry[0]() is None]:
-            del entries[key]
-        self._sweep_at = max(_SWEEP_AT, 2 * len(entries))
-
-    def __len__(self) -> int:
-        """Entries held, the dead ones not yet swept included."""
-        return len(self._entries)
-
-    def replace(self, infos: dict[int, TensorInfo]) -> None:
-        """Swap the infos given by id in `infos` for their replacements."""
-        if not infos:
-            return
-        for key, (ref, version, info) in list(self._entries.items()):
-            new = infos.get(id(info))
-            if new is not None:
-                self._entries[key] = (ref, version, new)
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self._sweep_at = _SWEEP_AT
 
 
 class Describer:

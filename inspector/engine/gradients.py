@@ -20,18 +20,18 @@ from typing import Any
 
 import torch
 
-from inspector.engine.describe import live_tensors, tensor_version
-from inspector.engine.hooks import TensorHooks
-from inspector.engine.pass_record import PassRecord
-from inspector.engine.records import Call, Gradient, Stats
-from inspector.engine.stats import (
+from inspector.engine.describe import live_tensors
+from inspector.engine.device_stats import (
     DeviceBatch,
-    can_have_stats,
-    compute_stats,
     device_packet,
     on_device,
     stats_from_packet,
 )
+from inspector.engine.hooks import TensorHooks
+from inspector.engine.pass_record import PassRecord
+from inspector.engine.records import Call, Gradient, Stats
+from inspector.engine.stats import can_have_stats, compute_stats
+from inspector.engine.tensor_registry import tensor_version
 
 
 class GradientRecorder:

@@ -22,8 +22,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from inspector.engine.describe import live_tensors, tensor_version
+from inspector.engine.describe import live_tensors
 from inspector.engine.stats import dispatches_to_python
+from inspector.engine.tensor_registry import tensor_version
 
 DEFAULT_BUDGET = 64 * 2**20
 CLONE_LIMIT = 2**20

@@ -16,12 +16,13 @@ import torch
 from torch import nn
 
 import inspector
-from inspector.engine import stats as stats_module
+from inspector.engine import device_stats as stats_module
 from inspector.engine import tensors_in
 from inspector.engine.breakpoints import Breakpoint
 from inspector.engine.debugger import Debugger, Finished
+from inspector.engine.device_stats import DeviceBatch, device_packet, stats_from_packet
 from inspector.engine.records import Stats
-from inspector.engine.stats import DeviceBatch, compute_stats, device_packet, stats_from_packet
+from inspector.engine.stats import compute_stats
 from inspector.engine.stepper import Pause
 from tests.helpers import square_loss
 from tests.models import ZOO, Case

@@ -3,7 +3,8 @@
 Every record is written as an object tagged with its kind ("t" for TensorInfo, "s" for
 Struct, "tuple"), so a tuple reads back as a tuple and a string as a string. `Trace.to_json`
 and `Trace.from_json` are the public doors; this module knows the parts of a trace (calls,
-error, findings), not the Trace class, so the two never import each other.
+error, findings), not the Trace class, so the two never import each other. It writes them and
+checks a document's frame; `serialize_read` reads the parts, field by field.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from inspector.engine.records.calls import Call, Diagnosis, OpInfo, SourceLine, exception_message
+from inspector.engine.records.calls import Call, Diagnosis, SourceLine, exception_message
+from inspector.engine.records.serialize_read import (
+    RecordReader,
+    as_object,
+    as_text,
+    list_field,
+    reason,
+    text_field,
+)
 from inspector.engine.records.tensors import Gradient, Stats, Struct, TensorInfo, Units, Value
 
 FORMAT = "torch-inspector-trace"
@@ -71,18 +80,18 @@ def load(
             f"unsupported trace version {shown[:40]} (this version reads {VERSION})"
         )
     try:
-        reader = _Reader(len(_list(doc, "calls")))
-        calls = [reader.call(c, i) for i, c in enumerate(_list(doc, "calls"))]
-        findings = [reader.diagnosis(d) for d in _list(doc, "findings")]
+        reader = RecordReader(len(list_field(doc, "calls")))
+        calls = [reader.call(c, i) for i, c in enumerate(list_field(doc, "calls"))]
+        findings = [reader.diagnosis(d) for d in list_field(doc, "findings")]
         err = doc.get("error")
         error = None
         if err is not None:
-            err = _dict(err, "'error'")
-            error = (_str(err, "type"), _str(err, "message"))
+            err = as_object(err, "'error'")
+            error = (text_field(err, "type"), text_field(err, "message"))
     except TraceFormatError:
         raise
     except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
-        raise TraceFormatError(f"malformed trace file: {_reason(exc)}") from None
+        raise TraceFormatError(f"malformed trace file: {reason(exc)}") from None
     for i, call in enumerate(calls):
         if call.seq != i or (call.parent is not None and not 0 <= call.parent < i):
             raise TraceFormatError(f"malformed trace file: call {i} is out of order")
@@ -94,7 +103,7 @@ def load(
     raw_notes = doc.get("notes", [])
     if not isinstance(raw_notes, list) or len(raw_notes) > 64:
         raise TraceFormatError("malformed trace file: 'notes' is not a short list of strings")
-    notes = [_text(n, "a note") for n in raw_notes]
+    notes = [as_text(n, "a note") for n in raw_notes]
     return calls, error, findings, notes
 
 
@@ -203,263 +212,3 @@ def _diagnosis(d: Diagnosis) -> dict[str, Any]:
         "code": d.code,
         "exception": d.exception,
     }
-
-
-# -- reading -----------------------------------------------------------------------------
-
-# Bounds on what a document may hold, beyond its types: sizes no recorded trace comes near.
-MAX_NESTING = 64  # values inside values (describe stops at 8)
-MAX_DIMS = 256
-MAX_BINS = 4096
-MAX_COUNT = 2**63 - 1  # element counts, parameter counts, dimensions, line numbers
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, KeyError):
-        return f"missing field {exc.args[0]!r}" if exc.args else "missing field"
-    return str(exc)[:200]
-
-
-def _dict(x: Any, what: str) -> dict[str, Any]:
-    if not isinstance(x, dict):
-        raise TypeError(f"{what} must be an object, got {_kind(x)}")
-    return x
-
-
-def _seq(x: Any, what: str, length: int | None = None) -> list[Any]:
-    if not isinstance(x, list):
-        raise TypeError(f"{what} must be a list, got {_kind(x)}")
-    if length is not None and len(x) != length:
-        raise ValueError(f"{what} must have {length} items, not {len(x)}")
-    return x
-
-
-def _kind(x: Any) -> str:
-    return "null" if x is None else type(x).__name__
-
-
-def _list(doc: dict[str, Any], key: str) -> list[Any]:
-    return _seq(doc[key], repr(key))
-
-
-def _str(doc: Any, key: str) -> str:
-    return _text(_dict(doc, "a record")[key], repr(key))
-
-
-def _text(x: Any, what: str) -> str:
-    if not isinstance(x, str):
-        raise TypeError(f"{what} must be a string, got {_kind(x)}")
-    return x
-
-
-def _opt_text(x: Any, what: str) -> str | None:
-    return None if x is None else _text(x, what)
-
-
-def _bool(x: Any, what: str) -> bool:
-    if not isinstance(x, bool):
-        raise TypeError(f"{what} must be true or false, got {_kind(x)}")
-    return x
-
-
-def _int(x: Any, what: str, lo: int = 0, hi: int = MAX_COUNT) -> int:
-    if type(x) is not int:
-        raise TypeError(f"{what} must be an integer, got {_kind(x)}")
-    if not lo <= x <= hi:
-        raise ValueError(f"{what} = {x if abs(x) < 10**20 else 'a huge number'} is out of range")
-    return x
-
-
-def _opt_int(x: Any, what: str = "a call number", lo: int = 0, hi: int = MAX_COUNT) -> int | None:
-    return None if x is None else _int(x, what, lo, hi)
-
-
-def _read_num(x: Any, what: str = "a number") -> float:
-    """A float as written: a JSON number, or "nan", "inf", "-inf" for the others."""
-    if isinstance(x, str):
-        if x not in ("nan", "inf", "-inf"):
-            raise ValueError(f"bad number {x[:40]!r}")
-        return float(x)
-    if not isinstance(x, (int, float)) or isinstance(x, bool):
-        raise TypeError(f"{what} must be a number, got {_kind(x)}")
-    try:
-        return float(x)
-    except OverflowError:  # an integer too large for a float
-        raise ValueError(f"{what} is out of range") from None
-
-
-def _read_stats(s: Any) -> Stats:
-    numel, mean, std, mn, mx, nan, inf, zero, hist, hist_range, sampled = _seq(s, "stats", 11)
-    numel = _int(numel, "numel")
-    nan, inf = _int(nan, "the NaN count", hi=numel), _int(inf, "the Inf count", hi=numel)
-    if nan + inf > numel:
-        raise ValueError("more NaN and Inf than elements")
-    low, high = _seq(hist_range, "histogram_range", 2)
-    return Stats(
-        numel=numel,
-        mean=_read_num(mean, "mean"),
-        std=_read_num(std, "std"),
-        min=_read_num(mn, "min"),
-        max=_read_num(mx, "max"),
-        nan=nan,
-        inf=inf,
-        zero_fraction=_read_num(zero, "zero_fraction"),
-        histogram=tuple(_int(c, "a histogram count") for c in _bins(hist)),
-        histogram_range=(_read_num(low, "histogram_range"), _read_num(high, "histogram_range")),
-        sampled=_int(sampled, "sampled"),
-    )
-
-
-def _bins(hist: Any) -> list[Any]:
-    bins = _seq(hist, "histogram")
-    if len(bins) > MAX_BINS:
-        raise ValueError(f"a histogram of {len(bins)} bins")
-    return bins
-
-
-def _read_line(x: Any) -> SourceLine | None:
-    if x is None:
-        return None
-    file, lineno, text, function = _seq(x, "a source line", 4)
-    return SourceLine(
-        _text(file, "file"),
-        _int(lineno, "lineno"),
-        _text(text, "the line's text"),
-        _text(function, "function"),
-    )
-
-
-def _read_units(u: Any) -> Units | None:
-    if u is None:
-        return None
-    u = _dict(u, "call units")
-    count = _int(u["count"], "units count")
-    saturated = u.get("saturated")
-    return Units(
-        axis=_int(u["axis"], "units axis", hi=MAX_DIMS),
-        count=count,
-        dead=tuple(_int(i, "a dead unit", hi=max(count - 1, 0)) for i in _seq(u["dead"], "dead")),
-        saturated=_read_num(saturated, "saturated") if saturated is not None else None,
-    )
-
-
-def _read_grad(g: Any) -> Gradient | None:
-    if g is None:
-        return None
-    g = _dict(g, "call grad")
-    params = []
-    for item in _seq(g["params"], "grad params"):
-        name, grad, size = _seq(item, "a parameter gradient", 3)
-        params.append((_text(name, "a parameter name"), _read_num(grad), _read_num(size)))
-    return Gradient(
-        outputs=tuple(
-            _read_stats(s) if s is not None else None for s in _seq(g["outputs"], "outputs")
-        ),
-        params=tuple(params),
-        order=_int(g["order"], "grad order", lo=-1),
-    )
-
-
-class _Reader:
-    """Reads calls, values and findings of a document with `calls` calls: a call number in
-    any of them (a producer, a diagnosis's call) must name one of those calls."""
-
-    def __init__(self, calls: int) -> None:
-        self.calls = calls
-
-    def call_number(self, x: Any, what: str) -> int | None:
-        return _opt_int(x, what, hi=self.calls - 1)
-
-    def value(self, v: Any, depth: int = 0) -> Value:
-        if v is None or isinstance(v, (bool, str)):
-            return v
-        if isinstance(v, (int, float)):  # any number json reads prints again
-            return v
-        if depth >= MAX_NESTING:
-            raise ValueError(f"values nested more than {MAX_NESTING} deep")
-        v = _dict(v, "a value")
-        if "t" in v:
-            shape, dtype, device, requires_grad, layout, contiguous = _seq(v["t"], "a tensor", 6)
-            stats = v.get("stats")
-            return TensorInfo(
-                shape=tuple(_int(d, "a dimension", lo=-1) for d in _seq(shape, "shape")),
-                dtype=_text(dtype, "dtype"),
-                device=_text(device, "device"),
-                requires_grad=_bool(requires_grad, "requires_grad"),
-                stats=_read_stats(stats) if stats is not None else None,
-                layout=_text(layout, "layout"),
-                contiguous=_bool(contiguous, "contiguous"),
-                producer=self.call_number(v.get("producer"), "producer"),
-                view_of=self.call_number(v.get("view_of"), "view_of"),
-            )
-        if "s" in v:
-            fields = []
-            for item in _seq(v["fields"], "struct fields"):
-                key, value = _seq(item, "a struct field", 2)
-                fields.append((_text(key, "a field name"), self.value(value, depth + 1)))
-            return Struct(_text(v["s"], "a struct type"), tuple(fields))
-        if "tuple" in v:
-            return tuple(self.value(x, depth + 1) for x in _seq(v["tuple"], "a tuple"))
-        if "float" in v:
-            return _read_num(v["float"])
-        raise ValueError(f"unknown value with keys {sorted(map(str, v))[:4]}")
-
-    def call(self, c: Any, i: int) -> Call:
-        c = _dict(c, f"call {i}")
-        kwargs = c.get("kwargs")
-        read_kwargs = self.value(kwargs) if kwargs is not None else None
-        if read_kwargs is not None and not isinstance(read_kwargs, Struct):
-            raise TypeError("call kwargs must be a struct")
-        status = _str(c, "status")
-        if status not in ("running", "ok", "error"):
-            raise ValueError(f"bad call status {status[:40]!r}")
-        return Call(
-            seq=_int(c["seq"], "seq", hi=self.calls),
-            path=_str(c, "path"),
-            index=_int(c["index"], "index", hi=self.calls),
-            type=_str(c, "type"),
-            depth=_int(c["depth"], "depth", hi=self.calls),
-            parent=_opt_int(c.get("parent"), "parent"),  # its order is checked with the rest
-            inputs=tuple(self.value(v) for v in _seq(c["inputs"], "inputs")),
-            kwargs=read_kwargs,
-            outputs=self.value(c.get("outputs")),
-            status=status,
-            error=_opt_text(c.get("error"), "a call's error"),
-            module_repr=_text(c.get("module_repr", ""), "module_repr"),
-            params=_int(c.get("params", 0), "params"),
-            duration_ms=_read_num(c.get("duration_ms", 0.0), "duration_ms"),
-            call_site=_read_line(c.get("call_site")),
-            units=_read_units(c.get("units")),
-            grad=_read_grad(c.get("grad")),
-        )
-
-    def diagnosis(self, d: Any) -> Diagnosis:
-        d = _dict(d, "a finding")
-        op = None
-        if d.get("op") is not None:
-            o = _dict(d["op"], "a finding's op")
-            kwargs = []
-            for item in _seq(o["kwargs"], "op kwargs"):
-                key, value = _seq(item, "an op kwarg", 2)
-                kwargs.append((_text(key, "an op kwarg name"), self.value(value)))
-            op = OpInfo(
-                name=_str(o, "name"),
-                operands=tuple(self.value(v) for v in _seq(o["operands"], "op operands")),
-                kwargs=tuple(kwargs),
-            )
-        kind = _str(d, "kind")
-        if kind not in ("error", "warning"):
-            raise ValueError(f"bad finding kind {kind[:40]!r}")
-        return Diagnosis(
-            kind=kind,
-            module=_str(d, "module"),
-            summary=_str(d, "summary"),
-            module_type=_text(d.get("module_type", ""), "module_type"),
-            call=self.call_number(d.get("call"), "a finding's call"),
-            line=_read_line(d.get("line")),
-            op=op,
-            details=tuple(_text(x, "a detail") for x in _seq(d.get("details", []), "details")),
-            fixes=tuple(_text(x, "a fix") for x in _seq(d.get("fixes", []), "fixes")),
-            code=_text(d.get("code", ""), "code"),
-            exception=_opt_text(d.get("exception"), "exception"),
-        )
