@@ -365,6 +365,6 @@ class DeferredInterrupts:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
-        if self.pending and exc_type is None:
+        if self.pending:  # the user's Ctrl+C wins over whatever else is on its way out
             self.pending = False
             raise KeyboardInterrupt
