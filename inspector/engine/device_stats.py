@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from inspector.engine.devices import wide_float
 from inspector.engine.records import Stats
 from inspector.engine.stats import foreign, unexpanded
 from inspector.engine.stats_sample import histogram, sample
@@ -48,7 +49,7 @@ def device_packet(t: torch.Tensor) -> torch.Tensor:
 def _device_packet(t: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         x, repeats = unexpanded(t.detach().resolve_neg())
-        wide = torch.float32 if x.device.type == "mps" else torch.float64  # mps has no float64
+        wide = wide_float(x.device)
         if not x.is_floating_point():
             x = x.to(wide)
         acc = torch.float64 if x.dtype == torch.float64 else torch.float32

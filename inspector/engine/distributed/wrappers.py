@@ -8,6 +8,8 @@ user's module inside it. FSDP all-gathers its sharded parameters in every forwar
 
 from __future__ import annotations
 
+import sys
+
 from torch import nn
 
 DDP_NOTE = (
@@ -26,10 +28,11 @@ def _ddp_class() -> type | None:
 
 def _fsdp_classes() -> tuple[tuple[type, str], ...]:
     """FSDP's classes, looked up by name: FSDPModule (the class `fully_shard` mixes into a
-    module, FSDP2) and FullyShardedDataParallel (FSDP1). Either may be missing from a build."""
-    try:
-        import torch.distributed.fsdp as fsdp
-    except ImportError:  # pragma: no cover
+    module, FSDP2) and FullyShardedDataParallel (FSDP1). Either may be missing from a build.
+    A model wrapped by FSDP means the program imported it: until then there is nothing to
+    find, and importing it here would cost about a second on every first look."""
+    fsdp = sys.modules.get("torch.distributed.fsdp")
+    if fsdp is None:
         return ()
     found = []
     for name, label in (
