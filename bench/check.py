@@ -43,7 +43,7 @@ def first_breakdown() -> dict[str, float]:
     t = time.perf_counter()
     import inspector
     from inspector.engine.distributed import unwrap
-    from inspector.engine.fake import FakeRun
+    from inspector.engine.dryrun.fake import FakeRun
 
     times["import inspector"] = time.perf_counter() - t
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))

@@ -38,7 +38,7 @@ from torch.nn.modules import module as torch_module
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import inspector
-from inspector.engine.debugger import Debugger, Finished
+from inspector.engine.control.debugger import Debugger, Finished
 from tests.helpers import diff_hooks, global_hooks_restored, hooks_snapshot
 
 

@@ -28,8 +28,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.models import hidden_states, images, resnet50, transformer_stack
-from inspector.engine.breakpoints import Breakpoint
-from inspector.engine.session import Session
+from inspector.engine.control.breakpoints import Breakpoint
+from inspector.engine.control.session import Session
 from inspector.tui.app import InspectorApp
 from inspector.tui.controller import DebuggerControl
 from inspector.tui.factory import make_app

@@ -23,7 +23,7 @@ from textual import events
 
 import inspector
 from bench.models import hidden_states, stack_for_calls
-from inspector.engine.stepper import Pause
+from inspector.engine.control.stepper import Pause
 from inspector.tui.app import InspectorApp
 from inspector.tui.calltree import CallTree
 from inspector.tui.factory import make_app

@@ -30,8 +30,8 @@ from inspector.engine import (
     trace,
 )
 from inspector.engine.api import check, diagnose, explain
-from inspector.engine.breakpoints import Breakpoint
 from inspector.engine.contrib import Contributions, contributions
+from inspector.engine.control.breakpoints import Breakpoint
 from inspector.entry import attach, set_trace
 from inspector.terminal import interactive
 

@@ -44,7 +44,7 @@ def _console(ns: argparse.Namespace) -> Any:
 
 def cmd_report(ns: argparse.Namespace) -> int:
     from inspector.engine import trace
-    from inspector.engine.gradients import BackwardRequestError
+    from inspector.engine.capture.gradients import BackwardRequestError
     from inspector.report import print_trace
 
     tgt = load_file(ns.file)
@@ -104,7 +104,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
         ns.parser.error("give the SCRIPT to run: torch-inspector run [options] SCRIPT [ARGS...]")
     if not Path(ns.script).is_file():
         raise UsageError(f"no such file: {ns.script}")
-    from inspector.engine.breakpoints import parse_breakpoint
+    from inspector.engine.control.breakpoints import parse_breakpoint
 
     try:
         breakpoints = [parse_breakpoint(b) for b in ns.breaks]
@@ -129,7 +129,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
 
 def cmd_serve(ns: argparse.Namespace) -> int:
     from inspector import web
-    from inspector.engine.breakpoints import parse_breakpoint
+    from inspector.engine.control.breakpoints import parse_breakpoint
 
     if ns.target is None:
         ns.parser.error("give what to serve: torch-inspector serve [options] demo|FILE|SCRIPT")

@@ -16,9 +16,9 @@ from typing import Any
 
 from torch import nn
 
-from inspector.engine.breakpoints import Breakpoint
-from inspector.engine.session import Session
-from inspector.engine.stepper import Pause
+from inspector.engine.control.breakpoints import Breakpoint
+from inspector.engine.control.session import Session
+from inspector.engine.control.stepper import Pause
 from inspector.terminal import interactive
 
 _active: Session | None = None
@@ -89,7 +89,7 @@ def _start(
     session: Session | None = None
     try:
         if interactive():
-            from inspector.engine.values import ValueStore
+            from inspector.engine.capture.values import ValueStore
             from inspector.tui.threaded import ThreadedUI
 
             ui = ThreadedUI()

@@ -31,7 +31,7 @@ PRE = (
 NO_TERMINAL = """\
 inspector.debug: no terminal here, so nothing can wait for keys; the report of one pass follows.
 To step module by module from code, use the headless debugger:
-    from inspector.engine.debugger import Debugger
+    from inspector.engine.control.debugger import Debugger
     d = Debugger(model, x)
     d.start()     # paused before the root call; d.step(), d.next(), d.cont() go on
     d.trace       # the whole record, once the pass has finished
@@ -119,10 +119,10 @@ DISPLAYS: dict[tuple[str, str], Draw] = {
     ("inspector.engine.records.trace", "Trace"): _trace,
     ("inspector.engine.records.calls", "Call"): _call,
     ("inspector.engine.records.calls", "Diagnosis"): _diagnosis,
-    ("inspector.engine.dryrun", "CheckResult"): _check_result,
+    ("inspector.engine.dryrun.check", "CheckResult"): _check_result,
     ("inspector.engine.contrib", "Contributions"): _contributions,
-    ("inspector.engine.stepper", "Pause"): _pause,
-    ("inspector.engine.debugger", "Finished"): _finished,
+    ("inspector.engine.control.stepper", "Pause"): _pause,
+    ("inspector.engine.control.debugger", "Finished"): _finished,
 }
 
 

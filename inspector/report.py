@@ -10,8 +10,8 @@ from rich.console import Console, RenderableType
 from rich.text import Text
 
 from inspector.engine import Trace, trace
-from inspector.engine.breakpoints import Breakpoint
-from inspector.engine.stepper import Pause
+from inspector.engine.control.breakpoints import Breakpoint
+from inspector.engine.control.stepper import Pause
 from inspector.render import ContributionBars, DiagnosisPanel, TraceTable, count
 
 
@@ -98,8 +98,8 @@ def run_headless(
     """`run SCRIPT` with no terminal to draw on (stderr redirected, CI): the script runs in
     this thread as it would alone, and each stop (a breakpoint, a failure) is written to
     stderr as text, a failure with its explanation. Returns the script's exit code."""
+    from inspector.engine.control.script import ScriptFinished, ScriptRun
     from inspector.engine.distributed import rank_label, rank_prefixed
-    from inspector.engine.script import ScriptFinished, ScriptRun
 
     console = console or Console(stderr=True)
     rank = rank_label()  # under torchrun every line says which rank wrote it

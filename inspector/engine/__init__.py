@@ -1,8 +1,8 @@
 """The engine: hooks, records, statistics, diagnosis. Imports torch and the stdlib only."""
 
+from inspector.engine.capture.events import InspectorWarning, Stop
+from inspector.engine.capture.recorder import Recorder
 from inspector.engine.diagnose.anomalies import Thresholds
-from inspector.engine.events import InspectorWarning, Stop
-from inspector.engine.recorder import Recorder
 from inspector.engine.records import (
     Call,
     Diagnosis,

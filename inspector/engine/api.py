@@ -8,11 +8,11 @@ from typing import Any, Literal
 
 from torch import nn
 
-from inspector.engine.describe import Describer
+from inspector.engine.capture.describe import Describer
+from inspector.engine.capture.naming import module_line
+from inspector.engine.capture.pass_record import Failure
 from inspector.engine.diagnose import explain_failure
 from inspector.engine.diagnose.locate import module_chain
-from inspector.engine.naming import module_line
-from inspector.engine.pass_record import Failure
 from inspector.engine.records import Call, Diagnosis, Struct, Trace, exception_text
 from inspector.engine.trace import trace
 
@@ -110,6 +110,6 @@ def check(model: nn.Module, *args_or_shapes: Any, **kwargs: Any) -> Any:
     Inputs may be tensors or shapes: `inspector.check(model, (4, 3, 32, 32))`. Returns a
     CheckResult: a list of Diagnosis with `.calls` (every module's shapes) and `.stopped`.
     """
-    from inspector.engine.dryrun import check as dry_check
+    from inspector.engine.dryrun.check import check as dry_check
 
     return dry_check(model, *args_or_shapes, **kwargs)

@@ -13,9 +13,10 @@ Methods:
 
 The model and the inputs are left as they were: gradients come from torch.autograd.grad (no
 .grad is written), the RNG state is restored, and everything the extra passes write is put back
-by an isolation snapshot (inspector.engine.isolate): buffers updated in place (BatchNorm running
-statistics) or reassigned (`self.avg = 0.9 * self.avg + ...`), plain attributes (a step
-counter), caches, submodules built on first use, cache objects passed as inputs.
+by an isolation snapshot (inspector.engine.dryrun.isolate): buffers updated in place
+(BatchNorm running statistics) or reassigned (`self.avg = 0.9 * self.avg + ...`), plain
+attributes (a step counter), caches, submodules built on first use, cache objects passed as
+inputs.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inspector.engine.devices import rng_kept
-from inspector.engine.isolate import isolated
+from inspector.engine.capture.devices import rng_kept
+from inspector.engine.dryrun.isolate import isolated
 
 METHODS = ("linear", "grad_x_act", "integrated_gradients")
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from torch import nn
 
+from inspector.engine.capture.events import InspectorWarning
+from inspector.engine.capture.gradients import BackwardRequestError, backward_root
+from inspector.engine.capture.recorder import Recorder
 from inspector.engine.diagnose.anomalies import Thresholds
-from inspector.engine.events import InspectorWarning
-from inspector.engine.gradients import BackwardRequestError, backward_root
-from inspector.engine.recorder import Recorder
 from inspector.engine.records import Diagnosis, Trace, exception_text
 
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.text import Text
 
+from inspector.engine.capture.values import HeatMap
 from inspector.engine.records import Call, Stats, Struct, TensorInfo, Value, format_shape
-from inspector.engine.values import HeatMap
 from inspector.render.heatmap import HeatMapView
 from inspector.render.text import count, number
 

@@ -12,7 +12,7 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.style import Style
 from rich.text import Text
 
-from inspector.engine.values import HeatMap
+from inspector.engine.capture.values import HeatMap
 from inspector.render.text import number
 
 SHADES = " ░▒▓█"

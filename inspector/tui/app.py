@@ -20,9 +20,9 @@ from textual.reactive import var
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer
 
-from inspector.engine.breakpoints import Breakpoint
+from inspector.engine.control.breakpoints import Breakpoint
+from inspector.engine.control.stepper import Pause
 from inspector.engine.records import Call, Diagnosis, TensorInfo
-from inspector.engine.stepper import Pause
 from inspector.render.detail import call_tensors, default_row
 from inspector.tui import keys
 from inspector.tui.calltree import CallTree

@@ -13,13 +13,13 @@ from typing import Any, Protocol
 
 from torch import nn
 
-from inspector.engine.breakpoints import Breakpoint
+from inspector.engine.capture.recorder import Recorder
+from inspector.engine.capture.values import HeatMap, ValueStore, value_key
 from inspector.engine.contrib import contributions
-from inspector.engine.debugger import Debugger
-from inspector.engine.recorder import Recorder
+from inspector.engine.control.breakpoints import Breakpoint
+from inspector.engine.control.debugger import Debugger
+from inspector.engine.control.stepper import Stepper
 from inspector.engine.records import Call, TensorInfo
-from inspector.engine.stepper import Stepper
-from inspector.engine.values import HeatMap, ValueStore, value_key
 from inspector.render import ContributionBars
 from inspector.tui.messages import Event
 

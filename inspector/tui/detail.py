@@ -12,8 +12,8 @@ from rich.text import Text
 from textual.message import Message
 from textual.reactive import var
 
+from inspector.engine.capture.values import HeatMap
 from inspector.engine.records import Call, TensorInfo
-from inspector.engine.values import HeatMap
 from inspector.render import CallDetail
 from inspector.render.detail import call_tensors
 from inspector.tui.controller import Controller

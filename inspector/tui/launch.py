@@ -12,9 +12,9 @@ from typing import Any
 
 from torch import nn
 
-from inspector.engine.breakpoints import Breakpoint
-from inspector.engine.debugger import Finished
-from inspector.engine.values import DEFAULT_BUDGET
+from inspector.engine.capture.values import DEFAULT_BUDGET
+from inspector.engine.control.breakpoints import Breakpoint
+from inspector.engine.control.debugger import Finished
 from inspector.tui.controller import DebuggerControl
 from inspector.tui.factory import make_app
 

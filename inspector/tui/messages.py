@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from inspector.engine.debugger import Finished
+from inspector.engine.control.debugger import Finished
+from inspector.engine.control.script import ScriptFinished
+from inspector.engine.control.stepper import Pause
 from inspector.engine.records import Call, Diagnosis
-from inspector.engine.script import ScriptFinished
-from inspector.engine.stepper import Pause
 
 Event = Pause | Finished | ScriptFinished
 

@@ -17,7 +17,12 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from inspector.engine.breakpoints import CONDITIONS, Breakpoint, known_conditions, parse_breakpoint
+from inspector.engine.control.breakpoints import (
+    CONDITIONS,
+    Breakpoint,
+    known_conditions,
+    parse_breakpoint,
+)
 from inspector.tui import keys
 
 

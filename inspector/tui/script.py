@@ -14,9 +14,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 
-from inspector.engine.breakpoints import Breakpoint
-from inspector.engine.script import ScriptFinished, ScriptRun
-from inspector.engine.values import ValueStore
+from inspector.engine.capture.values import ValueStore
+from inspector.engine.control.breakpoints import Breakpoint
+from inspector.engine.control.script import ScriptFinished, ScriptRun
 from inspector.tui.controller import EventRelay, StepperControl
 from inspector.tui.factory import make_app
 from inspector.tui.terminal import SCRIPT

@@ -12,8 +12,8 @@ from __future__ import annotations
 import atexit
 import threading
 
-from inspector.engine.session import Session
-from inspector.engine.stepper import Pause
+from inspector.engine.control.session import Session
+from inspector.engine.control.stepper import Pause
 from inspector.tui.app import InspectorApp
 from inspector.tui.controller import EventRelay, StepperControl
 from inspector.tui.factory import make_app

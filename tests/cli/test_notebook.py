@@ -31,7 +31,7 @@ CELLS = {
     "check": "inspector.check(model, x)",
     "contributions": "inspector.contributions(net, torch.randn(2, 4), layer='0')",
     "pause": (
-        "from inspector.engine.debugger import Debugger\n"
+        "from inspector.engine.control.debugger import Debugger\n"
         "d = Debugger(net, torch.randn(2, 4))\n"
         "d.start()"
     ),

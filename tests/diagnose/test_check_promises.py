@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import inspector
-from inspector.engine.fake import is_fake
+from inspector.engine.dryrun.fake import is_fake
 
 Pair = namedtuple("Pair", ["x", "y"])
 

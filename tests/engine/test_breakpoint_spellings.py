@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 import inspector
-from inspector.engine.breakpoints import Breakpoint, as_breakpoint, parse_breakpoint
-from inspector.engine.debugger import Debugger, Finished
-from inspector.engine.script import ScriptFinished, ScriptRun
-from inspector.engine.session import Session
-from inspector.engine.stepper import Pause
+from inspector.engine.control.breakpoints import Breakpoint, as_breakpoint, parse_breakpoint
+from inspector.engine.control.debugger import Debugger, Finished
+from inspector.engine.control.script import ScriptFinished, ScriptRun
+from inspector.engine.control.session import Session
+from inspector.engine.control.stepper import Pause
 
 
 class Trips(nn.Module):

@@ -23,14 +23,14 @@ from torch.distributions import Categorical, Normal
 from torch.overrides import TorchFunctionMode
 
 import inspector
-from inspector.engine import stats_chunks as stats_module
-from inspector.engine.describe import MAX_ITEMS, Describer, live_tensors
+from inspector.engine.capture import stats_chunks as stats_module
+from inspector.engine.capture.describe import MAX_ITEMS, Describer, live_tensors
+from inspector.engine.capture.stats import compute_stats, unexpanded
+from inspector.engine.capture.stats_chunks import chunks
+from inspector.engine.capture.tensor_registry import TensorRegistry
+from inspector.engine.capture.values import ValueStore
 from inspector.engine.records import Stats, Struct, TensorInfo, tensors_in
 from inspector.engine.records.serialize import TraceFormatError
-from inspector.engine.stats import compute_stats, unexpanded
-from inspector.engine.stats_chunks import chunks
-from inspector.engine.tensor_registry import TensorRegistry
-from inspector.engine.values import ValueStore
 
 _PLAIN = (type(None), bool, int, float, str, TensorInfo, Struct, tuple)
 

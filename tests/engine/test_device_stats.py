@@ -16,14 +16,14 @@ import torch
 from torch import nn
 
 import inspector
-from inspector.engine import device_stats as stats_module
 from inspector.engine import tensors_in
-from inspector.engine.breakpoints import Breakpoint
-from inspector.engine.debugger import Debugger, Finished
-from inspector.engine.device_stats import DeviceBatch, device_packet, stats_from_packet
+from inspector.engine.capture import device_stats as stats_module
+from inspector.engine.capture.device_stats import DeviceBatch, device_packet, stats_from_packet
+from inspector.engine.capture.stats import compute_stats
+from inspector.engine.control.breakpoints import Breakpoint
+from inspector.engine.control.debugger import Debugger, Finished
+from inspector.engine.control.stepper import Pause
 from inspector.engine.records import Stats
-from inspector.engine.stats import compute_stats
-from inspector.engine.stepper import Pause
 from tests.helpers import square_loss
 from tests.models import ZOO, Case
 

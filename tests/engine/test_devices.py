@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from inspector.engine.devices import rng_kept, rng_state, set_rng_state, wide_float
+from inspector.engine.capture.devices import rng_kept, rng_state, set_rng_state, wide_float
 
 
 def test_the_generators_come_back_after_the_inspectors_own_draws() -> None:

@@ -35,7 +35,7 @@ from torch import nn
 from torch.nn.modules import module as torch_module
 
 import inspector
-from inspector.engine.debugger import Debugger, Finished
+from inspector.engine.control.debugger import Debugger, Finished
 from tests.helpers import (
     diff_hooks,
     diff_state,

@@ -188,7 +188,7 @@ def test_model_output_that_is_a_scalar_needs_no_loss() -> None:
 
 
 def test_a_fault_in_a_gradient_hook_disables_it_with_one_warning(monkeypatch) -> None:
-    import inspector.engine.gradients as gradients
+    import inspector.engine.capture.gradients as gradients
 
     def broken(_: torch.Tensor) -> None:
         raise RuntimeError("stats exploded")
@@ -250,7 +250,7 @@ class SavedThenChanged(nn.Module):
 
 
 def test_a_failing_backward_is_explained_as_such() -> None:
-    from inspector.engine.debugger import Debugger, Finished
+    from inspector.engine.control.debugger import Debugger, Finished
 
     model = SavedThenChanged()
     t = inspector.trace(model, torch.randn(2, 4), loss_fn=lambda o, _: o.sum(), backward=True)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from inspector.engine.isolate import Snapshot, isolated
+from inspector.engine.dryrun.isolate import Snapshot, isolated
 
 STORE: dict[str, object] = {}
 

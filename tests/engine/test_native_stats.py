@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from inspector.engine import native
-from inspector.engine import stats as stats_module
+from inspector.engine.capture import stats as stats_module
+from inspector.engine.capture.stats import compute_stats
 from inspector.engine.records import Stats
-from inspector.engine.stats import compute_stats
 
 ROOT = Path(__file__).resolve().parents[2]
 needs_kernel = pytest.mark.skipif(native.kernel() is None, reason="no C compiler here")
@@ -151,7 +151,7 @@ def test_no_compiler_means_the_torch_way(tmp_path: Path) -> None:
     code = (
         "import torch\n"
         "from inspector.engine import native\n"
-        "from inspector.engine.stats import compute_stats\n"
+        "from inspector.engine.capture.stats import compute_stats\n"
         "assert native.kernel() is None\n"
         "s = compute_stats(torch.arange(10.0))\n"
         "print(s.mean, s.min, s.max)\n"
@@ -188,7 +188,7 @@ def _with_compiler_refusing(pattern: str, tmp_path: Path, lines: list[str]) -> l
 @needs_kernel
 def test_a_compiler_without_openmp_builds_the_one_thread_kernel(tmp_path: Path) -> None:
     printed = _with_compiler_refusing("-fopenmp", tmp_path, [
-        "from inspector.engine.stats import compute_stats",
+        "from inspector.engine.capture.stats import compute_stats",
         "lib = native.kernel()",
         "print(lib is not None, native.openmp(), lib.stats_threads(-1))",
         "print(compute_stats(torch.arange(1 << 20, dtype=torch.float32)).max)",
@@ -245,7 +245,7 @@ def test_the_extension_refuses_a_sample_outside_the_array() -> None:
 @needs_kernel
 def test_without_pythons_headers_the_kernel_is_called_through_ctypes(tmp_path: Path) -> None:
     printed = _with_compiler_refusing("-I*", tmp_path, [  # finds no Python.h
-        "from inspector.engine.stats import compute_stats",
+        "from inspector.engine.capture.stats import compute_stats",
         "print(native.kernel() is not None, native.fast_call())",
         "s = compute_stats(torch.arange(1 << 20, dtype=torch.float32))",
         "print(s.max, sum(s.histogram))",

@@ -33,7 +33,7 @@ from torch.nn.modules import module as torch_module
 from torch.overrides import TorchFunctionMode
 
 import inspector
-from inspector.engine.debugger import Debugger, Finished
+from inspector.engine.control.debugger import Debugger, Finished
 from tests.helpers import (
     InterruptAtLine,
     assert_hooks_unchanged,

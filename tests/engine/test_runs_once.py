@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import inspector
-from inspector.engine.debugger import Debugger, Finished
+from inspector.engine.control.debugger import Debugger, Finished
 from tests.helpers import (
     diff_hooks,
     diff_state,

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 import inspector
-from inspector.engine.breakpoints import Breakpoint
-from inspector.engine.session import Session
-from inspector.engine.stepper import Pause
+from inspector.engine.control.breakpoints import Breakpoint
+from inspector.engine.control.session import Session
+from inspector.engine.control.stepper import Pause
 from tests.helpers import global_hook_count as _global_hook_count
 from tests.helpers import hook_count as _hook_count
 
@@ -200,7 +200,7 @@ def test_running_free_records_shapes_and_a_pause_gets_its_statistics() -> None:
 
 
 def test_detach_lets_go_of_kept_values() -> None:
-    from inspector.engine.values import ValueStore
+    from inspector.engine.capture.values import ValueStore
 
     model = nn.Sequential(nn.Linear(3, 5), nn.ReLU())
     front = Continue()

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from inspector.engine.breakpoints import Breakpoint, condition_holds
-from inspector.engine.debugger import Debugger, Finished
+from inspector.engine.control.breakpoints import Breakpoint, condition_holds
+from inspector.engine.control.debugger import Debugger, Finished
+from inspector.engine.control.stepper import Pause
 from inspector.engine.records import Call
-from inspector.engine.stepper import Pause
 from tests.broken_models import MakesNaN, NaNGradInFeat
 from tests.helpers import global_hook_count as _global_hook_count
 from tests.helpers import hook_count as _hook_count

@@ -100,7 +100,7 @@ def test_exception_caught_inside_forward_is_not_a_failure() -> None:
 
 
 def test_fault_in_recorder_disables_it_with_one_warning(monkeypatch: pytest.MonkeyPatch) -> None:
-    from inspector.engine.describe import Describer
+    from inspector.engine.capture.describe import Describer
 
     def failing(self: Describer, t: torch.Tensor, producer: int | None) -> None:
         raise RuntimeError("statistics are not supported on this tensor")

@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inspector.engine.recorder import Recorder
+from inspector.engine.capture.recorder import Recorder
+from inspector.engine.capture.values import CLONE_LIMIT, HeatMap, ValueStore, heatmap, value_key
 from inspector.engine.trace import run_recorded
-from inspector.engine.values import CLONE_LIMIT, HeatMap, ValueStore, heatmap, value_key
 
 
 def test_slices_wrap_over_the_leading_dims_and_small_slices_are_exact() -> None:

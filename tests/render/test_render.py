@@ -90,7 +90,7 @@ def test_io_shapes_of_running_and_failed_calls(seed_trace: inspector.Trace) -> N
 
 
 def test_heat_map_in_colour_uses_half_blocks_and_without_colour_shades() -> None:
-    from inspector.engine.values import heatmap
+    from inspector.engine.capture.values import heatmap
     from inspector.render.heatmap import HeatMapView
 
     x = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0]] * 4)
@@ -111,7 +111,7 @@ def test_heat_map_in_colour_uses_half_blocks_and_without_colour_shades() -> None
 
 
 def test_call_detail_shows_gradients_units_and_the_heat_map() -> None:
-    from inspector.engine.values import heatmap
+    from inspector.engine.capture.values import heatmap
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))

@@ -12,8 +12,8 @@ from textual.pilot import Pilot
 from torch import nn
 
 import inspector
-from inspector.engine.breakpoints import Breakpoint
-from inspector.engine.stepper import Pause
+from inspector.engine.control.breakpoints import Breakpoint
+from inspector.engine.control.stepper import Pause
 from inspector.tui.app import InspectorApp
 from inspector.tui.calltree import CallTree, node_label
 from inspector.tui.controller import DebuggerControl, Offline

@@ -10,8 +10,8 @@ from textual.widgets import ContentSwitcher
 from torch import nn
 
 import inspector
-from inspector.engine.breakpoints import Breakpoint
-from inspector.engine.debugger import Finished
+from inspector.engine.control.breakpoints import Breakpoint
+from inspector.engine.control.debugger import Finished
 from inspector.tui.calltree import CallTree
 from inspector.tui.contrib import ContribPanel
 from inspector.tui.detail import DetailPanel
@@ -253,7 +253,7 @@ def test_stepping_into_the_backward_pass_shows_gradients() -> None:
 
 
 def test_heat_map_keys_pick_the_tensor_and_the_slice() -> None:
-    from inspector.engine.values import DEFAULT_BUDGET
+    from inspector.engine.capture.values import DEFAULT_BUDGET
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten())

@@ -134,7 +134,7 @@ def test_the_palette_runs_each_named_action() -> None:
 
 
 def test_every_breakpoint_condition_is_on_the_help_screen() -> None:
-    from inspector.engine.breakpoints import CONDITIONS
+    from inspector.engine.control.breakpoints import CONDITIONS
 
     app = make_app(FakeController())
     text: list[str] = []

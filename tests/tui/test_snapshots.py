@@ -20,9 +20,9 @@ from torch import nn
 
 import inspector
 from inspector.demo import build as build_demo
-from inspector.engine.debugger import Finished
+from inspector.engine.control.debugger import Finished
+from inspector.engine.control.stepper import Pause
 from inspector.engine.records import Call
-from inspector.engine.stepper import Pause
 from inspector.tui.app import InspectorApp
 from inspector.tui.factory import make_app
 

@@ -12,10 +12,10 @@ from textual.pilot import Pilot
 from textual.widgets import ContentSwitcher
 from torch import nn
 
-from inspector.engine.breakpoints import Breakpoint
+from inspector.engine.capture.values import HeatMap
+from inspector.engine.control.breakpoints import Breakpoint
+from inspector.engine.control.script import ScriptFinished
 from inspector.engine.records import Call, TensorInfo
-from inspector.engine.script import ScriptFinished
-from inspector.engine.values import HeatMap
 from inspector.render import ContributionBars
 from inspector.tui.calltree import CallTree
 from inspector.tui.contrib import ContribPanel
@@ -136,7 +136,7 @@ def test_heat_maps_and_contributions_are_made_off_the_ui_thread_with_progress() 
 
 
 def finished(t: Any) -> Any:
-    from inspector.engine.debugger import Finished
+    from inspector.engine.control.debugger import Finished
 
     return Finished(t)
 

@@ -13,7 +13,7 @@ from inspector.engine.diagnose.silent import silent_findings
 from inspector.engine.records import Diagnosis
 
 if TYPE_CHECKING:
-    from inspector.engine.recorder import Recorder
+    from inspector.engine.capture.recorder import Recorder
     from inspector.engine.records import Trace
 
 __all__ = ["Thresholds", "collect_findings", "explain_failure"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from inspector.engine.activity import RELU_FAMILY
+from inspector.engine.capture.activity import RELU_FAMILY
 from inspector.engine.diagnose.context import warning_about
 from inspector.engine.records import Call, Diagnosis, Stats, TensorInfo, format_shape, tensors_in
 

@@ -20,7 +20,7 @@ from inspector.engine.diagnose.operands import UNKNOWN, stand_in
 from inspector.engine.records import Diagnosis, TensorInfo, exception_message, exception_text
 
 if TYPE_CHECKING:
-    from inspector.engine.pass_record import Failure
+    from inspector.engine.capture.pass_record import Failure
     from inspector.engine.records import Trace
 
 Family = Callable[[Context], "Explanation | None"]

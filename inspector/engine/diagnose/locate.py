@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from inspector.engine.describe import Describer
+from inspector.engine.capture.describe import Describer
+from inspector.engine.capture.naming import is_library_file, source_line
 from inspector.engine.diagnose.operands import ModuleOutput, Operands
-from inspector.engine.naming import is_library_file, source_line
 from inspector.engine.records import OpInfo, SourceLine
 
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from inspector.engine.capture.gradients import rms
 from inspector.engine.diagnose.anomalies import DEFAULTS, Thresholds
 from inspector.engine.diagnose.context import warning_about
-from inspector.engine.gradients import rms
 from inspector.engine.records import Call, Diagnosis, TensorInfo, tensors_in
 
 if TYPE_CHECKING:

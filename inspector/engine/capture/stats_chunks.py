@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from inspector.engine.capture.stats_sample import histogram, sample
 from inspector.engine.records import Stats
-from inspector.engine.stats_sample import histogram, sample
 
 # Elements converted to float64 at a time (8 MB) where a tensor is not float already.
 CHUNK = 2**20

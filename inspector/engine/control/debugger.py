@@ -8,9 +8,10 @@
     d.trace                  # the whole record, once finished
 
 The model runs in a worker thread, in the caller's torch context (grad mode, inference mode,
-autocast, torch function modes, contextvars: inspector.engine.context); each method sends one
-command and waits for the next Pause or the Finished event. The debugger's hooks record the
-worker thread's calls only: the caller's own calls of the same model pass through untouched.
+autocast, torch function modes, contextvars: inspector.engine.capture.context); each method
+sends one command and waits for the next Pause or the Finished event. The debugger's hooks
+record the worker thread's calls only: the caller's own calls of the same model pass through
+untouched.
 """
 
 from __future__ import annotations
@@ -24,16 +25,16 @@ from typing import Any
 
 from torch import nn
 
-from inspector.engine.breakpoints import Breakpoint, as_breakpoint
-from inspector.engine.context import CallerContext
-from inspector.engine.devices import rng_state, set_rng_state
-from inspector.engine.events import Stop
-from inspector.engine.gradients import BackwardRequestError
-from inspector.engine.recorder import Recorder
+from inspector.engine.capture.context import CallerContext
+from inspector.engine.capture.devices import rng_state, set_rng_state
+from inspector.engine.capture.events import Stop
+from inspector.engine.capture.gradients import BackwardRequestError
+from inspector.engine.capture.recorder import Recorder
+from inspector.engine.capture.values import ValueStore
+from inspector.engine.control.breakpoints import Breakpoint, as_breakpoint
+from inspector.engine.control.stepper import Pause, Stepper, stepping
 from inspector.engine.records import Trace
-from inspector.engine.stepper import Pause, Stepper, stepping
 from inspector.engine.trace import RunResult, check_module, findings_of, run_recorded
-from inspector.engine.values import ValueStore
 
 DEFAULT_TIMEOUT = 60.0
 INTERRUPT_WAIT = 5.0  # after Ctrl+C in the caller: how long the model thread gets to unhook

@@ -2,7 +2,7 @@
 
 Inputs: a positional `torch.Size` is a shape; a positional tuple of ints is one only when no
 positional argument is a tensor. Everything else is a value, copied with its tensors made fake
-(integer and bool tensors stay real copies: see inspector.engine.fake).
+(integer and bool tensors stay real copies: see inspector.engine.dryrun.fake).
 
 The model: every parameter, buffer and tensor attribute is swapped in place for its stand-in;
 the snapshot that isolates the run puts the real ones back.
@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from inspector.engine.fake import FakeRun, Unverifiable, is_fake
+from inspector.engine.dryrun.fake import FakeRun, Unverifiable, is_fake
 
 
 def scripted(module: Any) -> bool:

@@ -8,7 +8,7 @@ code goes on with a stand-in the same way. A value-dependent op (`.item()`, a bo
 Integer inputs (ids, positions, masks, labels) stay real, so lookups and class targets are
 checked for real and branches on their values go the way the real run goes.
 
-The run is isolated (inspector.engine.isolate): the model's parameters, buffers and tensor
+The run is isolated (inspector.engine.dryrun.isolate): the model's parameters, buffers and tensor
 attributes are swapped for fakes in place, and everything the forward may write (module
 attributes, submodules, hooks, caches, the dicts a user's hook stores into) is put back, the
 very same objects, when it ends. Inputs are handed over as fake copies, never themselves.
@@ -21,20 +21,20 @@ from typing import Any
 
 from torch import nn
 
+from inspector.engine.capture.hooks import DeferredInterrupts
+from inspector.engine.capture.recorder import Recorder
 from inspector.engine.diagnose import silent_findings
 from inspector.engine.distributed import forward_collective
-from inspector.engine.dryrun_inputs import (
+from inspector.engine.dryrun.fake import FakeRun, Unverifiable, is_fake
+from inspector.engine.dryrun.inputs import (
     device_of,
     dry_inputs,
     is_lazy,
     scripted,
     swap_in_stand_ins,
 )
-from inspector.engine.dryrun_run import DryRun, Stop, exc_text
-from inspector.engine.fake import FakeRun, Unverifiable, is_fake
-from inspector.engine.hooks import DeferredInterrupts
-from inspector.engine.isolate import Snapshot
-from inspector.engine.recorder import Recorder
+from inspector.engine.dryrun.isolate import Snapshot
+from inspector.engine.dryrun.run import DryRun, Stop, exc_text
 from inspector.engine.records import Call, Diagnosis, Trace
 from inspector.engine.trace import call_recorded, check_module, inspectable
 

@@ -20,18 +20,18 @@ from typing import Any
 
 import torch
 
-from inspector.engine.describe import live_tensors
-from inspector.engine.device_stats import (
+from inspector.engine.capture.describe import live_tensors
+from inspector.engine.capture.device_stats import (
     DeviceBatch,
     device_packet,
     on_device,
     stats_from_packet,
 )
-from inspector.engine.hooks import TensorHooks
-from inspector.engine.pass_record import PassRecord
+from inspector.engine.capture.hooks import TensorHooks
+from inspector.engine.capture.pass_record import PassRecord
+from inspector.engine.capture.stats import can_have_stats, compute_stats
+from inspector.engine.capture.tensor_registry import tensor_version
 from inspector.engine.records import Call, Gradient, Stats
-from inspector.engine.stats import can_have_stats, compute_stats
-from inspector.engine.tensor_registry import tensor_version
 
 
 class GradientRecorder:

@@ -1,9 +1,9 @@
 """The dry run's handling of failures: findings and stand-ins, so it reaches the next mismatch.
 
-A leaf module that fails answers with its declared output (inspector.engine.dryrun_shapes); a
+A leaf module that fails answers with its declared output (inspector.engine.dryrun.shapes); a
 failed view or cat in the user's own code goes on with a stand-in the same way. Every torch
 function passes through `OpStandIns`, which also runs ops of real integer values for real
-(inspector.engine.fake) and asks what the fake kernels skip (inspector.engine.dryrun_checks).
+(inspector.engine.dryrun.fake) and asks what the fake kernels skip (inspector.engine.dryrun.checks).
 A value-dependent op on fake values ends the run: "could not verify past <module>: <op>".
 """
 
@@ -19,15 +19,15 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from inspector.engine.capture.naming import frame_line, user_frame
+from inspector.engine.capture.pass_record import Failure
+from inspector.engine.capture.recorder import Recorder
 from inspector.engine.diagnose.errors import explain_context, explain_failure
 from inspector.engine.diagnose.locate import FailedOp, op_name, user_line
-from inspector.engine.dryrun_checks import Unchecked, kernel_check
-from inspector.engine.dryrun_inputs import modules_of, scripted
-from inspector.engine.dryrun_shapes import kernel_gap, substitute_op, substitute_output
-from inspector.engine.fake import FakeRun, data_dependent_op, is_fake
-from inspector.engine.naming import frame_line, user_frame
-from inspector.engine.pass_record import Failure
-from inspector.engine.recorder import Recorder
+from inspector.engine.dryrun.checks import Unchecked, kernel_check
+from inspector.engine.dryrun.fake import FakeRun, data_dependent_op, is_fake
+from inspector.engine.dryrun.inputs import modules_of, scripted
+from inspector.engine.dryrun.shapes import kernel_gap, substitute_op, substitute_output
 from inspector.engine.records import Diagnosis, Trace
 
 

@@ -22,9 +22,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from inspector.engine.describe import live_tensors
-from inspector.engine.stats import dispatches_to_python
-from inspector.engine.tensor_registry import tensor_version
+from inspector.engine.capture.describe import live_tensors
+from inspector.engine.capture.stats import dispatches_to_python
+from inspector.engine.capture.tensor_registry import tensor_version
 
 DEFAULT_BUDGET = 64 * 2**20
 CLONE_LIMIT = 2**20

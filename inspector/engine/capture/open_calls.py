@@ -7,7 +7,7 @@ import dataclasses
 import threading
 from typing import Any
 
-from inspector.engine.hooks import runs_below
+from inspector.engine.capture.hooks import runs_below
 
 
 @dataclasses.dataclass(slots=True)

@@ -13,10 +13,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from inspector.engine.devices import wide_float
+from inspector.engine.capture.devices import wide_float
+from inspector.engine.capture.stats import foreign, unexpanded
+from inspector.engine.capture.stats_sample import histogram, sample
 from inspector.engine.records import Stats
-from inspector.engine.stats import foreign, unexpanded
-from inspector.engine.stats_sample import histogram, sample
 
 # Device types whose statistics are computed where the tensor lives and brought to the host
 # together, later (a transfer waits for every queued kernel: one per module would make the

@@ -25,10 +25,11 @@ import math
 
 import torch
 
-from inspector.engine import native, stats_chunks
+from inspector.engine import native
+from inspector.engine.capture import stats_chunks
+from inspector.engine.capture.stats_chunks import chunked_stats, count_zeros
+from inspector.engine.capture.stats_sample import HIST_BINS, SAMPLE_SIZE, histogram, sample
 from inspector.engine.records import Stats, positional_builder
-from inspector.engine.stats_chunks import chunked_stats, count_zeros
-from inspector.engine.stats_sample import HIST_BINS, SAMPLE_SIZE, histogram, sample
 
 # When the sum of squares exceeds the centred sum of squares by more than this, the formula
 # sum(x^2) - n*mean^2 would lose digits in this accumulation dtype: use torch.std instead.

@@ -3,7 +3,8 @@
 The recorder calls the stepper at each call's start ("enter") and end ("exit"), in the thread
 running the model. When a stop condition holds, the stepper hands a `Pause` to its front end
 (a callback that must be thread-safe) and blocks that thread until a command arrives from
-another thread. Front ends: the TUI, and the headless `Debugger` (inspector.engine.debugger).
+another thread. Front ends: the TUI, and the headless `Debugger`
+(inspector.engine.control.debugger).
 
 Commands follow pdb: step into (the very next event), step over (run the current call's
 children without stopping), step out (to the end of the parent), continue (to a breakpoint,
@@ -16,10 +17,10 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from inspector.engine.breakpoints import Breakpoint, path_matches
+from inspector.engine.capture.events import Stop
+from inspector.engine.capture.recorder import Recorder
+from inspector.engine.control.breakpoints import Breakpoint, path_matches
 from inspector.engine.diagnose import explain_failure
-from inspector.engine.events import Stop
-from inspector.engine.recorder import Recorder
 from inspector.engine.records import Call, Diagnosis, Trace, first_tensor
 
 

@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from inspector.engine.breakpoints import Breakpoint, as_breakpoint
-from inspector.engine.events import Stop
-from inspector.engine.recorder import Recorder
+from inspector.engine.capture.events import Stop
+from inspector.engine.capture.recorder import Recorder
+from inspector.engine.control.breakpoints import Breakpoint, as_breakpoint
+from inspector.engine.control.stepper import Pause, stepping
 from inspector.engine.records import Call
-from inspector.engine.stepper import Pause, stepping
 
 EXIT_QUIT = 130  # the debugger stopped the script before it finished (as Ctrl+C would)
 EXIT_INTERRUPTED = 130  # an uncaught KeyboardInterrupt: the shell's code for SIGINT

@@ -19,15 +19,15 @@ from typing import Any
 
 import torch
 
-from inspector.engine.device_stats import (
+from inspector.engine.capture.device_stats import (
     DeviceBatch,
     device_packet,
     on_device,
     stats_from_packet,
 )
+from inspector.engine.capture.stats import can_have_stats, compute_stats
+from inspector.engine.capture.tensor_registry import TensorRegistry
 from inspector.engine.records import Struct, TensorInfo, Value, positional_builder
-from inspector.engine.stats import can_have_stats, compute_stats
-from inspector.engine.tensor_registry import TensorRegistry
 
 MAX_ITEMS = 64  # items of one sequence or mapping to describe; the rest is counted
 MAX_DEPTH = 8

@@ -12,9 +12,9 @@ import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from inspector.engine.activity import RELU_FAMILY
+from inspector.engine.capture.activity import RELU_FAMILY
+from inspector.engine.capture.gradients import rms
 from inspector.engine.diagnose.anomalies import DEFAULTS
-from inspector.engine.gradients import rms
 from inspector.engine.records import Call, Stats, first_tensor
 
 # (the call, the number after ">" for a bounded condition, the root's batch size) -> stop?

@@ -6,7 +6,7 @@ binary cross-entropy) do not compare their operands' dtypes. The real kernel rai
 of those, so the dry run asks the same questions before the op and raises what the real op
 raises, with the same type; the explanation families then read the operands as they would
 after a real failure. Ids are real in a dry run where the user passed them (integer tensors
-stay real, see inspector.engine.fake), so the check costs a min and a max over them.
+stay real, see inspector.engine.dryrun.fake), so the check costs a min and a max over them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from inspector.engine.fake import is_fake
+from inspector.engine.dryrun.fake import is_fake
 
 Real = Callable[[], AbstractContextManager[Any]]
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
-from inspector.engine.activity import Finish, device_units
-from inspector.engine.describe import Describer
-from inspector.engine.device_stats import on_device
-from inspector.engine.pass_record import PassRecord
+from inspector.engine.capture.activity import Finish, device_units
+from inspector.engine.capture.describe import Describer
+from inspector.engine.capture.device_stats import on_device
+from inspector.engine.capture.pass_record import PassRecord
 from inspector.engine.records import Call, Struct, TensorInfo
 
 

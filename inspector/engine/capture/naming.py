@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from inspector.engine.hooks import opaque_kind
+from inspector.engine.capture.hooks import opaque_kind
 from inspector.engine.records import SourceLine
 
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep

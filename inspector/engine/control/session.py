@@ -17,11 +17,11 @@ from types import TracebackType
 
 from torch import nn
 
-from inspector.engine.breakpoints import Breakpoint, as_breakpoint
-from inspector.engine.hooks import until_done
-from inspector.engine.recorder import Recorder
+from inspector.engine.capture.hooks import until_done
+from inspector.engine.capture.recorder import Recorder
+from inspector.engine.control.breakpoints import Breakpoint, as_breakpoint
+from inspector.engine.control.stepper import Pause, stepping
 from inspector.engine.records import Call
-from inspector.engine.stepper import Pause, stepping
 
 
 class Session:

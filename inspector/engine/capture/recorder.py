@@ -1,6 +1,6 @@
 """The recorder: module hooks that turn a forward pass into a list of Call records.
 
-Registration and removal belong to the hook owner (inspector.engine.hooks): callers attach
+Registration and removal belong to the hook owner (inspector.engine.capture.hooks): callers attach
 inside the `try` whose `finally` runs `detach()`. Hooks always return None: a forward hook
 that returns a value replaces the module's output. A fault inside the recorder turns it off
 with one warning; the user's forward goes on untouched.
@@ -20,17 +20,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from inspector.engine.activity import UNIT_TYPES, describe_units
-from inspector.engine.describe import Describer
-from inspector.engine.events import InspectorWarning, Listener, Stop, stopped
-from inspector.engine.gradients import GradientRecorder
-from inspector.engine.hooks import HookSet, RecursionHeadroom, is_muted, muted, until_done
-from inspector.engine.naming import ModuleFacts, ModuleNames, call_site
-from inspector.engine.open_calls import OpenCall, OpenCalls
-from inspector.engine.pass_record import Failure, PassRecord, ended, new_call
-from inspector.engine.pending import PendingStats
+from inspector.engine.capture.activity import UNIT_TYPES, describe_units
+from inspector.engine.capture.describe import Describer
+from inspector.engine.capture.events import InspectorWarning, Listener, Stop, stopped
+from inspector.engine.capture.gradients import GradientRecorder
+from inspector.engine.capture.hooks import HookSet, RecursionHeadroom, is_muted, muted, until_done
+from inspector.engine.capture.naming import ModuleFacts, ModuleNames, call_site
+from inspector.engine.capture.open_calls import OpenCall, OpenCalls
+from inspector.engine.capture.pass_record import Failure, PassRecord, ended, new_call
+from inspector.engine.capture.pending import PendingStats
+from inspector.engine.capture.values import ValueStore
 from inspector.engine.records import Call, Struct, Value, exception_text
-from inspector.engine.values import ValueStore
 
 
 class Recorder:
