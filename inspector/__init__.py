@@ -32,6 +32,7 @@ from inspector.engine import (
 from inspector.engine.api import check, diagnose, explain
 from inspector.engine.contrib import Contributions, contributions
 from inspector.engine.control.breakpoints import Breakpoint
+from inspector.engine.control.debugger import Debugger
 from inspector.entry import attach, set_trace
 from inspector.terminal import interactive
 
@@ -41,6 +42,7 @@ __all__ = [
     "Breakpoint",
     "Call",
     "Contributions",
+    "Debugger",
     "Diagnosis",
     "Gradient",
     "InspectorWarning",
