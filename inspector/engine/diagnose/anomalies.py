@@ -7,15 +7,21 @@ call's own code (not a child) made it, the line before the first child that rece
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
 
 from inspector.engine.capture.activity import RELU_FAMILY
-from inspector.engine.diagnose.context import warning_about
+from inspector.engine.diagnose.context import producer_call, warning_about
 from inspector.engine.records import Call, Diagnosis, Stats, TensorInfo, format_shape, tensors_in
 
 if TYPE_CHECKING:
     from inspector.engine.records import Trace
+
+NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm,
+              nn.LocalResponseNorm)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,35 @@ class Thresholds:
 
 
 DEFAULTS = Thresholds()
+
+
+def module_of(modules: Sequence[Any], call: Call) -> Any:
+    """The live module of a recorded call, or None (collected, or a record read back)."""
+    ref = modules[call.seq] if call.seq < len(modules) else None
+    return ref() if ref is not None else None
+
+
+def is_norm(call: Call, modules: Sequence[Any] = ()) -> bool:
+    """A normalization layer: rescaling its input is its job (LlamaRMSNorm and kin by name)."""
+    module = module_of(modules, call)
+    if isinstance(module, NORM_TYPES):
+        return True
+    return "Norm" in call.type and call.type not in ("Normal", "Normalize")
+
+
+def root_call(trace: Trace) -> Call | None:
+    return next((c for c in trace.calls if c.parent is None and c.path != "loss_fn"), None)
+
+
+def first_input(call: Call) -> TensorInfo | None:
+    return next((i for v in call.inputs for i in tensors_in(v)), None)
+
+
+def float_inputs(call: Call) -> list[TensorInfo]:
+    return [
+        i for v in call.inputs for i in tensors_in(v)
+        if i.dtype.startswith(("float", "bfloat")) and i.stats is not None
+    ]  # fmt: skip
 
 
 def describe_stats(info: TensorInfo) -> str:
@@ -66,7 +101,7 @@ def nan_origin(trace: Trace) -> list[Diagnosis]:
         outs = list(tensors_in(call.outputs)) if call.status == "ok" else []
         if _finite(ins) and _bad(outs) is not None:
             candidates.append(call)
-    if not candidates:
+    if not candidates or _absorbed_inf(trace, candidates):
         return []
     children: dict[int, list[Call]] = {}
     for call in trace.calls:
@@ -119,6 +154,17 @@ def nan_origin(trace: Trace) -> list[Diagnosis]:
     ]
 
 
+def _absorbed_inf(trace: Trace, candidates: list[Call]) -> bool:
+    """Only +-Inf, never NaN, and the model's output (and loss) are finite: an additive -inf
+    mask that a softmax turns into zeros, by design."""
+    for call in candidates:
+        if any(i.stats.nan for i in tensors_in(call.outputs) if i.stats is not None):
+            return False
+    ends = [c for c in trace.calls if c.parent is None and c.status == "ok"]
+    outs = [i for c in ends for i in tensors_in(c.outputs)]
+    return bool(outs) and _finite(outs) and all(i.stats is not None for i in outs)
+
+
 def _last_finite_before(trace: Trace, receiving: Call) -> TensorInfo | None:
     for call in reversed(trace.calls[: receiving.seq]):
         if call.parent == receiving.parent and call.status == "ok":
@@ -144,8 +190,11 @@ def _cause(info: TensorInfo) -> str:
     return "holds " + "; ".join(facts)
 
 
-def dead_and_constant(trace: Trace, limits: Thresholds = DEFAULTS) -> list[Diagnosis]:
-    """ReLU-family outputs that are zero everywhere, and outputs with a single value."""
+def dead_and_constant(
+    trace: Trace, limits: Thresholds = DEFAULTS, modules: Sequence[Any] = ()
+) -> list[Diagnosis]:
+    """ReLU-family outputs that are zero everywhere although their input varies, and outputs
+    with a single value that information lost upstream made (not a zero init by design)."""
     found = []
     for call in trace.calls:
         out = next(tensors_in(call.outputs), None) if call.status == "ok" else None
@@ -153,21 +202,56 @@ def dead_and_constant(trace: Trace, limits: Thresholds = DEFAULTS) -> list[Diagn
             continue
         s = out.stats
         if call.type in RELU_FAMILY and s.zero_fraction >= limits.dead_fraction:
-            found.append(_dead(call, out, s, limits))
+            x = first_input(call)
+            # a ReLU fed one value everywhere (a zero-init branch) kills nothing itself
+            if x is None or x.stats is None or x.stats.std > 0:
+                found.append(_dead(call, out, s, limits))
         elif s.std == 0 and s.finite and call.type not in RELU_FAMILY:
+            dead = _constant_since(trace, call, limits)
+            if dead is None:
+                continue
             found.append(
                 warning_about(
                     call,
                     f"{call.name} outputs the same value ({s.min:.4g}) everywhere",
-                    (f"all {out.numel} values of {describe_stats(out)} are equal",),
                     (
-                        "a constant layer passes no information: check its weights (all zero?) "
-                        "and its input",
+                        f"all {out.numel} values of {describe_stats(out)} are equal",
+                        f"its input is constant since {dead.name} ({dead.type}), which "
+                        "outputs zero for every sample",
+                    ),
+                    (
+                        "a constant layer passes no information: fix the dead layer "
+                        f"{dead.name} first (a large negative bias before it?)",
                     ),
                     "constant-output",
                 )
             )
     return found
+
+
+def _constant_since(trace: Trace, call: Call, limits: Thresholds) -> Call | None:
+    """The dead ReLU-family call whose all-zero output made `call`'s input constant, or None.
+
+    A constant output is by design when the call's own parameters make it (a zero-init layer:
+    LoRA's B, a zero conv, a BatchNorm with gamma 0, ReZero: its input still varies), when it
+    has no varying input at all (a position-bias table, a zero query embedding), or when the
+    program fed it a constant of its own making (a zero initial state).
+    """
+    seen = 0
+    while seen < 64:
+        seen += 1
+        inputs = float_inputs(call)
+        if not inputs or any(i.stats is not None and i.stats.std > 0 for i in inputs):
+            return None
+        source = producer_call(trace, inputs[0])
+        if source is None or source.seq == call.seq:
+            return None
+        if source.type in RELU_FAMILY:
+            x = first_input(source)
+            varied = x is not None and x.stats is not None and x.stats.std > 0
+            return source if varied else None
+        call = source
+    return None
 
 
 def _dead(call: Call, out: TensorInfo, s: Stats, limits: Thresholds) -> Diagnosis:

@@ -7,19 +7,39 @@ a non-finite gradient on an input (recorded on the call that produced that input
 parameter: that call is named, once, the innermost such call first reached by backward.
 
 Vanishing and exploding are measured on |grad| / |weight| of the layers with weights (the
-relative step an optimizer would take), comparing the layer nearest the input with the one
+relative step an optimizer would take), comparing the layers nearest the input with the one
 nearest the loss; embeddings and normalization layers are left out (an embedding gets
 gradient only in the rows the batch used).
+
+Vanishing means the gradient fades with depth, so its premise is a trend toward the input:
+every layer from the input up to the named one is under the threshold, and the update falls
+by 10x or more along them. Layers that read the same tensor count by the best of them: an
+attention's query and key get little gradient at init (near-uniform attention) while the
+value beside them, reading the same input, shows the gradient that reached that depth. A
+uniformly small update under a small gain (LayerScale at 1e-5) is a design, not a fade.
+
+Exploding leaves out layers that feed a normalization layer: their output's scale is divided
+out, so |grad| / |weight| grows as 1/|weight|^2 when the weights are small (a 0.02-std conv
+before a BatchNorm) and says how small the weights are, not that the gradient explodes.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from inspector.engine.diagnose.anomalies import DEFAULTS, Thresholds
-from inspector.engine.diagnose.context import warning_about
+from torch import nn
+
+from inspector.engine.diagnose.anomalies import (
+    DEFAULTS,
+    Thresholds,
+    first_input,
+    is_norm,
+    module_of,
+)
+from inspector.engine.diagnose.context import producer_call, warning_about
 from inspector.engine.records import (
     Call,
     Diagnosis,
@@ -36,11 +56,13 @@ if TYPE_CHECKING:
 SKIPPED_TYPES = ("Embedding", "EmbeddingBag")
 
 
-def gradient_findings(trace: Trace, limits: Thresholds = DEFAULTS) -> list[Diagnosis]:
+def gradient_findings(
+    trace: Trace, limits: Thresholds = DEFAULTS, modules: Sequence[Any] = ()
+) -> list[Diagnosis]:
     if not any(c.grad is not None for c in trace.calls):
         return []
     found = nan_gradient(trace)
-    found.extend(vanishing_exploding(trace, limits))
+    found.extend(vanishing_exploding(trace, limits, modules))
     return found
 
 
@@ -142,13 +164,13 @@ def _shape(info: TensorInfo) -> str:
     return "(" + ", ".join(str(d) for d in info.shape) + ")"
 
 
-def _relative_layers(trace: Trace) -> list[tuple[Call, float]]:
+def _relative_layers(trace: Trace, modules: Sequence[Any] = ()) -> list[tuple[Call, float]]:
     has_children = {c.parent for c in trace.calls if c.parent is not None}
     layers = []
     for call in trace.calls:
         if call.grad is None or call.index != 0 or call.seq in has_children:
             continue
-        if call.type in SKIPPED_TYPES or "Norm" in call.type or call.path == "loss_fn":
+        if call.path == "loss_fn" or is_norm(call, modules) or _is_embedding(call, modules):
             continue
         rel = call.grad.relative("weight")
         if rel is not None and math.isfinite(rel):
@@ -156,10 +178,31 @@ def _relative_layers(trace: Trace) -> list[tuple[Call, float]]:
     return layers
 
 
-def vanishing_exploding(trace: Trace, limits: Thresholds = DEFAULTS) -> list[Diagnosis]:
-    layers = _relative_layers(trace)
+def _is_embedding(call: Call, modules: Sequence[Any]) -> bool:
+    module = module_of(modules, call)
+    if module is not None and isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+        return True
+    return call.type in SKIPPED_TYPES or call.type.endswith("Embedding")
+
+
+def _feeds_norm(trace: Trace, modules: Sequence[Any]) -> set[int]:
+    """Calls whose output a normalization layer reads directly."""
+    fed = set()
+    for call in trace.calls:
+        if call.path != "loss_fn" and is_norm(call, modules):
+            source = producer_call(trace, first_input(call))
+            if source is not None:
+                fed.add(source.seq)
+    return fed
+
+
+def vanishing_exploding(
+    trace: Trace, limits: Thresholds = DEFAULTS, modules: Sequence[Any] = ()
+) -> list[Diagnosis]:
+    layers = _relative_layers(trace, modules)
     found = []
-    big = [(c, r) for c, r in layers if r >= limits.grad_explode]
+    before_norm = _feeds_norm(trace, modules)
+    big = [(c, r) for c, r in layers if r >= limits.grad_explode and c.seq not in before_norm]
     if big:
         call, rel = min(big, key=lambda item: item[0].grad.order)  # type: ignore[union-attr]
         found.append(
@@ -169,7 +212,8 @@ def vanishing_exploding(trace: Trace, limits: Thresholds = DEFAULTS) -> list[Dia
                 (
                     f"threshold grad_explode: {limits.grad_explode:g}; one SGD step at lr "
                     f"0.01 would move these weights {0.01 * rel:.3g}x their own size",
-                    f"{len(big)} of {len(layers)} layers with weights are above it",
+                    f"{len(big)} of {len(layers)} layers with weights are above it "
+                    "(layers that feed a normalization layer not counted)",
                 ),
                 (
                     "clip gradients: torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)",
@@ -179,39 +223,60 @@ def vanishing_exploding(trace: Trace, limits: Thresholds = DEFAULTS) -> list[Dia
                 "exploding-gradient",
             )
         )
-    if len(layers) >= 2:
-        last_call, last = layers[-1]
-        if last > 0:
-            ratios = [(c, r / last) for c, r in layers]
-            low = [(c, q) for c, q in ratios if q < limits.grad_vanish]
-            if low:
-                # in backward order, the first layer where the gradient has vanished
-                call, ratio = max(low, key=lambda item: item[0].seq)
-                first_call, first_ratio = ratios[0]
-                steps = len(layers) - 1
-                per_layer = first_ratio ** (1 / steps) if first_ratio > 0 else 0.0
-                found.append(
-                    warning_about(
-                        call,
-                        f"vanishing gradients: from {call.name} down to the input, "
-                        f"{len(low)} layers get under {limits.grad_vanish:g} of the update "
-                        f"of {last_call.name}",
-                        (
-                            f"|grad| / |weight|: {last:.3g} at {last_call.name} (nearest the "
-                            f"loss), {ratio * last:.3g} at {call.name}, "
-                            f"{first_ratio * last:.3g} at {first_call.name} (x{per_layer:.3g} "
-                            f"per layer; threshold grad_vanish: {limits.grad_vanish:g})",
-                        ),
-                        (
-                            "use ReLU/GELU instead of sigmoid/tanh between layers, residual "
-                            "connections, or normalization layers",
-                            "initialize with nn.init.kaiming_normal_ (ReLU) or "
-                            "nn.init.xavier_uniform_ (tanh)",
-                        ),
-                        "vanishing-gradient",
-                    )
-                )
+    vanishing = _vanishing(layers, limits)
+    if vanishing is not None:
+        found.append(vanishing)
     return found
+
+
+def _depth_groups(layers: list[tuple[Call, float]]) -> list[tuple[Call, float, int]]:
+    """(best call, its ratio, calls in the group) per tensor read, in forward order."""
+    groups: dict[object, list[tuple[Call, float]]] = {}
+    for call, rel in layers:
+        x = first_input(call)
+        key: object = (x.producer, x.view_of, x.shape, x.stats) if x is not None else call.seq
+        groups.setdefault(key, []).append((call, rel))
+    ordered = sorted(groups.values(), key=lambda members: members[0][0].seq)
+    return [(*max(members, key=lambda m: m[1]), len(members)) for members in ordered]
+
+
+def _vanishing(layers: list[tuple[Call, float]], limits: Thresholds) -> Diagnosis | None:
+    if len(layers) < 3:
+        return None
+    last_call, last = layers[-1]
+    if last <= 0:
+        return None
+    groups = _depth_groups(layers[:-1])
+    prefix = []
+    for group in groups:
+        if group[1] >= limits.grad_vanish * last:
+            break
+        prefix.append(group)
+    if len(prefix) < 2:
+        return None  # one small layer is not a fade with depth
+    (first_call, first, _), (call, rel, _) = prefix[0], prefix[-1]
+    if first * 10 > rel:
+        return None  # uniformly small (a small gain by design), not fading toward the input
+    count = sum(n for _, _, n in prefix)
+    per_layer = (first / rel) ** (1 / (len(prefix) - 1)) if first > 0 else 0.0
+    return warning_about(
+        call,
+        f"vanishing gradients: from {call.name} down to the input, {count} layers get "
+        f"under {limits.grad_vanish:g} of the update of {last_call.name}",
+        (
+            f"|grad| / |weight|: {last:.3g} at {last_call.name} (nearest the loss), "
+            f"{rel:.3g} at {call.name}, {first:.3g} at {first_call.name} (x{per_layer:.3g} "
+            f"per layer toward the input; threshold grad_vanish: {limits.grad_vanish:g})",
+            f"every layer from the input up to {call.name} is under the threshold, and the "
+            f"update keeps falling toward the input",
+        ),
+        (
+            "use ReLU/GELU instead of sigmoid/tanh between layers, residual "
+            "connections, or normalization layers",
+            "initialize with nn.init.kaiming_normal_ (ReLU) or nn.init.xavier_uniform_ (tanh)",
+        ),
+        "vanishing-gradient",
+    )
 
 
 _SAVED_OUTPUT = re.compile(r"output (\d+) of (\w+?)(?:Backward\d*)?, is at version (\d+)")

@@ -1,18 +1,39 @@
 """Activation health in a recorded forward pass: scale across depth, saturation, dead units.
 
 Scale is measured as the RMS of a layer's output against the RMS of its input, over the
-layers that hold weights (normalization layers excluded: rescaling is their job). One layer
+layers whose output is linear in their weights (Linear, convolutions): a recurrent layer or an
+attention block bounds or mixes its output, an embedding has no activation input. One layer
 that multiplies the scale by 10 (or divides it) is reported where it happens; a drift of
-1000x over the network, a little at each layer, is reported from the layer where it starts.
+1000x over a run of layers, a little at each, is reported from the layer where it starts.
+
+The premise is that the scale reaches the output: a normalization layer that runs after the
+layer puts the scale back (a 0.02-std init in a narrow transformer shrinks every projection
+by 10x, and each LayerNorm undoes it), and a small output layer is the recommended init for a
+classifier or a regression head (near-uniform predictions at the first step). And the
+warning blames the init, so the weights must be outside every common init for their fan-in
+(under half of 0.02 and of PyTorch's default 1/sqrt(3 fan_in), or over twice Kaiming's
+sqrt(2/fan_in) and 0.02): a 0.02-std pooler in a 32-wide model shrinks by about 10x by
+arithmetic, and a default-init layer after a -100 bias grows by the bias, not the weights.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
 
 from inspector.engine.capture.gradients import rms
-from inspector.engine.diagnose.anomalies import DEFAULTS, Thresholds
-from inspector.engine.diagnose.context import warning_about
+from inspector.engine.diagnose.anomalies import (
+    DEFAULTS,
+    Thresholds,
+    first_input,
+    is_norm,
+    module_of,
+)
+from inspector.engine.diagnose.context import producer_call, warning_about
 from inspector.engine.records import Call, Diagnosis, TensorInfo, tensors_in
 
 if TYPE_CHECKING:
@@ -26,14 +47,31 @@ INIT_FIXES = (
 )
 
 
-def weight_layers(trace: Trace) -> list[tuple[Call, TensorInfo, TensorInfo]]:
-    """(call, input, output) of each leaf call with weights, a float input and finite stats."""
+AFFINE = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd)
+AFFINE_TYPES = {
+    "Linear", "LazyLinear", "Bilinear", "Conv1d", "Conv2d", "Conv3d", "LazyConv1d",
+    "LazyConv2d", "LazyConv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
+}  # fmt: skip
+
+
+def is_affine(call: Call, modules: Sequence[Any] = ()) -> bool:
+    """The call's output is linear in its weights: its scale follows from their init."""
+    module = module_of(modules, call)
+    if module is not None:
+        return isinstance(module, AFFINE)
+    return call.type in AFFINE_TYPES
+
+
+def weight_layers(
+    trace: Trace, modules: Sequence[Any] = ()
+) -> list[tuple[Call, TensorInfo, TensorInfo]]:
+    """(call, input, output) of each leaf Linear/conv call with a float input, finite stats."""
     has_children = {c.parent for c in trace.calls if c.parent is not None}
     layers = []
     for call in trace.calls:
         if call.seq in has_children or call.params == 0 or call.status != "ok":
             continue
-        if "Norm" in call.type or call.path == "loss_fn":
+        if call.path == "loss_fn" or not is_affine(call, modules):
             continue
         x = next((i for v in call.inputs for i in tensors_in(v)), None)
         y = next(tensors_in(call.outputs), None)
@@ -46,23 +84,38 @@ def weight_layers(trace: Trace) -> list[tuple[Call, TensorInfo, TensorInfo]]:
     return layers
 
 
-def activation_scale(trace: Trace, limits: Thresholds = DEFAULTS) -> list[Diagnosis]:
-    """A layer that changes the activation RMS by `scale_step`, or a drift by `scale_depth`."""
-    layers = weight_layers(trace)
+def activation_scale(
+    trace: Trace, limits: Thresholds = DEFAULTS, modules: Sequence[Any] = ()
+) -> list[Diagnosis]:
+    """A layer that changes the activation RMS by `scale_step`, or a drift by `scale_depth`,
+    where no normalization layer runs after it to put the scale back."""
+    layers = weight_layers(trace, modules)
+    if not layers:
+        return []
+    has_children = {c.parent for c in trace.calls if c.parent is not None}
+    norms = [
+        c.seq for c in trace.calls
+        if c.path != "loss_fn" and c.seq not in has_children and is_norm(c, modules)
+    ]  # fmt: skip
+    last_norm = max(norms, default=-1)
+    output_layer = layers[-1][0].seq
     found: list[Diagnosis] = []
     for direction in (1, -1):
+        # a small output layer is the usual init of a head: only growth counts there
+        kept = [
+            (c, x, y) for c, x, y in layers
+            if c.seq > last_norm and (direction > 0 or c.seq != output_layer)
+        ]  # fmt: skip
+        # the weights made the change only when they are outside every common init
+        blamed = [(c, x, y) for c, x, y in kept if _weight_std(c, modules)[0] != "common"]
         jump = next(
-            (
-                (call, x, y)
-                for call, x, y in layers
-                if _factor(x, y) ** direction >= limits.scale_step
-            ),
+            ((c, x, y) for c, x, y in blamed if _factor(x, y) ** direction >= limits.scale_step),
             None,
         )
         if jump is not None:
-            found.append(_jump(*jump, direction, limits))
+            found.append(_jump(*jump, direction, limits, modules))
             continue
-        drift = _drift(trace, layers, direction, limits)
+        drift = _drift(trace, kept, direction, limits) if blamed else None
         if drift is not None:
             found.append(drift)
     return found
@@ -73,18 +126,47 @@ def _factor(x: TensorInfo, y: TensorInfo) -> float:
     return rms(y.stats) / rms(x.stats)
 
 
-def _jump(call: Call, x: TensorInfo, y: TensorInfo, direction: int, limits: Thresholds):
+def _weight_std(call: Call, modules: Sequence[Any]) -> tuple[str, str]:
+    """("small" or "large", evidence) when the weights are under or over every common init
+    for their fan-in, ("common", evidence) otherwise, ("unknown", "") without the module."""
+    weight = getattr(module_of(modules, call), "weight", None)
+    if not isinstance(weight, torch.Tensor) or weight.ndim < 2 or weight.is_meta:
+        return "unknown", ""
+    with torch.no_grad(), torch._C.DisableTorchFunction():
+        std = float(weight.detach().float().std())
+        fan_in = nn.init._calculate_fan_in_and_fan_out(weight)[0]
+    default, kaiming = 1 / math.sqrt(3 * fan_in), math.sqrt(2 / fan_in)
+    evidence = (
+        f"its weights have std {std:.3g}; common inits for fan_in {fan_in}: 0.02, PyTorch's "
+        f"default {default:.3g}, Kaiming {kaiming:.3g}"
+    )
+    if std < min(0.02, default) / 2:
+        return "small", evidence
+    return ("large" if std > 2 * max(0.02, kaiming) else "common"), evidence
+
+
+def _jump(
+    call: Call,
+    x: TensorInfo,
+    y: TensorInfo,
+    direction: int,
+    limits: Thresholds,
+    modules: Sequence[Any] = (),
+) -> Diagnosis:
     factor = _factor(x, y)
     verb = "multiplies" if direction > 0 else "divides"
     shown = factor if direction > 0 else 1 / factor
     assert x.stats is not None and y.stats is not None
+    _, weights = _weight_std(call, modules)
     return warning_about(
         call,
         f"{call.name} {verb} the activation scale by {shown:.3g}",
         (
             f"RMS of its input {rms(x.stats):.3g} -> of its output {rms(y.stats):.3g} "
             f"(x{factor:.3g}; threshold scale_step: {limits.scale_step:g}x per layer)",
-            f"{call.module_repr}: check how its weights were initialized",
+            f"no normalization layer runs after it: the layers after it and the output "
+            f"get this scale; {call.module_repr}: check how its weights were initialized",
+            *((weights,) if weights else ()),
         ),
         INIT_FIXES,
         "activation-scale",
@@ -115,6 +197,7 @@ def _drift(
             f"RMS of {layers[0][0].name}'s input {rms(first_in.stats):.3g} -> of "
             f"{layers[-1][0].name}'s output {rms(last_out.stats):.3g} (x{total:.3g}, about "
             f"x{per_layer:.3g} per layer; threshold scale_depth: {limits.scale_depth:g}x)",
+            "no normalization layer runs after them to put the scale back",
         ),
         INIT_FIXES,
         "activation-scale",
@@ -154,7 +237,9 @@ def saturation(trace: Trace, limits: Thresholds = DEFAULTS) -> list[Diagnosis]:
     return found
 
 
-def dead_units(trace: Trace, limits: Thresholds = DEFAULTS) -> list[Diagnosis]:
+def dead_units(
+    trace: Trace, limits: Thresholds = DEFAULTS, modules: Sequence[Any] = ()
+) -> list[Diagnosis]:
     """ReLU layers where a share of channels (features) is zero for every sample: named at
     the first such layer, with the later ones listed in its details."""
     hits = []
@@ -162,6 +247,8 @@ def dead_units(trace: Trace, limits: Thresholds = DEFAULTS) -> list[Diagnosis]:
         units = call.units
         out = next(tensors_in(call.outputs), None)
         if units is None or not units.dead or out is None or units.count == 0:
+            continue
+        if _uncalibrated_batchnorm(trace, call, modules) or _fresh_layer(trace, call, modules):
             continue
         share = len(units.dead) / units.count
         per_unit = out.numel // units.count
@@ -196,3 +283,35 @@ def dead_units(trace: Trace, limits: Thresholds = DEFAULTS) -> list[Diagnosis]:
             "dead-units",
         )
     ]
+
+
+def _uncalibrated_batchnorm(trace: Trace, call: Call, modules: Sequence[Any]) -> bool:
+    """The activation is fed by a BatchNorm in eval mode whose running statistics were never
+    updated: it does not normalize yet (a fresh model put in eval), so a channel whose conv
+    output is negative everywhere stays so. Training mode, or one pass of data, changes it."""
+    source = producer_call(trace, first_input(call))
+    bn = module_of(modules, source) if source is not None else None
+    if not isinstance(bn, nn.modules.batchnorm._BatchNorm) or bn.training:
+        return False
+    tracked = getattr(bn, "num_batches_tracked", None)
+    return bn.track_running_stats and tracked is not None and int(tracked) == 0
+
+
+def _fresh_layer(trace: Trace, call: Call, modules: Sequence[Any]) -> bool:
+    """The activation is fed by a Linear/conv whose weights and biases are still those of a
+    common init: its dead units come from an input scale smaller than the init's biases (a
+    deep default-init ReLU stack), not from a bias or weights that training pushed negative,
+    which is what the warning's advice is about."""
+    source = producer_call(trace, first_input(call))
+    if source is None or not is_affine(source, modules):
+        return False
+    if _weight_std(source, modules)[0] != "common":
+        return False
+    bias = getattr(module_of(modules, source), "bias", None)
+    if not isinstance(bias, torch.Tensor):
+        return True
+    weight = module_of(modules, source).weight
+    with torch.no_grad(), torch._C.DisableTorchFunction():
+        fan_in = nn.init._calculate_fan_in_and_fan_out(weight)[0]
+        largest = float(bias.detach().abs().max()) if bias.numel() else 0.0
+    return largest <= 1.01 / math.sqrt(fan_in)

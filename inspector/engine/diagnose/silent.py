@@ -3,7 +3,13 @@
 Each rule needs positive evidence, not a guess from one shape: a reshape that changed the
 batch size (and was never undone), a regression loss whose operands broadcast, a sequence
 layer whose batch dim disappears downstream, a Linear applied to a conv feature map. Head
-splits, patch embeddings and pixel shuffles keep the batch and stay quiet.
+splits, patch embeddings and pixel shuffles keep the batch and stay quiet; so do an index
+that selects (a seq-first `output[-1]`), one sequence fed seq-first with a batch of 1, and a
+Linear over the last dim of pairwise or channels-last features.
+
+These are the error-class warnings: the program computes something other than what it
+means. `diagnose()` may name one of them as the diagnosis when nothing failed; the numeric
+findings (scale, dead units, gradients) never are.
 """
 
 from __future__ import annotations
@@ -39,7 +45,15 @@ SEQUENCE_TYPES = {
     "TransformerDecoderLayer",
     "Transformer",
 }
-MAP_TYPES = ("Conv2d", "MaxPool2d", "AvgPool2d", "BatchNorm2d", "ReLU", "Dropout2d")
+# layers that make a channels-first (N, C, H, W) map, and shape-keeping ops it passes through
+MAP_MAKERS = ("Conv2d", "MaxPool2d", "AvgPool2d", "BatchNorm2d", "AdaptiveAvgPool2d",
+              "AdaptiveMaxPool2d", "ConvTranspose2d", "LazyConv2d")  # fmt: skip
+MAP_KEEPERS = ("ReLU", "ReLU6", "LeakyReLU", "GELU", "SiLU", "ELU", "Dropout", "Dropout2d",
+               "Identity", "Hardswish", "Sigmoid", "Tanh")  # fmt: skip
+ERROR_CLASS = frozenset(
+    {"batch-changed", "loss-broadcast", "batch-first", "linear-on-map", "nan-origin",
+     "nan-gradient"}
+)  # fmt: skip
 
 
 def silent_findings(trace: Trace, modules: Sequence[Any] = ()) -> list[Diagnosis]:
@@ -75,9 +89,11 @@ def batch_changed(trace: Trace) -> list[Diagnosis]:
     if fold is None:
         return []
     consumer, before, line = fold
+    after = first_tensor(consumer.inputs)
+    if after is None or after.numel != product(before):
+        return []  # an index or a slice selected rows (seq-first `output[-1]`): no reshape
     where = trace.calls[consumer.parent].path if consumer.parent is not None else ""
     per = product(before[1:])
-    after = first_tensor(consumer.inputs)
     return [
         Diagnosis(
             kind="warning",
@@ -173,6 +189,8 @@ def sequence_batch_first(trace: Trace, modules: Sequence[Any] = ()) -> list[Diag
         if x is None or x.ndim != 3 or x.shape[0] == x.shape[1]:
             continue
         steps, batch = x.shape[0], x.shape[1]
+        if batch == 1:
+            continue  # one sequence of `steps` steps: a length-1 sequence is not the reading
         # read as (seq, batch, feature), the batch dim vanished while dim 0 reached the output
         if out.shape[0] != steps or (out.ndim >= 2 and batch in out.shape[1:2]):
             continue
@@ -227,10 +245,34 @@ def linear_on_feature_map(trace: Trace) -> list[Diagnosis]:
 
 
 def _from_feature_map(trace: Trace, call: Call, x: TensorInfo) -> bool:
-    seq = x.producer if x.producer is not None else x.view_of
-    if seq is not None:
-        return trace.calls[seq].type in MAP_TYPES
-    for prev in reversed(trace.calls[: call.seq]):
-        if prev.parent == call.parent and prev.status == "ok":
-            return prev.type in MAP_TYPES
+    """x is a channels-first map as a conv/pool/BN2d made it: same shape, not permuted, only
+    shape-keeping ops in between (pairwise (B, N, N, F) features and a conv output permuted to
+    channels-last are Linear inputs by design)."""
+    consumer, info = call, x
+    for _ in range(16):
+        seq = info.producer if info.producer is not None else info.view_of
+        source: Call | None
+        if seq is not None:
+            source = trace.calls[seq]
+            out = first_tensor(source.outputs)
+            if out is None or out.shape != x.shape or not info.contiguous:
+                return False
+        else:
+            # made by the caller's own code (F.relu(conv(x))): the call just before
+            source = next(
+                (p for p in reversed(trace.calls[: consumer.seq])
+                 if p.parent == consumer.parent and p.status == "ok"),
+                None,
+            )  # fmt: skip
+            out = first_tensor(source.outputs) if source is not None else None
+            if source is None or out is None or out.shape != x.shape:
+                return False
+        if source.type in MAP_MAKERS:
+            return True
+        if source.type not in MAP_KEEPERS or not source.inputs:
+            return False
+        nxt = first_tensor(source.inputs[0])
+        if nxt is None:
+            return False
+        consumer, info = source, nxt
     return False
