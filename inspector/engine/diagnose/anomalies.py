@@ -56,10 +56,6 @@ def is_norm(call: Call, modules: Sequence[Any] = ()) -> bool:
     return "Norm" in call.type and call.type not in ("Normal", "Normalize")
 
 
-def root_call(trace: Trace) -> Call | None:
-    return next((c for c in trace.calls if c.parent is None and c.path != "loss_fn"), None)
-
-
 def first_input(call: Call) -> TensorInfo | None:
     return next((i for v in call.inputs for i in tensors_in(v)), None)
 
@@ -207,7 +203,7 @@ def dead_and_constant(
             if x is None or x.stats is None or x.stats.std > 0:
                 found.append(_dead(call, out, s, limits))
         elif s.std == 0 and s.finite and call.type not in RELU_FAMILY:
-            dead = _constant_since(trace, call, limits)
+            dead = _constant_since(trace, call)
             if dead is None:
                 continue
             found.append(
@@ -229,7 +225,7 @@ def dead_and_constant(
     return found
 
 
-def _constant_since(trace: Trace, call: Call, limits: Thresholds) -> Call | None:
+def _constant_since(trace: Trace, call: Call) -> Call | None:
     """The dead ReLU-family call whose all-zero output made `call`'s input constant, or None.
 
     A constant output is by design when the call's own parameters make it (a zero-init layer:
