@@ -132,10 +132,18 @@ def run_recorded(
     except Exception as exc:
         result.error = exc
     finally:
-        try:
-            recorder.detach()
-        finally:
-            restore_modes(modes)
+        # The retry is written out here, not only inside detach(): a Ctrl+C is delivered
+        # when a function is entered, so a call to a cleanup that retries is itself a window.
+        interrupted: KeyboardInterrupt | None = None
+        while True:
+            try:
+                recorder.detach()
+                restore_modes(modes)
+                break
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+        if interrupted is not None:
+            raise interrupted
     return result
 
 

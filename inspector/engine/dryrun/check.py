@@ -139,13 +139,19 @@ def check(
             if error is not None and run.stopped is None:
                 explained = run.explain_final(error)
     finally:
-        try:
-            recorder.detach()
-        finally:
+        # Retried here, not only inside each cleanup: a Ctrl+C is delivered when a function is
+        # entered, so calling a cleanup that retries is itself a window.
+        interrupted: KeyboardInterrupt | None = None
+        while True:
             try:
+                recorder.detach()
                 snapshot.restore()
-            finally:
                 fake.release()
+                break
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+        if interrupted is not None:
+            raise interrupted
     findings = list(run.findings)
     if run.stopped is not None:
         error = None
