@@ -331,3 +331,29 @@ def test_the_garbage_collector_is_left_as_it_was() -> None:
     with pytest.raises(KeyboardInterrupt):
         inspector.trace(Interrupts(), torch.randn(2))
     assert gc.isenabled()
+
+
+def test_a_numeric_warning_is_a_finding_never_the_diagnosis() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 2))
+    with torch.no_grad():
+        model[0].bias.fill_(-100.0)  # every unit of the ReLU is dead
+    t = inspector.trace(model, torch.randn(16, 8))
+    assert t.error is None
+    assert any(f.kind == "warning" for f in t.findings), t.findings
+    assert t.diagnosis is None
+    assert inspector.diagnose(model, torch.randn(16, 8)) is None
+
+
+def test_a_silent_shape_bug_is_the_diagnosis_of_a_pass_that_ran() -> None:
+    class Folds(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x.view(-1, 4))  # (8, 2, 4) -> (16, 4): the batch is now 16
+
+    t = inspector.trace(Folds(), torch.randn(8, 2, 4))
+    assert t.error is None
+    assert t.diagnosis is not None and t.diagnosis.kind == "warning"

@@ -15,20 +15,14 @@ from inspector.engine.diagnose.errors import explain_failure
 from inspector.engine.diagnose.gradflow import backward_failure, gradient_findings
 from inspector.engine.diagnose.locate import user_line
 from inspector.engine.diagnose.numerics import activation_scale, dead_units, saturation
-from inspector.engine.diagnose.silent import ERROR_CLASS, silent_findings
-from inspector.engine.records import Diagnosis
+from inspector.engine.diagnose.silent import silent_findings
+from inspector.engine.records import ERROR_CLASS, Diagnosis, is_diagnosis
 
 if TYPE_CHECKING:
     from inspector.engine.capture.recorder import Recorder
     from inspector.engine.records import Trace
 
 __all__ = ["ERROR_CLASS", "Thresholds", "collect_findings", "explain_failure", "is_diagnosis"]
-
-
-def is_diagnosis(finding: Diagnosis) -> bool:
-    """An error, or a warning that can stand as the diagnosis of a pass that ran: the program
-    computes something other than what it means (not a statistic of its weights)."""
-    return finding.kind == "error" or finding.code in ERROR_CLASS
 
 
 def collect_findings(

@@ -50,10 +50,6 @@ MAP_MAKERS = ("Conv2d", "MaxPool2d", "AvgPool2d", "BatchNorm2d", "AdaptiveAvgPoo
               "AdaptiveMaxPool2d", "ConvTranspose2d", "LazyConv2d")  # fmt: skip
 MAP_KEEPERS = ("ReLU", "ReLU6", "LeakyReLU", "GELU", "SiLU", "ELU", "Dropout", "Dropout2d",
                "Identity", "Hardswish", "Sigmoid", "Tanh")  # fmt: skip
-ERROR_CLASS = frozenset(
-    {"batch-changed", "loss-broadcast", "batch-first", "linear-on-map", "nan-origin",
-     "nan-gradient"}
-)  # fmt: skip
 
 
 def silent_findings(trace: Trace, modules: Sequence[Any] = ()) -> list[Diagnosis]:

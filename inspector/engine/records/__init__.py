@@ -10,12 +10,14 @@ records), so a trace of many thousand calls stays small and can be handed to ano
 """
 
 from inspector.engine.records.calls import (
+    ERROR_CLASS,
     Call,
     Diagnosis,
     OpInfo,
     SourceLine,
     exception_message,
     exception_text,
+    is_diagnosis,
 )
 from inspector.engine.records.tensors import (
     Gradient,
@@ -32,6 +34,7 @@ from inspector.engine.records.tensors import (
 from inspector.engine.records.trace import RecordedError, Trace
 
 __all__ = [
+    "ERROR_CLASS",
     "Call",
     "Diagnosis",
     "Gradient",
@@ -48,6 +51,7 @@ __all__ = [
     "exception_text",
     "first_tensor",
     "format_shape",
+    "is_diagnosis",
     "positional_builder",
     "tensors_in",
 ]

@@ -121,6 +121,19 @@ class Diagnosis:
         return "\n".join(lines)
 
 
+# Warnings that can stand as the diagnosis of a pass that ran: the program computes something
+# other than what it means (a silent shape bug, a NaN), not a statistic of its weights.
+ERROR_CLASS = frozenset(
+    {"batch-changed", "loss-broadcast", "batch-first", "linear-on-map", "nan-origin",
+     "nan-gradient"}
+)  # fmt: skip
+
+
+def is_diagnosis(finding: Diagnosis) -> bool:
+    """An error, or an error-class warning (ERROR_CLASS)."""
+    return finding.kind == "error" or finding.code in ERROR_CLASS
+
+
 def exception_text(exc: BaseException) -> str:
     """`RuntimeError: shape '[-1, 27]' is invalid ...`, also for an exception whose own
     __str__ fails (as Python's traceback printing does, it says so instead of raising)."""

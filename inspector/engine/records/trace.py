@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from inspector.engine.records.calls import Call, Diagnosis
+from inspector.engine.records.calls import Call, Diagnosis, is_diagnosis
 
 
 class RecordedError(Exception):
@@ -56,8 +56,9 @@ class Trace:
 
     @property
     def diagnosis(self) -> Diagnosis | None:
-        """The first finding: the error's explanation when the pass failed."""
-        return self.findings[0] if self.findings else None
+        """The error's explanation, or a warning that is a silent bug (ERROR_CLASS); never a
+        numeric finding about weights or activations, which stay in `findings`."""
+        return next((f for f in self.findings if is_diagnosis(f)), None)
 
     @property
     def ok(self) -> bool:
