@@ -10,8 +10,9 @@ from rich.console import Console, RenderableType
 from rich.text import Text
 
 from inspector.engine import Trace, trace
-from inspector.engine.control.breakpoints import Breakpoint
+from inspector.engine.control.breakpoints import Breakpoint, as_breakpoint, path_matches
 from inspector.engine.control.stepper import Pause
+from inspector.engine.records import Call
 from inspector.render import ContributionBars, DiagnosisPanel, TraceTable, count
 
 
@@ -118,4 +119,25 @@ def run_headless(
     finished = run.run_here()
     if finished.traceback:
         sys.stderr.write(rank_prefixed(finished.traceback))
+    warn_unmatched(breakpoints, finished.calls)
     return finished.exit_code
+
+
+def unmatched_patterns(breakpoints: Iterable[Breakpoint | str], calls: Iterable[Call]) -> list[str]:
+    """The `--break` patterns no module call matched (the last pass's calls): a typo, or a
+    name from another model. Nothing when no module ran at all."""
+    calls = list(calls)
+    if not calls:
+        return []
+    patterns = dict.fromkeys(as_breakpoint(b).pattern for b in breakpoints)
+    return [
+        pattern
+        for pattern in patterns
+        if pattern != "*" and not any(path_matches(call, pattern) for call in calls)
+    ]
+
+
+def warn_unmatched(breakpoints: Iterable[Breakpoint | str], calls: Iterable[Call]) -> None:
+    """At the end of `run`: say which breakpoints never had a module to stop at."""
+    for pattern in unmatched_patterns(breakpoints, calls):
+        print(f"torch-inspector: breakpoint {pattern!r} matched no module", file=sys.stderr)

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from inspector.engine.capture.values import ValueStore
 from inspector.engine.control.breakpoints import Breakpoint
 from inspector.engine.control.script import ScriptFinished, ScriptRun
+from inspector.report import warn_unmatched
 from inspector.tui.controller import EventRelay, StepperControl
 from inspector.tui.factory import make_app
 from inspector.tui.terminal import SCRIPT
@@ -42,10 +43,10 @@ def run_script(
         try:
             first = events.first()  # the script runs in the foreground until it stops
         except KeyboardInterrupt:
-            return _report_end(_finish(run, interrupted=True))
+            return _report_end(_finish(run, interrupted=True), run.breakpoints)
         if isinstance(first, ScriptFinished):
             run.join(JOIN_TIMEOUT)
-            return _report_end(first)
+            return _report_end(first, run.breakpoints)
     control = StepperControl(
         run.stepper, run.recorder, events, start=None if post_mortem else run.start,
         interrupt=run.interrupt,
@@ -57,7 +58,7 @@ def run_script(
         # q (or the app ending any other way) lets the script go on; Ctrl+C stops it.
         run.stepper.release(abort=app.interrupted)
         app.flush_output()
-    return _report_end(_finish(run, interrupted=app.interrupted))
+    return _report_end(_finish(run, interrupted=app.interrupted), run.breakpoints)
 
 
 def _finish(run: ScriptRun, *, interrupted: bool = False) -> ScriptFinished | None:
@@ -73,12 +74,14 @@ def _finish(run: ScriptRun, *, interrupted: bool = False) -> ScriptFinished | No
     return run.finished
 
 
-def _report_end(finished: ScriptFinished | None) -> int:
+def _report_end(finished: ScriptFinished | None, breakpoints: Iterable[Breakpoint] = ()) -> int:
     if finished is None:
         print("torch-inspector: the script did not finish", file=sys.stderr)
         return 1
     if finished.traceback:
         sys.stderr.write(finished.traceback)
+    if not finished.quit:
+        warn_unmatched(breakpoints, finished.calls)
     if finished.quit:
         print("torch-inspector: the script was interrupted from the debugger", file=sys.stderr)
     return finished.exit_code

@@ -183,3 +183,10 @@ def test_run_headless_explains_a_failure_in_plain_text() -> None:
     assert "error in model.0 (Linear)" in err and "model.0 = nn.Linear(10, 16)" in err
     assert err.rstrip().endswith("(4x10 and 8x16)")  # then the script's own traceback
     assert "\x1b[" not in err  # stderr is a file: no escape codes
+
+
+def test_run_warns_at_the_end_about_a_breakpoint_that_matched_no_module() -> None:
+    result = run("run", "--break", "fc9", "--break", "fc2", "examples/scripts/train_mlp.py", "1")
+    assert result.returncode == 0 and "done" in result.stdout
+    assert result.stderr.rstrip().endswith("torch-inspector: breakpoint 'fc9' matched no module")
+    assert "'fc2' matched" not in result.stderr

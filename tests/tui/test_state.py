@@ -7,6 +7,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 import torch
 from textual.pilot import Pilot
 from textual.widgets import ContentSwitcher
@@ -207,3 +208,17 @@ def test_the_relay_holds_events_until_the_app_is_up_then_keeps_their_order() -> 
     relay.connect(got.append)
     relay(second)
     assert got == [first, second]
+
+
+def test_run_script_end_names_a_breakpoint_that_matched_no_module(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from inspector.engine.control.breakpoints import parse_breakpoint
+    from inspector.tui.script import _report_end
+
+    calls = tuple(mlp_trace().calls)  # paths "", "0", "1", "2"
+    breaks = [parse_breakpoint(b) for b in ("fc9", "Linear", "2 if nan", "* if nan")]
+    assert _report_end(ScriptFinished(0, calls=calls, passes=1), breaks) == 0
+    assert capsys.readouterr().err == "torch-inspector: breakpoint 'fc9' matched no module\n"
+    _report_end(ScriptFinished(130, calls=calls, passes=1, quit=True), breaks)  # q: no verdict
+    assert "matched no module" not in capsys.readouterr().err
