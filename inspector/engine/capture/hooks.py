@@ -266,6 +266,10 @@ class RecursionHeadroom:
     """
 
     MARGIN = 64  # the hooks' own frames
+    # Below this many open module calls the limit is not moved at each call: it is raised
+    # once by SHALLOW + MARGIN (a program that shallow is far from the limit, and setting it
+    # twice per hook costs a few percent of a small model's pass).
+    SHALLOW = 32
 
     def __init__(self) -> None:
         self._base: int | None = None
@@ -274,6 +278,8 @@ class RecursionHeadroom:
 
     def hold(self, levels: int, in_hook: bool) -> None:
         """`levels` module calls are open; `in_hook`: a hook of ours is running."""
+        if levels < self.SHALLOW:
+            levels, in_hook = self.SHALLOW, True
         if self._base is None:
             self._base = sys.getrecursionlimit()
         # +2: the next call's `inner` frame, our hook's frame and this method's come before

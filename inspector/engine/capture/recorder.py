@@ -149,12 +149,13 @@ class Recorder:
         path: str | None = None,
     ) -> None:
         """A call of `key` (a module, or a function given with its `path`) starts."""
-        if self._off():
+        if self.fault is not None or self.thread not in (None, _ident()) or is_muted():
             return
         if self.poll is not None:
             self.poll()
         headroom = self._headroom
-        headroom.hold(self._open.depth() + 1, True)
+        depth = self._open.depth()
+        headroom.hold(depth + 1, True)
         try:
             self._stats_now()
             touched = self.describer.touched
@@ -166,13 +167,14 @@ class Recorder:
             return
         if self.listener is not None:
             self._tell(self.listener.call_started, call, (call.seq, args, kwargs, None))
-        headroom.hold(self._open.depth(), False)
+        headroom.hold(depth + 1, False)
 
     def exit(self, key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
         """The call of `key` ends, with `output`, or with the exception now being handled."""
-        if self._off():
+        if self.fault is not None or self.thread not in (None, _ident()) or is_muted():
             return
-        self._headroom.hold(self._open.depth(), True)
+        depth = self._open.depth()
+        self._headroom.hold(depth, True)
         try:
             self._stats_now()
             touched = self.describer.touched
@@ -184,11 +186,7 @@ class Recorder:
             return
         if call is not None and self.listener is not None:
             self._tell(self.listener.call_finished, call, (call.seq, args, kwargs, output))
-        self._headroom.hold(self._open.depth(), False)
-
-    def _off(self) -> bool:
-        """Faulted, muted, or a thread this recorder does not record."""
-        return self.fault is not None or (self.thread not in (None, _ident())) or is_muted()
+        self._headroom.hold(depth - 1 if depth else 0, False)
 
     def _stats_now(self) -> None:
         policy = self.stats_when

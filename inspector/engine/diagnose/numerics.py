@@ -100,23 +100,33 @@ def activation_scale(
     last_norm = max(norms, default=-1)
     output_layer = layers[-1][0].seq
     found: list[Diagnosis] = []
+    weights: dict[int, str] = {}
+
+    def blamed(call: Call) -> bool:
+        """The weights made the change only when they are outside every common init (read
+        once per layer, and only for a layer whose activations did change that much)."""
+        if call.seq not in weights:
+            weights[call.seq] = _weight_std(call, modules)[0]
+        return weights[call.seq] != "common"
+
     for direction in (1, -1):
         # a small output layer is the usual init of a head: only growth counts there
         kept = [
             (c, x, y) for c, x, y in layers
             if c.seq > last_norm and (direction > 0 or c.seq != output_layer)
         ]  # fmt: skip
-        # the weights made the change only when they are outside every common init
-        blamed = [(c, x, y) for c, x, y in kept if _weight_std(c, modules)[0] != "common"]
         jump = next(
-            ((c, x, y) for c, x, y in blamed if _factor(x, y) ** direction >= limits.scale_step),
+            (
+                (c, x, y) for c, x, y in kept
+                if _factor(x, y) ** direction >= limits.scale_step and blamed(c)
+            ),
             None,
-        )
+        )  # fmt: skip
         if jump is not None:
             found.append(_jump(*jump, direction, limits, modules))
             continue
-        drift = _drift(trace, kept, direction, limits) if blamed else None
-        if drift is not None:
+        drift = _drift(trace, kept, direction, limits)
+        if drift is not None and any(blamed(c) for c, _, _ in kept):
             found.append(drift)
     return found
 
@@ -248,12 +258,14 @@ def dead_units(
         out = next(tensors_in(call.outputs), None)
         if units is None or not units.dead or out is None or units.count == 0:
             continue
-        if _uncalibrated_batchnorm(trace, call, modules) or _fresh_layer(trace, call, modules):
-            continue
         share = len(units.dead) / units.count
         per_unit = out.numel // units.count
-        if limits.dead_units <= share < 1.0 and per_unit >= limits.min_unit_samples:
-            hits.append((call, units, out, share))
+        if not (limits.dead_units <= share < 1.0 and per_unit >= limits.min_unit_samples):
+            continue
+        # the premises read the live layer: only for a layer over the threshold
+        if _uncalibrated_batchnorm(trace, call, modules) or _fresh_layer(trace, call, modules):
+            continue
+        hits.append((call, units, out, share))
     if not hits:
         return []
     call, units, out, share = hits[0]
