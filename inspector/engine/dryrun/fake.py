@@ -246,9 +246,11 @@ class FakeRun:
         dataclasses, cache objects). Tuples of ints stay tuples of ints."""
         if isinstance(value, _ATOMS):
             return value
-        if isinstance(value, torch.Tensor):
-            return self.tensor(value, device)
-        memo: dict[int, Any] = {id(t): self.tensor(t, device) for t in _tensors_in(value)}
+        # reading the inputs (shape, stride, dtype) is ours: a subclass's own code never sees it
+        with torch._C.DisableTorchFunctionSubclass():
+            if isinstance(value, torch.Tensor):
+                return self.tensor(value, device)
+            memo: dict[int, Any] = {id(t): self.tensor(t, device) for t in _tensors_in(value)}
         try:
             return copy.deepcopy(value, memo)
         except Exception:  # cannot be copied: handed over as it is (the caller isolates it)
