@@ -115,15 +115,13 @@ class Histogram:
 def tensor_table(
     rows: list[tuple[str, TensorInfo | str]], selected: int | None = None, width: int = 100
 ) -> Text:
-    """Shape and statistics per tensor, in aligned columns; fewer columns when narrow,
-    NaN/Inf when any tensor has them. Plain aligned Text: a rich Table costs 5x more to draw,
-    and this is redrawn at every step."""
+    """Shape and statistics per tensor, in aligned columns; fewer columns when narrow, the
+    least telling dropped first until the rest fit. NaN/Inf columns whenever a tensor has
+    NaN or Inf, and then they, min and max are the last to go. Plain aligned Text: a rich
+    Table costs 5x more to draw, and this is redrawn at every step."""
     infos = [i for _, i in rows if isinstance(i, TensorInfo)]
     bad_any = any(i.stats is not None and not i.stats.finite for i in infos)
-    columns = ["shape", "mean", "std", "min", "max"]
-    if width >= 64:
-        columns.insert(1, "dtype")
-        columns.append("zero")
+    columns = ["shape", "dtype", "mean", "std", "min", "max", "zero"]
     if bad_any or width >= 90:
         columns += ["NaN", "Inf"]
     grid: list[list[Text]] = [[Text(c, style="bold") for c in ["", *columns]]]
@@ -138,6 +136,11 @@ def tensor_table(
     full = [r for r in grid if len(r) > 2]  # the header is always one
     widths = [max(len(r[0]) for r in grid)]
     widths += [max(len(r[i]) for r in full) for i in range(1, len(columns) + 1)]
+    keep = _fitting(columns, widths, width, bad_any)
+    kept = [0, *(i + 1 for i, c in enumerate(columns) if c in keep)]
+    grid = [[r[i] for i in kept if i < len(r)] if len(r) > 2 else r for r in grid]
+    widths = [widths[i] for i in kept]
+    columns = [c for c in columns if c in keep]
     left = {0, 1} | ({2} if "dtype" in columns else set())
     out = Text(no_wrap=True, overflow="ellipsis")
     for r, cells in enumerate(grid):
@@ -153,6 +156,29 @@ def tensor_table(
             out.append("─" * (sum(widths) + 2 * len(columns)) + "\n", style="dim")
     out.rstrip()
     return out
+
+
+# Which column goes first when the table is too wide: the least telling first. With NaN or
+# Inf in a tensor, those counts and the range (min, max) are what the user came to see.
+DROP_ORDER = ("dtype", "zero", "Inf", "NaN", "max", "min", "std", "mean")
+DROP_ORDER_BAD = ("dtype", "zero", "std", "mean", "max", "min")
+
+
+def _fitting(columns: list[str], widths: list[int], width: int, bad: bool) -> set[str]:
+    """The columns kept at `width` (widths[0] is the name column's); shape always stays."""
+    keep = set(columns)
+    if width < 64:  # narrow: dtype and zero % only when there is room to spare
+        keep -= {"dtype", "zero"}
+    size = dict(zip(columns, widths[1:], strict=True))
+
+    def total() -> int:
+        return widths[0] + sum(2 + size[c] for c in keep)
+
+    for column in DROP_ORDER_BAD if bad else DROP_ORDER:
+        if total() <= width:
+            break
+        keep.discard(column)
+    return keep
 
 
 def _cell(info: TensorInfo, column: str) -> Text:

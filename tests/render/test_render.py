@@ -135,3 +135,19 @@ def test_a_running_call_shows_a_placeholder_row_that_does_not_widen_the_table() 
     assert any(line.startswith("out    running: appears when the call returns") for line in lines)
     done = draw(CallDetail(t.calls[1]), 56)
     assert len(done) == len(lines)  # the call's start and end take the same height
+
+
+@pytest.mark.parametrize("width", [36, 44, 50, 64])
+def test_narrow_detail_keeps_nan_inf_and_the_range_and_cuts_nothing(width: int) -> None:
+    x = torch.randn(4, 10)
+    x[0, 3] = float("nan")
+    t = inspector.trace(nn.Linear(10, 10), x)
+    lines = draw(CallDetail(t.calls[0]), width)
+    header = next(line for line in lines if "shape" in line).split()
+    assert header[0] == "shape" and header[-2:] == ["NaN", "Inf"] and "min" in header
+    if width >= 44:
+        assert "max" in header
+    table = lines[lines.index(next(line for line in lines if "shape" in line)) :][:4]
+    assert all(len(line) <= width and not line.endswith("…") for line in table)
+    out = next(line for line in lines if line.startswith("out "))
+    assert out.split()[-2:] == ["10", "0"]  # the NaN column, not cut off
