@@ -208,11 +208,13 @@ class CallDetail:
         selected: int | None = None,
         heat: HeatMap | str | None = None,
         hint: bool = False,
+        plain: bool = False,
     ) -> None:
         self.call = call
         self.selected = selected
         self.heat = heat
         self.hint = hint  # name the keys (in the debugger, not in the report)
+        self.plain = plain  # the heat map in shades: the screen shows no colour (NO_COLOR)
 
     def height_key(self, width: int) -> tuple[object, ...]:
         """Everything the number of lines drawn at `width` depends on: two details with the
@@ -255,7 +257,7 @@ class CallDetail:
                 parts.append(Text(f"histogram of {rows[selected][0]}", style="bold"))  # type: ignore[index]
                 parts.append(Histogram(info.stats))
             if self.heat is not None:
-                parts.append(HeatMapView(self.heat))
+                parts.append(HeatMapView(self.heat, plain=self.plain))
             elif self.hint:
                 parts.append(Text("t: next tensor · m: heat map of a slice", style="dim"))
         if call.status == "error" and call.error:

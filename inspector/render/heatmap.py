@@ -42,9 +42,12 @@ def _sequential(v: float, lo: float, hi: float) -> Color:
 class HeatMapView:
     """Renders a HeatMap (or the reason there is none) with its slice, size and range."""
 
-    def __init__(self, heat: HeatMap | str, title: str = "") -> None:
+    def __init__(self, heat: HeatMap | str, title: str = "", *, plain: bool = False) -> None:
         self.heat = heat
         self.title = title
+        # shades, not colours: for a screen whose colours are taken away after drawing
+        # (a full-screen app under NO_COLOR), where the console itself still has colour
+        self.plain = plain
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         heat = self.heat
@@ -58,7 +61,7 @@ class HeatMapView:
         yield Text(head, style="bold")
         signed = heat.lo < 0 < heat.hi
         scale = max(abs(heat.lo), abs(heat.hi))
-        plain = console.no_color or console.color_system is None
+        plain = self.plain or console.no_color or console.color_system is None
         rows = heat.values
         if plain:
             for row in rows:

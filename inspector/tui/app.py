@@ -22,7 +22,7 @@ from textual.widgets import ContentSwitcher, Footer
 
 from inspector.engine.control.breakpoints import Breakpoint
 from inspector.engine.control.stepper import Pause
-from inspector.engine.records import Call, Diagnosis, TensorInfo
+from inspector.engine.records import Call, Diagnosis, TensorInfo, first_tensor
 from inspector.render.detail import call_tensors, default_row
 from inspector.tui import keys
 from inspector.tui.calltree import CallTree
@@ -281,6 +281,10 @@ class InspectorApp(SharedTerminal):
             if text.strip() in ("", "predicted"):
                 self.contrib_target = None
             elif text.strip().isdigit():
+                wrong = self._out_of_range(int(text))
+                if wrong:
+                    self.notify(wrong, severity="warning", timeout=4)
+                    return
                 self.contrib_target = int(text)
             else:
                 self.notify(f"not an output index: {text!r}", severity="warning", timeout=3)
@@ -367,10 +371,23 @@ class InspectorApp(SharedTerminal):
                             "continue to the end, then x again.")  # fmt: skip
         elif self.finished.error is not None:
             self.contrib = "The pass failed: there is no output to explain."
+        elif self.contrib_target is not None and self._out_of_range(self.contrib_target):
+            self.contrib = self._out_of_range(self.contrib_target) + ": press o to pick another."
         else:
             self.contrib = ContribRequest(
                 call.path, call.index, call.name, method, self.contrib_target
             )
+
+    def _out_of_range(self, index: int) -> str:
+        """Why output `index` cannot be explained ("" when it can, or when the model's output
+        is not known yet): contributions index the last dim of the model's output."""
+        root = self.calls[0] if self.calls else None
+        out = first_tensor(root.outputs) if root is not None and root.status == "ok" else None
+        if out is None or not out.shape or index < out.shape[-1]:
+            return ""
+        size = out.shape[-1]
+        return (f"no output {index}: the model's output has {size} along its last dim "
+                f"(0 to {size - 1})")  # fmt: skip
 
 
 def _matches(call: Call, text: str) -> bool:

@@ -255,8 +255,7 @@ class CallTree(ScrollView, can_focus=True, inherit_bindings=False):
         if cached is not None and cached[0][0] is call and cached[0][1] == key:
             return cached[1]
         text = node_label(call, current=key[0], breakpoint=key[1], collapsed=key[2])
-        segments = list(text.render(self.app.console))
-        strip = Strip(segments).crop(self.scroll_offset.x, self.scroll_offset.x + width)
+        strip = _cut(Strip(list(text.render(self.app.console))), self.scroll_offset.x, width)
         strip = strip.extend_cell_length(width).apply_style(style)
         if row == self.cursor:
             strip = Strip([Segment(s.text, (s.style or Style()) + CURSOR) for s in strip])
@@ -268,3 +267,12 @@ class CallTree(ScrollView, can_focus=True, inherit_bindings=False):
 
     def on_blur(self) -> None:
         self._refresh_rows({self.cursor})
+
+
+def _cut(line: Strip, start: int, width: int) -> Strip:
+    """Cells `start` to `start + width` of `line`; a line cut on the right ends in "…", so a
+    value that does not fit never reads as a shorter one (`∇ 0.12` is not `∇ 0`)."""
+    if line.cell_length <= start + width or width < 2:
+        return line.crop(start, start + width)
+    kept = line.crop(start, start + width - 1)
+    return Strip([*kept, Segment("…", Style(dim=True))])

@@ -79,7 +79,7 @@ class DetailPanel(Shows):
         self._draw(view, self._heat_of(view) if view.heat else None)
 
     def _draw(self, view: DetailView, heat: HeatMap | str | None) -> None:
-        detail = CallDetail(view.call, view.row, heat, hint=True)
+        detail = CallDetail(view.call, view.row, heat, hint=True, plain=self.app.no_color)
         # Stepping from call to call mostly changes numbers, not the number of lines: then
         # the screen needs no new layout, only a repaint (a third of a frame saved).
         width = self.content_region.width or self.size.width

@@ -13,6 +13,7 @@ from textual.pilot import Pilot
 from textual.widgets import ContentSwitcher
 from torch import nn
 
+import inspector
 from inspector.engine.capture.values import HeatMap
 from inspector.engine.control.breakpoints import Breakpoint
 from inspector.engine.control.script import ScriptFinished
@@ -32,6 +33,7 @@ from tests.tui.support import (
     drive_debugger,
     mlp_trace,
     pause_at,
+    row_text,
     status,
     wait_for,
 )
@@ -222,3 +224,92 @@ def test_run_script_end_names_a_breakpoint_that_matched_no_module(
     assert capsys.readouterr().err == "torch-inspector: breakpoint 'fc9' matched no module\n"
     _report_end(ScriptFinished(130, calls=calls, passes=1, quit=True), breaks)  # q: no verdict
     assert "matched no module" not in capsys.readouterr().err
+
+
+def test_a_tree_row_cut_at_the_edge_ends_in_an_ellipsis() -> None:
+    from collections import OrderedDict
+
+    torch.manual_seed(0)
+    layers = OrderedDict(a_rather_long_layer_name=nn.Linear(4, 8), relu=nn.ReLU())
+    t = inspector.trace(nn.Sequential(layers), torch.randn(3, 4))
+    app = make_app(FakeController())
+
+    async def script(pilot: Pilot[Any]) -> None:
+        app.post_event(pause_at(t, 2, "exit"))
+        await wait_for(pilot, lambda: app.pause is not None)
+        tree = app.query_one(CallTree)
+        width = tree.size.width
+        for y in range(3):
+            seq = tree.rows[y]
+            shown = "".join(s.text for s in tree.render_line(y)).rstrip()
+            full = row_text(tree, seq).rstrip()
+            if len(full) > width:
+                assert shown.endswith("…") and len(shown) == width, shown
+            else:
+                assert shown == full
+        assert any(len(row_text(tree, s)) > width for s in tree.rows)  # one row was cut
+
+    drive(app, script, size=(80, 24))
+
+
+def test_an_output_index_past_the_models_outputs_is_refused_with_a_reason() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 10))
+    app, debugger = debugger_app(model, torch.randn(2, 4))
+    said: list[str] = []
+    notify = app.notify
+    app.notify = lambda message, **kw: (said.append(str(message)), notify(message, **kw))[-1]  # type: ignore[method-assign]
+
+    async def script(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: app.pause is not None)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: app.finished is not None)
+        app.selected = 1
+        await pilot.press("o", "4", "2", "enter")
+        assert app.contrib_target is None
+        assert said[-1] == "no output 42: the model's output has 10 along its last dim (0 to 9)"
+        await pilot.press("o", "9", "enter")
+        assert app.contrib_target == 9
+        app.contrib_target = 12  # set before the output was known: x says why, no traceback
+        await pilot.press("x")
+        text = app.query_one(ContribPanel).plain()
+        assert text.startswith("no output 12") and "Error" not in text
+        await pilot.press("q")
+
+    drive_debugger(app, debugger, script)
+
+
+def test_under_no_color_the_heat_map_and_its_legend_are_shades(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    from inspector.engine.capture.values import DEFAULT_BUDGET
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 6), nn.ReLU())
+    app, debugger = debugger_app(model, torch.randn(6, 6), keep_values=DEFAULT_BUDGET)
+
+    def drawn() -> str:  # as the app's own console draws it: in colour, greyed afterwards
+        console = Console(
+            width=60, color_system="truecolor", no_color=False, record=True, file=io.StringIO()
+        )
+        console.print(app.query_one(DetailPanel).shown)
+        return console.export_text()
+
+    async def script(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: app.pause is not None)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: app.finished is not None)
+        app.selected = 1  # the Linear: signed values
+        await pilot.press("m")
+        await wait_for(pilot, lambda: "heat map of 0 out" in drawn())
+        text = drawn()
+        assert "blue" not in text and "red" not in text and "▀" not in text
+        assert "' ' 0 → '█' |" in text
+        await pilot.press("q")
+
+    drive_debugger(app, debugger, script)
