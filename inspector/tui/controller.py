@@ -23,7 +23,7 @@ from inspector.engine.records import Call, TensorInfo
 from inspector.render import ContributionBars
 from inspector.tui.messages import Event
 
-HEAT_ROWS, HEAT_COLS = 24, 64  # cells: two rows of cells per line of text
+HEAT_ROWS, HEAT_COLS = 24, 64  # cells when the panel's size is not known
 CONTRIB_TOP = 15
 NO_VALUES = "values are kept only when the inspector runs the model (debug(), run)"
 NO_MODEL = "Contributions need the model: run the inspector with debug()."
@@ -64,9 +64,10 @@ class Controller(Protocol):
 
     def heatmap(
         self, calls: Sequence[Call], call: Call, info: TensorInfo, output_position: int | None,
-        index: int, label: str,
+        index: int, label: str, size: tuple[int, int] = (HEAT_ROWS, HEAT_COLS),
     ) -> HeatMap | str:  # fmt: skip
-        """Slice `index` of a kept tensor, sized for the detail panel, or why there is none."""
+        """Slice `index` of a kept tensor, averaged down to at most `size` (rows, columns of
+        cells) to fit the detail panel, or why there is none."""
         ...
 
     def contributions(
@@ -99,7 +100,7 @@ class Offline:
 
     def heatmap(
         self, calls: Sequence[Call], call: Call, info: TensorInfo, output_position: int | None,
-        index: int, label: str,
+        index: int, label: str, size: tuple[int, int] = (HEAT_ROWS, HEAT_COLS),
     ) -> HeatMap | str:  # fmt: skip
         return NO_VALUES
 
@@ -144,13 +145,14 @@ class EventRelay:
 def _heatmap(
     store: ValueStore | None, calls: Sequence[Call], call: Call, info: TensorInfo,
     output_position: int | None, index: int, label: str,
+    size: tuple[int, int] = (HEAT_ROWS, HEAT_COLS),
 ) -> HeatMap | str:  # fmt: skip
     if store is None:
         return "values are not kept in this run"
     key = value_key(calls, call, info, output_position=output_position)
     if isinstance(key, str):
         return key
-    return store.heatmap(*key, index, rows=HEAT_ROWS, cols=HEAT_COLS, label=label)
+    return store.heatmap(*key, index, rows=size[0], cols=size[1], label=label)
 
 
 class StepperControl(Offline):
@@ -193,9 +195,10 @@ class StepperControl(Offline):
 
     def heatmap(
         self, calls: Sequence[Call], call: Call, info: TensorInfo, output_position: int | None,
-        index: int, label: str,
+        index: int, label: str, size: tuple[int, int] = (HEAT_ROWS, HEAT_COLS),
     ) -> HeatMap | str:  # fmt: skip
-        return _heatmap(self.recorder.values, calls, call, info, output_position, index, label)
+        return _heatmap(self.recorder.values, calls, call, info, output_position, index, label,
+                        size)  # fmt: skip
 
 
 class DebuggerControl(Offline):
@@ -240,9 +243,10 @@ class DebuggerControl(Offline):
 
     def heatmap(
         self, calls: Sequence[Call], call: Call, info: TensorInfo, output_position: int | None,
-        index: int, label: str,
+        index: int, label: str, size: tuple[int, int] = (HEAT_ROWS, HEAT_COLS),
     ) -> HeatMap | str:  # fmt: skip
-        return _heatmap(self.debugger.values, calls, call, info, output_position, index, label)
+        return _heatmap(self.debugger.values, calls, call, info, output_position, index, label,
+                        size)  # fmt: skip
 
     def contributions(
         self, layer: str, call_index: int, method: str, progress: Progress, target: int | None

@@ -16,7 +16,7 @@ from inspector.engine.capture.values import HeatMap
 from inspector.engine.records import Call, TensorInfo
 from inspector.render import CallDetail
 from inspector.render.detail import call_tensors
-from inspector.tui.controller import Controller
+from inspector.tui.controller import HEAT_COLS, Controller
 from inspector.tui.panels import Shows
 
 COMPUTING_HEAT = "computing the heat map…"
@@ -106,11 +106,12 @@ class DetailPanel(Shows):
                 1 for n, i in rows[:row] if n.startswith("out") and isinstance(i, TensorInfo)
             )
         controller, label = self.controller, f"{view.call.name} {name}"
+        size = self.heat_size()
 
         def work() -> None:
             try:
                 heat = controller.heatmap(
-                    view.calls, view.call, info, position, view.slice_index, label
+                    view.calls, view.call, info, position, view.slice_index, label, size
                 )
             except Exception as exc:  # a tensor it cannot draw: say so, keep the app
                 heat = f"{type(exc).__name__}: {exc}"
@@ -118,6 +119,14 @@ class DetailPanel(Shows):
 
         self.run_worker(work, thread=True, exclusive=True, group="heat")
         return COMPUTING_HEAT
+
+    def heat_size(self) -> tuple[int, int]:
+        """The most cells (rows, columns) a heat map can show here: the panel's width, and
+        half the screen's height in lines (two rows of cells a line in colour, one in shades).
+        24x24 cells at 80x24; at 160x48 the map grows with the screen."""
+        width = self.content_region.width or self.size.width or HEAT_COLS
+        lines = max(8, self.app.size.height // 2)
+        return lines * (1 if self.app.no_color else 2), max(16, width - 1)
 
     def on_detail_panel_heat_ready(self, message: HeatReady) -> None:
         self._made = (message.view, message.heat)

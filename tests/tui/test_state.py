@@ -95,7 +95,7 @@ class SlowValues(FakeController):
 
     def heatmap(
         self, calls: Sequence[Call], call: Call, info: TensorInfo, output_position: int | None,
-        index: int, label: str,
+        index: int, label: str, size: tuple[int, int] = (24, 64),
     ) -> HeatMap | str:  # fmt: skip
         self.threads.append(threading.get_ident())
         self.go.wait(10)
@@ -313,3 +313,35 @@ def test_under_no_color_the_heat_map_and_its_legend_are_shades(
         await pilot.press("q")
 
     drive_debugger(app, debugger, script)
+
+
+@pytest.mark.parametrize(("size", "cells"), [((80, 24), "24x24"), ((160, 48), "48x48")])
+def test_the_heat_map_grows_with_the_screen(size: tuple[int, int], cells: str) -> None:
+    from inspector.engine.capture.values import DEFAULT_BUDGET
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU())
+    app, debugger = debugger_app(model, torch.randn(64, 64), keep_values=DEFAULT_BUDGET)
+
+    async def script(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: app.pause is not None)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: app.finished is not None)
+        app.selected = 1
+        await pilot.press("m")
+        panel = app.query_one(DetailPanel)
+        await wait_for(pilot, lambda: "averaged to" in panel.plain())
+        assert f"64x64 averaged to {cells} ·" in panel.plain()
+        width = panel.content_region.width
+        lines = panel.plain(width).splitlines()  # drawn in shades: one line a row of cells
+        top = next(i for i, line in enumerate(lines) if line.startswith("heat map of"))
+        rows = lines[top + 1 : top + 1 + int(cells.split("x")[0])]
+        assert "averaged to" in lines[top + 1 + len(rows)]
+        assert all(len(row) <= width for row in rows)  # the map fits the panel: no wrapping
+        await pilot.press("q")
+
+    try:
+        drive(app, script, size=size)
+    finally:
+        debugger.stepper.release()
+        debugger.join(10)
