@@ -168,6 +168,7 @@ class InterruptAtLine:
 
     def __init__(self, nth: int | None) -> None:
         self.nth, self.lines = nth, 0
+        self._last: dict[int, int] = {}
 
     def calls(self, frame: Any, event: str, arg: Any) -> Any:
         if frame.f_code.co_filename.startswith(INSPECTOR_DIR):
@@ -176,6 +177,18 @@ class InterruptAtLine:
 
     def line(self, frame: Any, event: str, arg: Any) -> Any:
         if event == "line":
+            last = self._last.get(id(frame), 0)
+            self._last[id(frame)] = frame.f_lineno
+            text = _text(frame)
+            if (frame.f_lineno < last and text.startswith(("with ", "async with "))) or (
+                text == "try:"
+            ):
+                # Two places where Python reports a line but no instruction there can take a
+                # real Ctrl+C: the `with` line again as __exit__ is called on the way out, and
+                # a `try:` (one no-op instruction). An exception raised from a trace function
+                # at either skips the enclosing `with`'s __exit__ (CPython 3.11), which a real
+                # interrupt cannot do: no interrupt is raised there.
+                return self.line
             self.lines += 1
             if self.lines == self.nth:
                 raise KeyboardInterrupt
@@ -189,6 +202,12 @@ class InterruptAtLine:
             yield
         finally:
             sys.settrace(old)
+
+
+def _text(frame: Any) -> str:
+    import linecache
+
+    return linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
 
 
 # -- values ---------------------------------------------------------------------------------
