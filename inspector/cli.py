@@ -27,12 +27,15 @@ exit status:
 
 
 def _json_out(destination: str, text: str) -> None:
-    """`--json PATH` writes a file; `--json -` writes to standard output."""
+    """`--json PATH` writes a file; `--json -` writes to standard output. Under torchrun each
+    rank writes its own file: trace.json -> trace.rank1.json, or a `{rank}` placeholder."""
     if destination == "-":
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
     else:
-        Path(destination).write_text(text)
+        from inspector.engine.distributed import launched_rank, per_rank_path
+
+        Path(per_rank_path(destination, launched_rank())).write_text(text)
 
 
 def _console(ns: argparse.Namespace) -> Any:

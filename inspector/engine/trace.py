@@ -13,6 +13,7 @@ from inspector.engine.capture.events import InspectorWarning
 from inspector.engine.capture.gradients import BackwardRequestError, backward_root
 from inspector.engine.capture.recorder import Recorder
 from inspector.engine.diagnose.anomalies import Thresholds
+from inspector.engine.distributed import rank_info
 from inspector.engine.records import Diagnosis, Trace, exception_text
 
 
@@ -60,6 +61,9 @@ def trace(
         result.findings = findings_of(result, recorder, thresholds, run.in_backward)
         if note is not None:
             result.notes.append(note)
+        ranks = rank_info()
+        if ranks is not None:  # every record of a job names its rank (the JSON too)
+            result.notes.append(f"rank {ranks[0]} of {ranks[1]}")
     finally:
         recorder.release()
     return result

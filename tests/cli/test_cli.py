@@ -115,6 +115,17 @@ def test_check_json_to_a_file(tmp_path: Path) -> None:
     assert json.loads(out.read_text())["findings"] == []
 
 
+def test_each_rank_of_a_launched_job_writes_its_own_json(tmp_path: Path) -> None:
+    out = tmp_path / "trace.json"
+    for rank in ("0", "1"):
+        env = dict(os.environ, RANK=rank, WORLD_SIZE="2")
+        result = run("check", "examples/gpt.py", "--json", str(out), env=env)
+        assert result.returncode == 0, result.stderr
+    assert not out.exists()
+    assert json.loads((tmp_path / "trace.rank0.json").read_text())["findings"] == []
+    assert json.loads((tmp_path / "trace.rank1.json").read_text())["findings"] == []
+
+
 def test_a_loss_without_a_target_is_a_clear_usage_error(tmp_path: Path) -> None:
     file = tmp_path / "no_target.py"
     file.write_text(
