@@ -20,7 +20,7 @@ from inspector.engine.capture import stats as stats_module
 from inspector.engine.capture.stats import compute_stats
 from inspector.engine.records import Stats
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 needs_kernel = pytest.mark.skipif(native.kernel() is None, reason="no C compiler here")
 
 

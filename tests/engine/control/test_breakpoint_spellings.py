@@ -99,7 +99,7 @@ def _session(spec: str, poison: str, backward: bool) -> list[tuple[str, str]]:
 SCRIPT = """
 import sys
 import torch
-from tests.engine.test_breakpoint_spellings import Trips, _inputs
+from tests.engine.control.test_breakpoint_spellings import Trips, _inputs
 model = Trips()
 out = model(_inputs(), poison=sys.argv[1], scalar=sys.argv[2] == "1")
 if sys.argv[2] == "1":
@@ -128,7 +128,7 @@ def _run_break(spec: str, poison: str, backward: bool, tmp_path: Path) -> list[t
     holder.append(run)
     import sys
 
-    root = str(Path(__file__).resolve().parents[2])
+    root = str(Path(__file__).resolve().parents[3])
     sys.path.insert(0, root)
     try:
         run.start()

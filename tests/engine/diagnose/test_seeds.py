@@ -12,7 +12,7 @@ from torch import nn
 import inspector
 from tests.helpers import load_example
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 
 def test_seed_cnn_first_error_is_the_stray_view() -> None:

@@ -17,7 +17,7 @@ from inspector.engine.control.stepper import Pause
 from tests.helpers import global_hook_count as _global_hook_count
 from tests.helpers import hook_count as _hook_count
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 class Continue:
