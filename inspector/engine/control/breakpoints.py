@@ -32,6 +32,9 @@ class Condition:
     needs_stats: bool = True  # checking it reads tensor statistics
     bounded: bool = False
     leaf_only: bool = False  # a container only passes its child's output on
+    # Once per pass: a NaN flows on through every later layer, the stop that matters is where
+    # it first shows (the pause then says where it was made).
+    once_per_pass: bool = False
 
     @property
     def spelling(self) -> str:
@@ -94,8 +97,10 @@ def _grad_norm(call: Call, bound: float, batch: int | None) -> bool:
 CONDITIONS: dict[str, Condition] = {
     c.name: c
     for c in (
-        Condition("nan", "the output holds a NaN", _nan),
-        Condition("inf", "the output holds an Inf", _inf),
+        Condition("nan", "the output holds a NaN (first place in a pass)", _nan,
+                  once_per_pass=True),
+        Condition("inf", "the output holds an Inf (first place in a pass)", _inf,
+                  once_per_pass=True),
         Condition("batch", "the output's first dim is not the input's batch size", _batch,
                   needs_stats=False),
         Condition("absmax", "some output value exceeds N in magnitude", _absmax, bounded=True),
@@ -178,6 +183,11 @@ class Breakpoint:
             return False
         named = self._named
         return named is None or named[0].needs_stats
+
+    @property
+    def once_per_pass(self) -> bool:
+        """Whether it stops at its first match of a pass only."""
+        return self._named is not None and self._named[0].once_per_pass
 
     @property
     def on_gradient(self) -> bool:

@@ -21,7 +21,17 @@ from inspector.engine.capture.events import Stop
 from inspector.engine.capture.recorder import Recorder
 from inspector.engine.control.breakpoints import Breakpoint, path_matches
 from inspector.engine.diagnose import explain_failure
-from inspector.engine.records import Call, Diagnosis, Trace, first_tensor
+from inspector.engine.diagnose.anomalies import nan_origin
+from inspector.engine.diagnose.context import warning_about
+from inspector.engine.records import (
+    Call,
+    Diagnosis,
+    TensorInfo,
+    Trace,
+    first_tensor,
+    format_shape,
+    tensors_in,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +87,8 @@ class Stepper:
         self._in_error = False  # an exception is unwinding: stop at its innermost call only
         self._grad_seen: set[int] = set()  # calls the backward pass already reached
         self._grad_hit: set[int] = set()  # calls a gradient breakpoint already stopped at
+        self._once: set[int] = set()  # once-per-pass breakpoints (ids) that stopped this pass
+        self._spread: Breakpoint | None = None  # the NaN/Inf breakpoint of the coming pause
         self.paused: Pause | None = None
 
     # -- called in the model's thread --------------------------------------------------------
@@ -86,6 +98,7 @@ class Stepper:
             x = first_tensor(call.inputs)
             self._batch = x.shape[0] if x is not None and x.ndim >= 2 else None
             self._in_error = False
+            self._once.clear()
             if call.seq == 0:
                 self._grad_seen.clear()
                 self._grad_hit.clear()
@@ -161,6 +174,11 @@ class Stepper:
             if bp.enabled and bp.needs_stats and not settled and self.enrich is not None:
                 call, settled = self.enrich(call), True  # statistics still on a device
             if bp.matches_exit(call, self._batch, self._leaf(call)):
+                if bp.once_per_pass:
+                    if id(bp) in self._once:
+                        continue
+                    self._once.add(id(bp))
+                    self._spread = bp
                 return f"breakpoint {bp.describe()}"
         return None
 
@@ -182,6 +200,9 @@ class Stepper:
                 diagnosis = self.explain(call)
             except Exception:  # the pause matters more than its explanation
                 diagnosis = None
+        elif self._spread is not None:
+            self._spread = None
+            diagnosis = _origin(self.calls, call)
         if self.enrich is not None:
             call = self.enrich(call)
         if self.pass_source is not None:
@@ -300,3 +321,32 @@ def stepping(
         recorder.stats_when = stepper.wants_stats
     recorder.listener = stepper
     return stepper
+
+
+def _origin(calls: Sequence[Call], call: Call) -> Diagnosis | None:
+    """Where the NaN/Inf that `call`'s breakpoint stopped at was made, from the calls so far:
+    the innermost call that made it from finite inputs, else (the values were already bad
+    on the way in) the code of the call that holds `call`, between its children."""
+    try:
+        found = nan_origin(Trace(list(calls)))
+        if found:
+            return found[0]
+        bad = next((i for i in tensors_in_call(call) if i.stats and not i.stats.finite), None)
+        if bad is None or bad.stats is None or call.parent is None or call.parent >= len(calls):
+            return None
+        holder = calls[call.parent]
+        return warning_about(
+            holder,
+            f"NaN/Inf first appears in {holder.name}'s own code, before it calls {call.name}",
+            (f"{call.name} receives {format_shape(bad.shape)} with {bad.stats.nan} NaN and "
+             f"{bad.stats.inf} Inf; every call before it in {holder.name} gave finite values",),
+            ("look at the ops in its forward between the module calls (log or sqrt of "
+             "negatives, division by zero, exp overflow)",),
+            "nan-origin",
+        )  # fmt: skip
+    except Exception:  # the pause matters more than its explanation
+        return None
+
+
+def tensors_in_call(call: Call) -> list[TensorInfo]:
+    return [i for v in call.inputs for i in tensors_in(v)]

@@ -136,6 +136,16 @@ def test_nan_breakpoint_stops_where_the_nan_first_appears() -> None:
     assert p.reason == "breakpoint * if nan"
 
 
+def test_a_nan_breakpoint_stops_once_a_pass_and_says_where_the_nan_was_made() -> None:
+    torch.manual_seed(0)
+    d = Debugger(MakesNaN(), torch.randn(8, 4), breakpoints=["* if nan"], stop_at_start=False)
+    p = d.start()
+    assert isinstance(p, Pause) and p.call.path == "feat"
+    assert p.diagnosis is not None and "NaN" in p.diagnosis.summary
+    assert p.diagnosis.module == ""  # made by the root's own torch.log, before feat
+    assert isinstance(d.cont(), Finished)  # not again at every layer the NaN flows through
+
+
 def test_an_error_mid_pass_stops_at_the_failing_module_with_its_diagnosis() -> None:
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(6, 2))
     d = Debugger(model, torch.randn(3, 4), stop_at_start=False)
