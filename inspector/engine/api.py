@@ -13,7 +13,14 @@ from inspector.engine.capture.naming import module_line
 from inspector.engine.capture.pass_record import Failure
 from inspector.engine.diagnose import explain_failure
 from inspector.engine.diagnose.locate import module_chain
-from inspector.engine.records import Call, Diagnosis, Struct, Trace, exception_text
+from inspector.engine.records import (
+    Call,
+    Diagnosis,
+    Struct,
+    Trace,
+    exception_message,
+    exception_text,
+)
 from inspector.engine.trace import trace
 
 
@@ -52,6 +59,8 @@ class explain:  # lower case: used like a function, `with inspector.explain():`
         self._model = model
 
     def __enter__(self) -> explain:
+        if self._model is not None:
+            post_parameter_shapes(self._model)  # under torchrun: for ranks_disagree
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
@@ -60,6 +69,9 @@ class explain:  # lower case: used like a function, `with inspector.explain():`
                 diag = explain_traceback(exc, self._model)
                 if diag is not None:
                     exc.add_note("torch-inspector:\n" + str(diag))
+                across = ranks_disagree(exc)
+                if across is not None:
+                    exc.add_note("torch-inspector: " + across)
             except Exception:  # the explanation is a bonus; the user's exception comes first
                 pass
         return False
@@ -102,6 +114,75 @@ def explain_traceback(error: BaseException, model: nn.Module | None = None) -> D
     failure = Failure(len(chain) - 1, module, args, kwargs, error)
     modules = [weakref.ref(m) for m, _, _ in chain]
     return explain_failure(Trace(calls, error=error), failure, error, modules)
+
+
+def ranks_disagree(error: BaseException) -> str | None:
+    """DistributedDataParallel refusing a model whose parameters differ across ranks (its
+    message names them by index): every rank posts its parameter shapes to the job's c10d
+    store (no collective) and the first that differs is named with both ranks' shapes. None
+    for any other error, or outside a process group."""
+    from inspector.engine.distributed import (
+        default_store,
+        parameter_divergence,
+        parameter_shapes,
+        post_summary,
+        rank_info,
+        read_summaries,
+    )
+
+    ranks = rank_info()
+    if ranks is None or "appears not to match" not in exception_message(error):
+        return None
+    module = _ddp_module(error)
+    store = default_store()
+    if module is None or store is None:
+        return None
+    rank, world = ranks
+    post_summary(store, PARAMS_KEY, rank, parameter_shapes(module))
+    found = parameter_divergence(read_summaries(store, PARAMS_KEY, world, timeout_s=10))
+    if found is None:
+        return None
+    return f"the ranks' models differ: {found}; make every rank build the same model"
+
+
+PARAMS_KEY = "explain/params"
+
+
+def post_parameter_shapes(model: nn.Module) -> None:
+    """Under a process group, this rank's parameter shapes on the job's c10d store (a store
+    write, no collective): a rank whose DDP refuses the model reads the others' there (DDP
+    checks on one rank only, so the others must have posted before)."""
+    from inspector.engine.distributed import default_store, parameter_shapes, post_summary
+    from inspector.engine.distributed import rank_info as ranks
+
+    if model in _POSTED:  # once per model: an explain block in a training loop posts once
+        return
+    try:
+        found = ranks()
+        store = default_store() if found is not None else None
+        if found is not None and store is not None:
+            post_summary(store, PARAMS_KEY, found[0], parameter_shapes(model))
+            _POSTED.add(model)
+    except Exception:  # a look from one rank never stops the job
+        pass
+
+
+_POSTED: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+
+
+def _ddp_module(error: BaseException) -> nn.Module | None:
+    """The module DistributedDataParallel was given, read from its __init__ frame."""
+    tb = error.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "__init__" and frame.f_code.co_filename.endswith(
+            "distributed.py"
+        ):
+            module = frame.f_locals.get("module")
+            if isinstance(module, nn.Module):
+                return module
+        tb = tb.tb_next
+    return None
 
 
 def check(model: nn.Module, *args_or_shapes: Any, **kwargs: Any) -> Any:

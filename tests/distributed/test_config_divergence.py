@@ -21,3 +21,11 @@ def test_parameter_shapes_compared_through_the_store_name_the_parameter() -> Non
         assert job.lines(rank, "parameter divergence:") == expected, job.describe()
     assert job.returncode != 0
     assert "params[6]" in job.output(1), "DDP's own check still runs and fails"
+
+
+def test_explain_names_the_parameter_that_differs_when_ddp_refuses_the_model() -> None:
+    job = run_job("config_explain.py", timeout_s=60)
+    job.assert_ended()
+    assert job.returncode != 0
+    notes = " ".join(job.lines(1, "note:"))  # DDP's check fails on rank 1
+    assert "fc1.weight (48, 256) on rank 1 vs (32, 256) on rank 0" in notes, job.describe()
