@@ -112,6 +112,15 @@ def debug(
         backward: after the forward (and the loss), step on through the backward pass, call
             by call in reverse, with each call's gradient statistics.
     """
+    from inspector.engine.capture.hooks import recording_everything
+
+    if recording_everything():
+        # Inside `run` or an attach()/set_trace() session: the debugger already open records
+        # and stops on these calls; a second one would fight it for the terminal.
+        output = model(*args, **kwargs)
+        if loss_fn is not None:
+            loss_fn(output, target)
+        return output
     if not interactive():
         t = report(model, *args, loss_fn=loss_fn, target=target, backward=backward, **kwargs)
     else:

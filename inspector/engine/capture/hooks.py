@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,6 +31,12 @@ from torch.utils.hooks import RemovableHandle
 Hook = Callable[..., None]
 
 _MUTE = threading.local()
+_EVERYTHING: weakref.WeakSet[Any] = weakref.WeakSet()  # hook sets recording every module call
+
+
+def recording_everything() -> bool:
+    """Whether a session or a script run of the inspector hooks every module call now."""
+    return bool(_EVERYTHING)
 
 
 class muted:  # lower case: used like a function, `with muted():`
@@ -176,6 +183,8 @@ class HookSet:
         if self._global:
             return
         self._global = True
+        if self._only is None:
+            _EVERYTHING.add(self)
         self._put(torch_module._global_forward_pre_hooks, (), self._global_pre)
         self._put(
             torch_module._global_forward_hooks,
@@ -234,6 +243,7 @@ class HookSet:
         until_done(self._remove_all)
 
     def _remove_all(self) -> None:
+        _EVERYTHING.discard(self)
         entries = self._entries
         while entries:
             table, flags, key = entries[-1]

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -211,3 +212,16 @@ def test_detach_lets_go_of_kept_values() -> None:
     assert session.recorder.values.bytes > 0
     session.detach()
     assert session.recorder.values.bytes == 0 and _hook_count(model) == 0
+
+
+def test_debug_inside_a_session_runs_the_model_there_not_in_a_second_debugger(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    torch.manual_seed(0)
+    model, x = nn.Linear(3, 2), torch.randn(4, 3)
+    expected = model(x)
+    with inspector.attach() as session:  # every module call hooked, as under `run`
+        out = inspector.debug(model, x)
+        assert session.passes == 1  # the open session recorded the call
+    assert torch.equal(out, expected)
+    assert capsys.readouterr().out == ""  # no report of its own
