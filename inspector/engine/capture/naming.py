@@ -14,6 +14,7 @@ import os
 import sys
 import sysconfig
 import weakref
+from pathlib import Path
 from types import CodeType, FrameType
 from typing import Any
 
@@ -25,7 +26,7 @@ from inspector.engine.capture.hooks import opaque_kind
 from inspector.engine.records import SourceLine
 
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
-_INSPECTOR_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_INSPECTOR_DIR = str(Path(__file__).resolve().parents[2]) + os.sep  # the package, inspector/
 _STDLIB_DIR = sysconfig.get_paths()["stdlib"] + os.sep
 
 

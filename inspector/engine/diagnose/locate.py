@@ -32,6 +32,7 @@ _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 _LAYERS_DIR = os.path.join(_TORCH_DIR, "nn", "modules") + os.sep
 _MODULE_PY = os.path.join(_LAYERS_DIR, "module.py")
 _INSPECTOR_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_INSPECTOR_DIR += os.sep  # the package, inspector/ (not a sibling such as inspector_extras/)
 
 
 def user_line(tb: TracebackType | None) -> SourceLine | None:
