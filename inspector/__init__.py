@@ -11,7 +11,6 @@ Only the engine (torch + stdlib) is imported here; rich and Textual load on firs
 from __future__ import annotations
 
 import sys
-import types
 from typing import Any
 
 from inspector.engine import (
@@ -66,26 +65,12 @@ __all__ = [
 ]
 
 
-class _Package(types.ModuleType):
-    """The package's module type. Python binds a submodule as an attribute of its package when
-    it is first imported, so `import inspector.report` (the report layer) would replace the
-    function `inspector.report` with the module: the public function stays."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "report" and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-
 def report(model: Any, *args: Any, **kwargs: Any) -> Trace:
     """Trace `model(*args, **kwargs)` and print the call table and findings to the terminal.
 
     Accepts the keyword arguments of `trace` (loss_fn, target, stats). Returns the Trace.
     """
-    from inspector.report import print_report
+    from inspector.reporting import print_report
 
     return print_report(model, *args, **kwargs)
 

@@ -48,7 +48,7 @@ def _console(ns: argparse.Namespace) -> Any:
 def cmd_report(ns: argparse.Namespace) -> int:
     from inspector.engine import trace
     from inspector.engine.capture.gradients import BackwardRequestError
-    from inspector.report import print_trace
+    from inspector.reporting import print_trace
 
     tgt = load_file(ns.file)
     try:
@@ -61,7 +61,7 @@ def cmd_report(ns: argparse.Namespace) -> int:
     console = _console(ns)
     print_trace(t, console)
     if ns.contributions and t.error is None:
-        from inspector.report import contribution_section
+        from inspector.reporting import contribution_section
 
         if ns.contributions not in dict(tgt.model.named_modules()):
             raise UsageError(
@@ -116,7 +116,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     if not inspector.interactive():
         # No terminal to draw on (stderr redirected, CI): the script runs as it would alone,
         # and each stop and failure is written to stderr as text.
-        from inspector.report import run_headless
+        from inspector.reporting import run_headless
 
         return run_headless(ns.script, ns.args, breakpoints=breakpoints, gradients=ns.backward)
     from inspector.tui.script import run_script

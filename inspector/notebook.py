@@ -43,7 +43,7 @@ The interactive debugger in a browser: python -m inspector serve FILE
 
 
 def _trace(t: Any) -> Iterator[RenderableType]:
-    from inspector.report import report_renderables
+    from inspector.reporting import report_renderables
 
     yield from report_renderables(t)
 

@@ -12,7 +12,7 @@ FORBIDDEN = {
     "inspector": ("rich", "textual"),
     "inspector.engine": ("rich", "textual"),
     "inspector.render": ("textual",),
-    "inspector.report": ("textual",),
+    "inspector.reporting": ("textual",),
 }
 
 

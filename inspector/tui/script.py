@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from inspector.engine.capture.values import ValueStore
 from inspector.engine.control.breakpoints import Breakpoint
 from inspector.engine.control.script import ScriptFinished, ScriptRun
-from inspector.report import warn_unmatched
+from inspector.reporting import warn_unmatched
 from inspector.tui.controller import EventRelay, StepperControl
 from inspector.tui.factory import make_app
 from inspector.tui.terminal import SCRIPT

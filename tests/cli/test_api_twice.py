@@ -15,7 +15,7 @@ SCRIPT = textwrap.dedent(
     from torch import nn
 
     import inspector
-    import inspector.report  # the submodule: importing it must not hide the function
+    import inspector.reporting  # the report layer: importing it must not hide the function
 
     model, x = nn.Linear(4, 2), torch.randn(3, 4)
     broken = nn.Sequential(nn.Linear(4, 8), nn.Linear(7, 2))

@@ -596,7 +596,7 @@ def test_from_json_rejects_a_malformed_document_with_a_reason(text: str, reason:
 def test_an_accepted_document_renders() -> None:
     from rich.console import Console
 
-    from inspector.report import print_trace
+    from inspector.reporting import print_trace
 
     t = inspector.Trace.from_json(json.dumps(_document()))
     out = io.StringIO()

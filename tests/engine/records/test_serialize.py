@@ -136,7 +136,7 @@ def _render(t: inspector.Trace) -> None:
     from rich.console import Console
 
     from inspector.render import CallDetail
-    from inspector.report import print_trace
+    from inspector.reporting import print_trace
 
     for width in (60, 120):
         console = Console(file=io.StringIO(), width=width)
