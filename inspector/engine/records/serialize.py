@@ -26,7 +26,8 @@ from inspector.engine.records.serialize_read import (
 from inspector.engine.records.tensors import Gradient, Stats, Struct, TensorInfo, Units, Value
 
 FORMAT = "torch-inspector-trace"
-VERSION = 1
+VERSION = 2  # 2: every record's fields named; 1: tensors, statistics and lines as arrays
+READS = (1, 2)  # the versions `load` reads
 
 
 class TraceFormatError(ValueError):
@@ -74,13 +75,14 @@ def load(
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise TraceFormatError(f"not a trace file: expected a JSON object with format={FORMAT!r}")
     version = doc.get("version")
-    if type(version) is not int or version != VERSION:
+    if type(version) is not int or version not in READS:
         shown = repr(version) if isinstance(version, (int, float, str)) else type(version).__name__
         raise TraceFormatError(
-            f"unsupported trace version {shown[:40]} (this version reads {VERSION})"
+            f"unsupported trace version {shown[:40]} (this version reads "
+            f"{', '.join(map(str, READS))}; a newer torch-inspector wrote it?)"
         )
     try:
-        reader = RecordReader(len(list_field(doc, "calls")))
+        reader = RecordReader(len(list_field(doc, "calls")), version)
         calls = [reader.call(c, i) for i, c in enumerate(list_field(doc, "calls"))]
         findings = [reader.diagnosis(d) for d in list_field(doc, "findings")]
         err = doc.get("error")
@@ -113,7 +115,14 @@ def load(
 def _value(v: Value) -> Any:
     if isinstance(v, TensorInfo):
         return {
-            "t": [list(v.shape), v.dtype, v.device, v.requires_grad, v.layout, v.contiguous],
+            "tensor": {
+                "shape": list(v.shape),
+                "dtype": v.dtype,
+                "device": v.device,
+                "requires_grad": v.requires_grad,
+                "layout": v.layout,
+                "contiguous": v.contiguous,
+            },
             "producer": v.producer,
             "view_of": v.view_of,
             "stats": _stats(v.stats) if v.stats is not None else None,
@@ -127,20 +136,20 @@ def _value(v: Value) -> Any:
     return v
 
 
-def _stats(s: Stats) -> list[Any]:
-    return [
-        s.numel,
-        _num(s.mean),
-        _num(s.std),
-        _num(s.min),
-        _num(s.max),
-        s.nan,
-        s.inf,
-        s.zero_fraction,
-        list(s.histogram),
-        [_num(s.histogram_range[0]), _num(s.histogram_range[1])],
-        s.sampled,
-    ]
+def _stats(s: Stats) -> dict[str, Any]:
+    return {
+        "numel": s.numel,
+        "mean": _num(s.mean),
+        "std": _num(s.std),
+        "min": _num(s.min),
+        "max": _num(s.max),
+        "nan": s.nan,
+        "inf": s.inf,
+        "zero_fraction": s.zero_fraction,
+        "histogram": list(s.histogram),
+        "histogram_range": [_num(s.histogram_range[0]), _num(s.histogram_range[1])],
+        "sampled": s.sampled,
+    }
 
 
 def _num(x: float) -> Any:
@@ -150,7 +159,7 @@ def _num(x: float) -> Any:
 def _line(line: SourceLine | None) -> Any:
     if line is None:
         return None
-    return [line.file, line.lineno, line.text, line.function]
+    return {"file": line.file, "lineno": line.lineno, "text": line.text, "function": line.function}
 
 
 def _call(c: Call) -> dict[str, Any]:
@@ -186,7 +195,10 @@ def _grad(g: Gradient | None) -> Any:
         return None
     return {
         "outputs": [_stats(s) if s is not None else None for s in g.outputs],
-        "params": [[name, _num(grad), _num(size)] for name, grad, size in g.params],
+        "params": [
+            {"name": name, "grad_norm": _num(grad), "norm": _num(size)}
+            for name, grad, size in g.params
+        ],
         "order": g.order,
     }
 

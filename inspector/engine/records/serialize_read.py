@@ -41,6 +41,33 @@ def _seq(x: Any, what: str, length: int | None = None) -> list[Any]:
     return x
 
 
+def _fields(x: Any, what: str, names: tuple[str, ...], named: bool) -> list[Any]:
+    """A record's fields in the order of `names`: an object with those keys (version 2) or,
+    where `named` is False (version 1), an array of exactly that many items."""
+    if not named:
+        return _seq(x, what, len(names))
+    x = as_object(x, what)
+    return [x[name] for name in names]
+
+
+_STATS = (
+    "numel",
+    "mean",
+    "std",
+    "min",
+    "max",
+    "nan",
+    "inf",
+    "zero_fraction",
+    "histogram",
+    "histogram_range",
+    "sampled",
+)
+_LINE = ("file", "lineno", "text", "function")
+_TENSOR = ("shape", "dtype", "device", "requires_grad", "layout", "contiguous")
+_PARAM_GRAD = ("name", "grad_norm", "norm")
+
+
 def _kind(x: Any) -> str:
     return "null" if x is None else type(x).__name__
 
@@ -98,8 +125,10 @@ def _read_num(x: Any, what: str = "a number") -> float:
         raise ValueError(f"{what} is out of range") from None
 
 
-def _read_stats(s: Any) -> Stats:
-    numel, mean, std, mn, mx, nan, inf, zero, hist, hist_range, sampled = _seq(s, "stats", 11)
+def _read_stats(s: Any, named: bool) -> Stats:
+    numel, mean, std, mn, mx, nan, inf, zero, hist, hist_range, sampled = _fields(
+        s, "stats", _STATS, named
+    )
     numel = _int(numel, "numel")
     nan, inf = _int(nan, "the NaN count", hi=numel), _int(inf, "the Inf count", hi=numel)
     if nan + inf > numel:
@@ -127,10 +156,10 @@ def _bins(hist: Any) -> list[Any]:
     return bins
 
 
-def _read_line(x: Any) -> SourceLine | None:
+def _read_line(x: Any, named: bool) -> SourceLine | None:
     if x is None:
         return None
-    file, lineno, text, function = _seq(x, "a source line", 4)
+    file, lineno, text, function = _fields(x, "a source line", _LINE, named)
     return SourceLine(
         as_text(file, "file"),
         _int(lineno, "lineno"),
@@ -153,17 +182,17 @@ def _read_units(u: Any) -> Units | None:
     )
 
 
-def _read_grad(g: Any) -> Gradient | None:
+def _read_grad(g: Any, named: bool) -> Gradient | None:
     if g is None:
         return None
     g = as_object(g, "call grad")
     params = []
     for item in _seq(g["params"], "grad params"):
-        name, grad, size = _seq(item, "a parameter gradient", 3)
+        name, grad, size = _fields(item, "a parameter gradient", _PARAM_GRAD, named)
         params.append((as_text(name, "a parameter name"), _read_num(grad), _read_num(size)))
     return Gradient(
         outputs=tuple(
-            _read_stats(s) if s is not None else None for s in _seq(g["outputs"], "outputs")
+            _read_stats(s, named) if s is not None else None for s in _seq(g["outputs"], "outputs")
         ),
         params=tuple(params),
         order=_int(g["order"], "grad order", lo=-1),
@@ -172,10 +201,12 @@ def _read_grad(g: Any) -> Gradient | None:
 
 class RecordReader:
     """Reads calls, values and findings of a document with `calls` calls: a call number in
-    any of them (a producer, a diagnosis's call) must name one of those calls."""
+    any of them (a producer, a diagnosis's call) must name one of those calls. `version` is
+    the document's: 1 wrote tensors, statistics and lines as arrays, 2 as named fields."""
 
-    def __init__(self, calls: int) -> None:
+    def __init__(self, calls: int, version: int = 2) -> None:
         self.calls = calls
+        self.named = version >= 2
 
     def call_number(self, x: Any, what: str) -> int | None:
         return _opt_int(x, what, hi=self.calls - 1)
@@ -188,15 +219,18 @@ class RecordReader:
         if depth >= MAX_NESTING:
             raise ValueError(f"values nested more than {MAX_NESTING} deep")
         v = as_object(v, "a value")
-        if "t" in v:
-            shape, dtype, device, requires_grad, layout, contiguous = _seq(v["t"], "a tensor", 6)
+        tag = "tensor" if self.named else "t"
+        if tag in v:
+            shape, dtype, device, requires_grad, layout, contiguous = _fields(
+                v[tag], "a tensor", _TENSOR, self.named
+            )
             stats = v.get("stats")
             return TensorInfo(
                 shape=tuple(_int(d, "a dimension", lo=-1) for d in _seq(shape, "shape")),
                 dtype=as_text(dtype, "dtype"),
                 device=as_text(device, "device"),
                 requires_grad=_bool(requires_grad, "requires_grad"),
-                stats=_read_stats(stats) if stats is not None else None,
+                stats=_read_stats(stats, self.named) if stats is not None else None,
                 layout=as_text(layout, "layout"),
                 contiguous=_bool(contiguous, "contiguous"),
                 producer=self.call_number(v.get("producer"), "producer"),
@@ -238,9 +272,9 @@ class RecordReader:
             module_repr=as_text(c.get("module_repr", ""), "module_repr"),
             params=_int(c.get("params", 0), "params"),
             duration_ms=_read_num(c.get("duration_ms", 0.0), "duration_ms"),
-            call_site=_read_line(c.get("call_site")),
+            call_site=_read_line(c.get("call_site"), self.named),
             units=_read_units(c.get("units")),
-            grad=_read_grad(c.get("grad")),
+            grad=_read_grad(c.get("grad"), self.named),
         )
 
     def diagnosis(self, d: Any) -> Diagnosis:
@@ -266,7 +300,7 @@ class RecordReader:
             summary=text_field(d, "summary"),
             module_type=as_text(d.get("module_type", ""), "module_type"),
             call=self.call_number(d.get("call"), "a finding's call"),
-            line=_read_line(d.get("line")),
+            line=_read_line(d.get("line"), self.named),
             op=op,
             details=tuple(as_text(x, "a detail") for x in _seq(d.get("details", []), "details")),
             fixes=tuple(as_text(x, "a fix") for x in _seq(d.get("fixes", []), "fixes")),

@@ -553,9 +553,15 @@ def _set(path: list[Any], value: Any) -> str:
     ("text", "reason"),
     [
         (_set(["findings", 0], 1), "finding must be an object"),
-        (_set(["calls", 0, "inputs", 0, "stats", 9], []), "histogram_range must have 2"),
+        (
+            _set(["calls", 0, "inputs", 0, "stats", "histogram_range"], []),
+            "histogram_range must have 2",
+        ),
         (json.dumps(_document()).replace('"seq": 0', '"seq": 1e400', 1), "seq must be an int"),
-        (_set(["calls", 0, "inputs", 0, "t", 0, 0], 1e300), "dimension must be an integer"),
+        (
+            _set(["calls", 0, "inputs", 0, "tensor", "shape", 0], 1e300),
+            "dimension must be an integer",
+        ),
         (
             json.dumps(_document()).replace(
                 '"outputs": ',
@@ -574,11 +580,11 @@ def _set(path: list[Any], value: Any) -> str:
         (_set(["calls", 1, "depth"], 1e308), "depth must be an integer"),
         (_set(["calls", 1, "depth"], 10**18), "depth"),
         (_set(["findings", 0, "exception"], 1), "exception must be a string"),
-        (_set(["calls", 0, "inputs", 0, "stats", 5], -1), "NaN count = -1 is out of range"),
+        (_set(["calls", 0, "inputs", 0, "stats", "nan"], -1), "NaN count = -1 is out of range"),
         (_set(["calls", 0, "inputs", 0, "producer"], 99), "producer = 99 is out of range"),
         (_set(["findings", 0, "call"], 7), "call = 7 is out of range"),
         (_set(["calls", 0, "params"], 2.5), "params must be an integer"),
-        (_set(["calls", 0, "inputs", 0, "t", 1], ["float32"]), "dtype must be a string"),
+        (_set(["calls", 0, "inputs", 0, "tensor", "dtype"], ["float32"]), "dtype must be a string"),
         (
             '{"format": "torch-inspector-trace", "version": 1, "calls": [], "findings": [],'
             ' "error": {"type": 1, "message": ""}}',

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -186,3 +187,71 @@ def test_from_json_of_any_mutated_document_renders_or_raises_value_error(
 
 def test_the_unmutated_document_renders() -> None:
     _render(inspector.Trace.from_json(json.dumps(_DOC)))
+
+
+# -- the format's versions -----------------------------------------------------------------
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_every_record_names_its_fields() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    t = inspector.trace(
+        model,
+        torch.randn(2, 4),
+        loss_fn=torch.nn.CrossEntropyLoss(),
+        target=torch.tensor([0, 2]),
+        backward=True,
+    )
+    doc = json.loads(t.to_json())
+    assert doc["version"] == 2
+    tensor = doc["calls"][1]["inputs"][0]
+    assert tensor["tensor"] == {
+        "shape": [2, 4],
+        "dtype": "float32",
+        "device": "cpu",
+        "requires_grad": False,
+        "layout": "strided",
+        "contiguous": True,
+    }
+    stats = tensor["stats"]
+    assert stats["numel"] == 8 and stats["nan"] == 0 and len(stats["histogram_range"]) == 2
+    assert set(stats) == {
+        "numel", "mean", "std", "min", "max", "nan", "inf", "zero_fraction", "histogram",
+        "histogram_range", "sampled",
+    }  # fmt: skip
+    assert doc["calls"][1]["call_site"]["file"].endswith("test_serialize.py")
+    grad = doc["calls"][1]["grad"]
+    assert [p["name"] for p in grad["params"]] == ["weight", "bias"]
+    assert grad["params"][0]["grad_norm"] > 0 and grad["params"][0]["norm"] > 0
+
+
+def test_a_version_1_file_still_loads() -> None:
+    """Files written before fields were named (arrays for tensors, statistics, lines) read
+    back into the same records, and are written again as version 2."""
+    error = inspector.Trace.from_json((DATA / "trace_v1_error.json").read_text())
+    diag = error.diagnosis
+    assert diag is not None and diag.module == "fc"
+    assert diag.line is not None and diag.line.lineno == 12 and diag.line.function == "forward"
+    assert "nn.Linear(64, 3)" in " ".join(diag.fixes)
+    assert error.find("conv").outputs.shape == (2, 4, 4, 4)
+    back = inspector.Trace.from_json(error.to_json())
+    assert back.calls == error.calls and back.findings == error.findings
+
+    grads = inspector.Trace.from_json((DATA / "trace_v1_backward.json").read_text())
+    first = grads.find("0")
+    assert first.grad is not None and [p[0] for p in first.grad.params] == ["weight", "bias"]
+    assert first.inputs[0].stats is not None and first.inputs[0].stats.numel == 8
+    assert json.loads(grads.to_json())["version"] == 2
+
+
+def test_a_version_1_record_in_a_version_2_file_is_refused() -> None:
+    doc = json.loads((DATA / "trace_v1_error.json").read_text())
+    doc["version"] = 2
+    with pytest.raises(TraceFormatError, match="unknown value with keys"):
+        inspector.Trace.from_json(json.dumps(doc))
+
+
+def test_a_newer_version_says_which_versions_are_read() -> None:
+    with pytest.raises(TraceFormatError, match=r"reads 1, 2; a newer torch-inspector"):
+        inspector.Trace.from_json('{"format": "torch-inspector-trace", "version": 3}')
