@@ -40,9 +40,9 @@ def _json_out(destination: str, text: str) -> None:
 
 def _console(ns: argparse.Namespace) -> Any:
     """Where the human-readable output goes: stderr when stdout carries the JSON."""
-    from rich.console import Console
+    from inspector.reporting import text_console
 
-    return Console(stderr=getattr(ns, "json", None) == "-")
+    return text_console(stderr=getattr(ns, "json", None) == "-")
 
 
 def cmd_report(ns: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -14,6 +15,37 @@ from inspector.engine.control.breakpoints import Breakpoint, as_breakpoint, path
 from inspector.engine.control.stepper import Pause
 from inspector.engine.records import Call
 from inspector.render import ContributionBars, DiagnosisPanel, TraceTable, count
+
+PIPED_WIDTH = 120  # columns for output that reaches no terminal (a log, CI), COLUMNS unset
+
+
+def text_console(stderr: bool = False) -> Console:
+    """A console for the text report. Written to a terminal it takes the terminal's width;
+    piped (`| tee log`, `> out.txt`) it takes the width of the terminal the command was
+    started from, or PIPED_WIDTH when there is none, rather than rich's 80. COLUMNS, when
+    set, decides."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None
+    if "COLUMNS" not in os.environ and not _is_terminal(stream):
+        width = _terminal_width() or PIPED_WIDTH
+    return Console(stderr=stderr, width=width)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _terminal_width() -> int | None:
+    for fd in (2, 1, 0):
+        try:
+            if os.isatty(fd):
+                return os.get_terminal_size(fd).columns or None
+        except OSError:
+            continue
+    return None
 
 
 def summary_line(t: Trace) -> Text:
@@ -49,7 +81,7 @@ def report_renderables(t: Trace) -> Iterator[RenderableType]:
 
 
 def print_trace(t: Trace, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or text_console()
     for renderable in report_renderables(t):
         console.print(renderable)
 
@@ -80,7 +112,7 @@ def print_report(
         contributions: a layer path: also print its top-10 units toward the predicted class.
     """
     t = trace(model, *args, **kwargs)
-    console = console or Console()
+    console = console or text_console()
     print_trace(t, console)
     if contributions is not None and t.error is None:
         model_kwargs = {k: v for k, v in kwargs.items() if k not in ("loss_fn", "target", "stats")}
@@ -102,7 +134,7 @@ def run_headless(
     from inspector.engine.control.script import ScriptFinished, ScriptRun
     from inspector.engine.distributed import rank_label, rank_prefixed
 
-    console = console or Console(stderr=True)
+    console = console or text_console(stderr=True)
     rank = rank_label()  # under torchrun every line says which rank wrote it
 
     def on_event(event: Pause | ScriptFinished) -> None:

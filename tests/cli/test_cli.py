@@ -201,3 +201,19 @@ def test_run_warns_at_the_end_about_a_breakpoint_that_matched_no_module() -> Non
     assert result.returncode == 0 and "done" in result.stdout
     assert result.stderr.rstrip().endswith("torch-inspector: breakpoint 'fc9' matched no module")
     assert "'fc2' matched" not in result.stderr
+
+
+def test_piped_output_is_not_wrapped_at_80_columns() -> None:
+    """`report ... | tee log` with no terminal anywhere: 120 columns, the summary on one
+    line, where rich alone would wrap everything at 80."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    result = subprocess.run(
+        [sys.executable, "-m", "inspector", "report", "examples/seed_cnn.py"],
+        capture_output=True, text=True, cwd=ROOT, env={**env, "NO_COLOR": "1"},
+        stdin=subprocess.DEVNULL, timeout=120,
+    )  # fmt: skip
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("SeedCNN · 3 calls") and lines[0].endswith("0 warning(s)")
+    widths = [len(line) for line in lines]
+    assert 80 < max(widths) <= 120
+    assert any("x = x.view(-1, 3 * 3 * 3)" in line for line in lines)
