@@ -21,7 +21,8 @@ import torch
 from torch import nn
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
-from inspector.engine.diagnose.checkpoints_patterns import Entry, explain_shapes
+from inspector.engine.diagnose.checkpoints_common import Entry
+from inspector.engine.diagnose.checkpoints_patterns import explain_shapes
 from inspector.engine.diagnose.checkpoints_report import Cause, Shape, StateDictCheck, q
 
 __all__ = ["check_state_dict", "explain_load_error"]
@@ -53,12 +54,13 @@ def check_state_dict(
     entries = model_entries(model)
     metadata = getattr(state_dict, "_metadata", None)
     ckpt = {str(k): checkpoint_shape(v) for k, v in state_dict.items()}
-    missing = [k for k in entries if k not in ckpt and not _tolerated(entries[k], metadata)]
+    absent = [k for k in entries if k not in ckpt]
+    missing = [k for k in absent if not _tolerated(entries[k], metadata)]
     unexpected = [k for k in ckpt if k not in entries]
     causes: list[Cause] = []
     renamed = ckpt
-    if missing and unexpected:
-        found = find_rename(entries, ckpt, missing, unexpected)
+    if absent and unexpected:
+        found = find_rename(entries, ckpt, absent, unexpected)
         if found is not None:
             cause, renamed = found
             causes.append(cause)

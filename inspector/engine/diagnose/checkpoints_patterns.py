@@ -5,51 +5,37 @@ mismatches left by the ones before it and returns Causes with the fix in numbers
 
 from __future__ import annotations
 
-import inspect
-import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from torch import nn
 
+from inspector.engine.diagnose.checkpoints_common import (
+    Entry,
+    Pair,
+    assign,
+    config_has,
+    differing,
+    hf_config,
+    module_ref,
+    one_dim,
+)
 from inspector.engine.diagnose.checkpoints_config import config_cause
+from inspector.engine.diagnose.checkpoints_positions import position_rule
 from inspector.engine.diagnose.checkpoints_report import (
     Cause,
-    Shape,
     TensorMismatch,
     q,
     shape_text,
 )
 
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One tensor the model expects (internal: it holds the module)."""
-
-    key: str
-    shape: Shape | None  # None: a lazy parameter or extra state (any value loads)
-    module: nn.Module
-    path: str
-    name: str
-    tensor_id: int
-
-
-Pair = tuple[Entry, Shape | None]
 Rule = Callable[[nn.Module, list[Pair]], list[Cause]]
+
 
 HEAD = re.compile(r"classifier|head|fc|score|logits|cls|out|pred|proj_out", re.IGNORECASE)
 NOT_VOCAB = re.compile(r"type|segment|pos|wpe|speaker|lang", re.IGNORECASE)
 CHANNELS = {1: "grayscale", 3: "RGB", 4: "RGBA"}
-
-
-def positional(key: str) -> bool:
-    return any(
-        re.fullmatch(r"wpe|pos|.*position.*|pos_?(embed|emb|enc|ids)\w*", part, re.IGNORECASE)
-        for part in key.split(".")
-    )
 
 
 def explain_shapes(
@@ -62,7 +48,7 @@ def explain_shapes(
     causes: list[Cause] = []
     kinds: dict[str, str] = {}
     rules: list[Rule] = [
-        _not_tensors, _vocabulary, _positions, _classes, _in_channels, _config, _width
+        _not_tensors, _vocabulary, position_rule, _classes, _in_channels, _config, _width
     ]  # fmt: skip
     for rule in rules:
         for cause in rule(model, left):
@@ -75,55 +61,6 @@ def explain_shapes(
         TensorMismatch(e.key, e.shape or (), c, kinds.get(e.key, "shape")) for e, c in pairs
     ]
     return mismatches, causes
-
-
-# -- helpers -----------------------------------------------------------------------------------
-
-
-def _differing(model_shape: Shape | None, ckpt: Shape | None) -> list[int] | None:
-    """The dimensions that differ, None when the ranks differ."""
-    if model_shape is None or ckpt is None or len(model_shape) != len(ckpt):
-        return None
-    return [i for i, (a, b) in enumerate(zip(model_shape, ckpt, strict=True)) if a != b]
-
-
-def module_ref(path: str) -> str:
-    """`model.a.b` for a module path, through get_submodule where a part is not a name."""
-    if not path:
-        return "model"
-    if all(part.isidentifier() for part in path.split(".")):
-        return "model." + path
-    return f"model.get_submodule({q(path)})"
-
-
-def _assign(path: str, expr: str) -> str:
-    parent, _, leaf = path.rpartition(".")
-    if all(part.isidentifier() for part in path.split(".")):
-        return f"{module_ref(path)} = {expr}"
-    return f"setattr({module_ref(parent)}, {q(leaf)}, {expr})"
-
-
-def hf_config(model: nn.Module) -> Any:
-    """The model's Hugging Face config, read from its instance dict (None for others)."""
-    config = model.__dict__.get("config")
-    return config if hasattr(type(config), "to_dict") else None
-
-
-def _config_has(model: nn.Module, names: tuple[str, ...], value: int) -> str | None:
-    config = hf_config(model)
-    if config is None:
-        return None
-    for name in names:
-        found = vars(config).get(name)
-        if name == "num_labels" and isinstance(vars(config).get("id2label"), dict):
-            found = len(vars(config)["id2label"])  # a property of the config, read as stored
-        if found == value:
-            return name
-    return None
-
-
-def _one_dim(pairs: list[Pair], dim: int) -> list[Pair]:
-    return [(e, c) for e, c in pairs if _differing(e.shape, c) == [dim]]
 
 
 # -- rules -------------------------------------------------------------------------------------
@@ -140,14 +77,14 @@ def _not_tensors(model: nn.Module, pairs: list[Pair]) -> list[Cause]:
 
 def _vocabulary(model: nn.Module, pairs: list[Pair]) -> list[Cause]:
     sizes: dict[tuple[int, int], Entry] = {}
-    for e, c in _one_dim(pairs, 0):
+    for e, c in one_dim(pairs, 0):
         table = isinstance(e.module, nn.Embedding) and e.name == "weight"
         if table and e.shape and c and not NOT_VOCAB.search(e.path.rpartition(".")[2]):
             sizes.setdefault((e.shape[0], c[0]), e)
     causes = []
     hf = callable(getattr(type(model), "resize_token_embeddings", None))
     for (rows, saved), embedding in sizes.items():
-        group = [(e, c) for e, c in _one_dim(pairs, 0) if e.shape and e.shape[0] == rows]
+        group = [(e, c) for e, c in one_dim(pairs, 0) if e.shape and e.shape[0] == rows]
         group = [(e, c) for e, c in group if c is not None and c[0] == saved]
         keys = tuple(e.key for e, _ in group)
         tied = [e.key for e, _ in group if e.tensor_id == embedding.tensor_id and e != embedding]
@@ -187,10 +124,10 @@ def _rebuild_vocabulary(group: list[Pair], embedding: Entry, saved: int) -> tupl
         module = e.module
         if isinstance(module, nn.Embedding) and e.name == "weight":
             dim = module.embedding_dim
-            lines.append(_assign(e.path, f"nn.Embedding({saved}, {dim})"))
+            lines.append(assign(e.path, f"nn.Embedding({saved}, {dim})"))
         elif isinstance(module, nn.Linear) and e.name == "weight":
             bias = "" if module.bias is not None else ", bias=False"
-            lines.append(_assign(e.path, f"nn.Linear({module.in_features}, {saved}{bias})"))
+            lines.append(assign(e.path, f"nn.Linear({module.in_features}, {saved}{bias})"))
         elif isinstance(module, nn.Linear) and e.name == "bias":
             continue
         else:
@@ -202,98 +139,18 @@ def _rebuild_vocabulary(group: list[Pair], embedding: Entry, saved: int) -> tupl
     return "\n".join(lines), note
 
 
-def _grid(n: int) -> tuple[int, int] | None:
-    """(extra tokens, side) when n is a few class/distillation tokens plus a square grid."""
-    for extra in (1, 0, 2):
-        side = math.isqrt(max(n - extra, 0))
-        if side >= 2 and side * side == n - extra:
-            return extra, side
-    return None
-
-
-def _positions(model: nn.Module, pairs: list[Pair]) -> list[Cause]:
-    causes = []
-    config = hf_config(model)
-    for e, c in pairs:
-        dims = _differing(e.shape, c)
-        if not positional(e.key) or c is None or e.shape is None or dims is None:
-            continue
-        if len(dims) != 1 or (dims[0] == len(c) - 1 and len(c) > 1 and "ids" not in e.name):
-            continue
-        t, rows, saved = dims[0], e.shape[dims[0]], c[dims[0]]
-        image = config is not None and "patch_size" in vars(config)
-        grids = _grid(rows), _grid(saved)
-        leading = (len(c) == 3 and t == 1 and c[0] == 1) or (len(c) == 2 and t == 0)
-        square = leading and grids[0] and grids[1] and grids[0][0] == grids[1][0]
-        if square and grids[0] and grids[1] and (len(c) == 3 or image or "embed" in e.key):
-            causes.append(_grid_cause(model, e, c, t, grids[0][0], grids[0][1], grids[1][1]))
-            continue
-        text = f"{e.key}: the checkpoint's table has {saved} positions, the model's {rows}"
-        if saved > rows:
-            code = f"sd[{q(e.key)}] = sd[{q(e.key)}].narrow({t}, 0, {rows})"
-            text += f"\nkeep the checkpoint's first {rows}"
-        else:
-            model_part = f"model.state_dict()[{q(e.key)}].narrow({t}, {saved}, {rows - saved})"
-            code = f"sd[{q(e.key)}] = torch.cat([sd[{q(e.key)}], {model_part}], dim={t})"
-            text += f"\nthe checkpoint's {saved} go first, positions {saved}.. keep the model's"
-            text += " values (to be trained)"
-        names = ("max_position_embeddings", "n_positions", "max_seq_len", "max_len")
-        attr = _config_has(model, names, rows)
-        if attr:
-            text += f"; or build the model with config.{attr}={saved}"
-        causes.append(Cause("position table", (e.key,), text, code=code))
-    return causes
-
-
-def _grid_cause(
-    model: nn.Module, e: Entry, c: Shape, t: int, extra: int, side: int, saved: int
-) -> Cause:
-    dim = c[-1]
-    lead = "1, " if len(c) == 3 else ""
-    sl = ":, " if len(c) == 3 else ""
-    k = q(e.key)
-    code = "\n".join(
-        [
-            f"pos = sd[{k}]",
-            f"grid = pos[{sl}{extra}:].reshape(1, {saved}, {saved}, {dim}).permute(0, 3, 1, 2)",
-            f"grid = torch.nn.functional.interpolate(grid.float(), size=({side}, {side}), "
-            'mode="bicubic", align_corners=False).to(pos.dtype)',
-            f"sd[{k}] = torch.cat([pos[{sl}:{extra}], grid.permute(0, 2, 3, 1)"
-            f".reshape({lead}{side * side}, {dim})], dim={t})",
-        ]
-    )
-    tokens = f"{extra} class token{'s' if extra > 1 else ''} and " if extra else ""
-    text = f"{e.key}: the checkpoint's table holds {tokens}a {saved}x{saved} grid, the model's "
-    text += f"a {side}x{side} grid: saved for another image or patch size"
-    config = hf_config(model)
-    patch = vars(config).get("patch_size") if config is not None else None
-    if isinstance(patch, int):
-        text += f" (images of {saved * patch} vs {side * patch} at patch size {patch})"
-    text += f"\ninterpolate the grid from {saved}x{saved} to {side}x{side} (bicubic)"
-    if extra:
-        text += f", keeping the class token{'s' if extra > 1 else ''}"
-    forward = getattr(type(model), "forward", None)
-    if isinstance(patch, int) and forward is not None:
-        try:
-            takes = "interpolate_pos_encoding" in inspect.signature(forward).parameters
-        except (TypeError, ValueError):
-            takes = False
-        if takes:
-            text += f"; or build the model with config.image_size={saved * patch} and call it "
-            text += "with interpolate_pos_encoding=True"
-    return Cause("position table", (e.key,), text, code=code)
-
-
 def _classes(model: nn.Module, pairs: list[Pair]) -> list[Cause]:
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     last = linears[-1] if linears else None
     heads: dict[str, list[Pair]] = defaultdict(list)
-    for e, c in _one_dim(pairs, 0):
+    for e, c in one_dim(pairs, 0):
         named = e.module is last or HEAD.search(e.path.rpartition(".")[2])
         if isinstance(e.module, nn.Linear) and e.name in ("weight", "bias") and named:
             heads[e.path].append((e, c))
     causes = []
     for path, group in heads.items():
+        if not any(e.name == "weight" for e, _ in group):
+            continue  # a bias alone: its weight differs in more than the classes
         module = group[0][0].module
         assert isinstance(module, nn.Linear)
         saved = group[0][1][0] if group[0][1] else 0
@@ -302,7 +159,7 @@ def _classes(model: nn.Module, pairs: list[Pair]) -> list[Cause]:
         text += "checkpoint: a head trained for another task\n"
         text += "drop its keys and load the rest with strict=False; the head stays as "
         text += "initialised, to be trained"
-        attr = _config_has(model, ("num_labels",), module.out_features)
+        attr = config_has(model, ("num_labels",), module.out_features)
         if attr:
             text += f"; or, for the checkpoint's head, build the model with config.{attr}={saved}"
         else:
@@ -315,7 +172,7 @@ def _classes(model: nn.Module, pairs: list[Pair]) -> list[Cause]:
 
 def _in_channels(model: nn.Module, pairs: list[Pair]) -> list[Cause]:
     causes = []
-    for e, c in _one_dim(pairs, 1):
+    for e, c in one_dim(pairs, 1):
         module = e.module
         if not isinstance(module, nn.modules.conv._ConvNd) or e.name != "weight" or c is None:
             continue
@@ -342,7 +199,7 @@ def _in_channels(model: nn.Module, pairs: list[Pair]) -> list[Cause]:
         else:
             code = f"sd[{k}] = sd[{k}][:, :{have}]"
             text += f"\nkeep the checkpoint's first {have} channels"
-        attr = _config_has(model, ("num_channels", "in_channels", "in_chans"), have)
+        attr = config_has(model, ("num_channels", "in_channels", "in_chans"), have)
         text += f"; or build the model with config.{attr}={saved}" if attr else ""
         text += "" if attr else f"; or build {e.path} with in_channels={saved}"
         causes.append(Cause("input channels", (e.key,), text, code=code))
@@ -380,7 +237,7 @@ def _what(e: Entry, dim: int) -> str:
 def _width(model: nn.Module, pairs: list[Pair]) -> list[Cause]:
     groups: dict[str, list[tuple[Pair, list[int]]]] = defaultdict(list)
     for e, c in pairs:
-        dims = _differing(e.shape, c)
+        dims = differing(e.shape, c)
         if dims is None or e.shape is None or c is None:
             groups["rank"].append(((e, c), []))
             continue
