@@ -32,6 +32,7 @@ from inspector.engine.api import check, diagnose, explain
 from inspector.engine.contrib import Contributions, contributions
 from inspector.engine.control.breakpoints import Breakpoint
 from inspector.engine.control.debugger import Debugger
+from inspector.engine.diagnose.checkpoints import check_state_dict
 from inspector.entry import attach, set_trace
 from inspector.terminal import interactive
 
@@ -55,6 +56,7 @@ __all__ = [
     "Units",
     "attach",
     "check",
+    "check_state_dict",
     "contributions",
     "debug",
     "diagnose",

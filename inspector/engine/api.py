@@ -12,6 +12,7 @@ from inspector.engine.capture.describe import Describer
 from inspector.engine.capture.naming import module_line
 from inspector.engine.capture.pass_record import Failure
 from inspector.engine.diagnose import explain_failure
+from inspector.engine.diagnose.checkpoints import explain_load_error
 from inspector.engine.diagnose.locate import module_chain
 from inspector.engine.records import (
     Call,
@@ -45,7 +46,9 @@ class explain:  # lower case: used like a function, `with inspector.explain():`
     exception is not caught and re-raised, only annotated on its way out. Nothing is hooked
     while the block runs (the code inside runs exactly as without it, frames included): the
     failing module calls, their inputs and the failing op are read from the traceback
-    afterwards. Exceptions raised outside any module call pass through untouched.
+    afterwards. A failing `load_state_dict` gets every mismatch between the model and the
+    state dict explained (`check_state_dict`). Other exceptions raised outside any module
+    call pass through untouched.
 
         with inspector.explain():
             model(x)
@@ -65,6 +68,13 @@ class explain:  # lower case: used like a function, `with inspector.explain():`
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         if isinstance(exc, Exception):
+            try:
+                loading = explain_load_error(exc, self._model)
+                if loading is not None:
+                    exc.add_note("torch-inspector:\n" + str(loading))
+                    return False
+            except Exception:  # the explanation is a bonus; the user's exception comes first
+                pass
             try:
                 diag = explain_traceback(exc, self._model)
                 if diag is not None:
