@@ -14,6 +14,7 @@ import dataclasses
 import enum
 import itertools
 import types
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -34,6 +35,9 @@ MAX_DEPTH = 8
 MAX_TEXT = 60
 
 _new_info = positional_builder(TensorInfo)
+_TENSOR = torch.Tensor
+_STRIDED = torch.strided
+_weakref = weakref.ref
 _NO_TORCH_FUNCTION = torch._C.DisableTorchFunction
 _function_mode_on = torch._C._is_torch_function_mode_enabled
 
@@ -166,7 +170,9 @@ class Describer:
             if base_info is not None:
                 view_of = base_info.producer
         try:
-            shape = tuple(map(int, t.shape))
+            # A plain tensor's sizes are ints (tuple() of them: half the time of map(int));
+            # a subclass may hold symbols.
+            shape = tuple(t.shape) if type(t) is _TENSOR else tuple(map(int, t.shape))
         except Exception:  # nested (no sizes, or a ragged symbol) or symbolic sizes
             shape = _odd_shape(t)
         try:
@@ -174,22 +180,36 @@ class Describer:
         except RuntimeError:  # sparse layouts have no strides
             contiguous = False
         layout = t.layout
-        deferred = self.stats and on_device(t)
+        wanted = self.stats
+        deferred = wanted and on_device(t)
         dtype, device = t.dtype, t.device
         info = _new_info(
             shape,
             _DTYPE_NAMES.get(dtype) or dtype_name(dtype),
             _DEVICE_NAMES.get(device) or device_name(device),
             t.requires_grad,
-            compute_stats(t) if self.stats and not deferred else None,
-            "strided" if layout is torch.strided else str(layout).removeprefix("torch."),
+            compute_stats(t) if wanted and not deferred else None,
+            "strided" if layout is _STRIDED else str(layout).removeprefix("torch."),
             contiguous,
             producer,
             view_of,
         )
         if deferred and can_have_stats(t):
             self._defer(t, info)
-        self.registry.remember(t, info)
+        # TensorRegistry.remember, written out
+        try:
+            ref = _weakref(t)
+        except TypeError:
+            return info
+        try:
+            version = t._version
+        except (RuntimeError, AttributeError):  # inference tensors keep no version
+            version = None
+        registry = self.registry
+        entries = registry._entries
+        entries[id(t)] = (ref, version, info)
+        if len(entries) > registry._sweep_at:
+            registry._sweep()
         return info
 
 

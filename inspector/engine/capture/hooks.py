@@ -28,6 +28,10 @@ from torch import nn
 from torch.nn.modules import module as torch_module
 from torch.utils.hooks import RemovableHandle
 
+from inspector.engine.capture.interrupts import DeferredInterrupts
+
+__all__ = ["DeferredInterrupts"]  # it lived here: callers import it from here
+
 Hook = Callable[..., None]
 
 _MUTE = threading.local()
@@ -98,7 +102,23 @@ def is_scripted(module: nn.Module) -> bool:
 
 def is_compiled(module: nn.Module) -> bool:
     """A torch.compile wrapper (OptimizedModule), or a module compiled in place."""
-    return hasattr(module, "_orig_mod") or getattr(module, "_compiled_call_impl", None) is not None
+    if getattr(module, "_compiled_call_impl", None) is not None:
+        return True
+    # `hasattr(module, "_orig_mod")`, without the AttributeError that Module.__getattr__
+    # raises for nearly every module (1.2 us each, twice per module as the hooks go on).
+    stored = module.__dict__
+    if "_orig_mod" in stored:
+        return True
+    if hasattr(type(module), "_orig_mod"):  # a property or a class attribute: ask it
+        return hasattr(module, "_orig_mod")
+    return any(
+        "_orig_mod" in table
+        for table in (
+            stored.get("_parameters", ()),
+            stored.get("_buffers", ()),
+            stored.get("_modules", ()),
+        )
+    )
 
 
 def opaque_kind(module: Any) -> str | None:
@@ -257,7 +277,10 @@ class HookSet:
     def _put(self, table: dict[int, Any], flags: tuple[dict[int, bool], ...], hook: Hook) -> None:
         """Register `hook` in `table`, noted first, its flags set before it (ids from torch's
         own counter, so they never clash with anyone's handles)."""
-        key = RemovableHandle(table).id
+        # torch's own counter, as RemovableHandle(table).id takes it (without building a
+        # handle and its weak reference to the table: 46 per small model's trace)
+        key = RemovableHandle.next_id
+        RemovableHandle.next_id = key + 1
         self._entries.append((table, flags, key))
         for flag in flags:
             flag[key] = True
@@ -284,26 +307,44 @@ class RecursionHeadroom:
     def __init__(self) -> None:
         self._base: int | None = None
         self._set: int | None = None
-        self.entry_frames = 0  # frames of the inspector's own between the caller and the model
+        self._entry_frames = 0
+        # The limit set is the one for a shallow program: a hook with fewer than SHALLOW
+        # calls open has nothing to do (it checks this flag, not a method call, 4x a call).
+        self.steady = False
+
+    @property
+    def entry_frames(self) -> int:
+        """Frames of the inspector's own between the caller and the model."""
+        return self._entry_frames
+
+    @entry_frames.setter
+    def entry_frames(self, count: int) -> None:
+        self._entry_frames = count
+        self.steady = False
 
     def hold(self, levels: int, in_hook: bool) -> None:
         """`levels` module calls are open; `in_hook`: a hook of ours is running."""
-        if levels < self.SHALLOW:
+        shallow = levels < self.SHALLOW
+        if shallow:
             levels, in_hook = self.SHALLOW, True
         if self._base is None:
             self._base = sys.getrecursionlimit()
         # +2: the next call's `inner` frame, our hook's frame and this method's come before
         # the limit can be raised, where the plain call needs one frame (its forward).
-        wanted = self._base + self.entry_frames + levels + 2 + (self.MARGIN if in_hook else 0)
+        wanted = self._base + self._entry_frames + levels + 2 + (self.MARGIN if in_hook else 0)
         if wanted == self._set:
+            self.steady = shallow
             return
+        self.steady = False
         try:
             sys.setrecursionlimit(wanted)
         except RecursionError:  # already deeper than that: keep what there is
             return
         self._set = wanted
+        self.steady = shallow
 
     def restore(self) -> None:
+        self.steady = False
         base, mine = self._base, self._set
         if base is not None and mine is not None and sys.getrecursionlimit() == mine:
             sys.setrecursionlimit(base)
@@ -342,45 +383,3 @@ class TensorHooks:
                 for key in [k for k, v in table.items() if v is hook]:
                     table.pop(key, None)
             placed.pop()
-
-
-class DeferredInterrupts:
-    """Ctrl+C held back while torch runs Python code from C++ (the dry run's fake tensor and
-    torch function modes), where an exception thrown at a random moment aborts the process
-    ("terminate called after throwing an instance of 'python_error'"). The interrupt is
-    raised at the next safe point (`poll()`, called at module calls) or when the block ends.
-
-    Only in the main thread, and only where Python's own handler is installed; elsewhere it
-    changes nothing.
-    """
-
-    def __init__(self) -> None:
-        self.pending = False
-        self._previous: Any = None
-
-    def __enter__(self) -> DeferredInterrupts:
-        import signal
-
-        main = threading.current_thread() is threading.main_thread()
-        if main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._previous = signal.signal(signal.SIGINT, self._hold)
-        return self
-
-    def _hold(self, signum: int, frame: Any) -> None:
-        self.pending = True
-
-    def poll(self) -> None:
-        """Raise the held Ctrl+C now (a safe point: Python code outside any torch mode)."""
-        if self.pending:
-            self.pending = False
-            raise KeyboardInterrupt
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        import signal
-
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
-        if self.pending:  # the user's Ctrl+C wins over whatever else is on its way out
-            self.pending = False
-            raise KeyboardInterrupt

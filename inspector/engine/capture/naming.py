@@ -22,12 +22,14 @@ import torch
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
+from inspector.engine.capture.activity import UNIT_TYPES
 from inspector.engine.capture.hooks import opaque_kind
 from inspector.engine.records import SourceLine
 
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 _INSPECTOR_DIR = str(Path(__file__).resolve().parents[2]) + os.sep  # the package, inspector/
 _STDLIB_DIR = sysconfig.get_paths()["stdlib"] + os.sep
+_UNINITIALIZED = nn.parameter.UninitializedParameter
 
 
 @functools.lru_cache(maxsize=4096)
@@ -82,17 +84,23 @@ def call_site(skip: int = 0) -> SourceLine | None:
     """The user's line that made the module call now being entered (remembered by code
     object and line: a loop makes the same call many times). The search starts at the
     caller's frame, or `skip` frames above it when those are known to be the library's."""
-    frame = user_frame(sys._getframe(1 + skip))
-    if frame is None:
+    return site_of(sys._getframe(1 + skip))
+
+
+def site_of(frame: FrameType) -> SourceLine | None:
+    """The user's line at or above `frame`, remembered as `call_site` does (a hook passes the
+    frame of the module call it is in, which it has at hand)."""
+    found = user_frame(frame)
+    if found is None:
         return None
-    code = frame.f_code
-    key = (id(code), frame.f_lineno)
+    code = found.f_code
+    key = (id(code), found.f_lineno)
     known = _SITES.get(key)
     if known is not None and known[0] is code:
         return known[1]
     if len(_SITES) > 16384:
         _SITES.clear()
-    line = frame_line(frame)
+    line = frame_line(found)
     _SITES[key] = (code, line)
     return line
 
@@ -134,7 +142,9 @@ class ParamCounter:
         for p in module._parameters.values():
             if p is None:
                 continue
-            if isinstance(p, nn.parameter.UninitializedParameter):
+            # a plain Parameter first: isinstance against UninitializedParameter goes
+            # through torch's metaclass check (0.3 us per parameter)
+            if type(p) is not nn.Parameter and isinstance(p, _UNINITIALIZED):
                 complete = False
                 continue
             own.add(id(p))
@@ -151,20 +161,34 @@ class ParamCounter:
 
 
 class ModuleFacts:
-    """What a call record says of its module: a weak reference to it, its line, its parameter
-    count and its type name; worked out once per module per pass (`forget` starts over)."""
+    """What a call record says of its module, worked out once per module per pass (`forget`
+    starts over): a weak reference to it, its line, its parameter count, its type name, its
+    path and whether its units are looked at (an activation).
 
-    def __init__(self) -> None:
-        self._known: dict[int, tuple[weakref.ref[Any], str, int, str]] = {}
+    `known` maps id(module) to those six, for the hooks to read with one lookup (check the
+    weak reference: an id is given again once its object is gone).
+    """
+
+    def __init__(self, names: ModuleNames | None = None) -> None:
+        self.known: dict[int, tuple[weakref.ref[Any], str, int, str, str | None, bool]] = {}
         self._params = ParamCounter()
+        self._names = names
 
     def of(self, key: Any) -> tuple[weakref.ref[Any], str, int, bool, str]:
         """(a weak reference, the line, the parameter count, whether that count is final,
         the type name) of a module or a function; the count is not final while a lazy
         parameter below the module has no shape yet."""
-        known = self._known.get(id(key))
+        known = self.known.get(id(key))
         if known is not None and known[0]() is key:
             return known[0], known[1], known[2], True, known[3]
+        entry, final = self.entry(key, None)
+        return entry[0], entry[1], entry[2], final, entry[3]
+
+    def entry(
+        self, key: Any, parent_path: str | None
+    ) -> tuple[tuple[weakref.ref[Any], str, int, str, str | None, bool], bool]:
+        """The six facts of `key` (its path as a call inside `parent_path`; None for a
+        function, whose caller names it), and whether they are final."""
         if isinstance(key, nn.Module):
             opaque = opaque_kind(key)
             if opaque is None:
@@ -173,29 +197,36 @@ class ModuleFacts:
                 type_name = original_type(key)
                 line = f"{type_name} ({opaque}: its inside is not recorded)"
             params, final = self._params.count(key)
+            names = self._names
+            path = names.path(key, parent_path) if names is not None else None
         else:
-            line, params, final = function_name(key), 0, True
+            line, params, final, path = function_name(key), 0, True, None
             type_name = line
-        ref = _weak(key)
+        entry = (_weak(key), line, params, type_name, path, type(key).__name__ in UNIT_TYPES)
         if final:
-            self._known[id(key)] = (ref, line, params, type_name)
-        return ref, line, params, final, type_name
+            self.known[id(key)] = entry
+        return entry, final
 
     def learn(self, modules: list[nn.Module]) -> None:
         """Describe these modules now (warm, in one loop) rather than at their first call,
         in a hook that runs right after an op has pushed Python's data out of the caches
         (3-5x slower there). A lazy module is described when it runs, once its parameters
-        exist; anything that fails here is tried again then."""
+        exist, and a module without a path yet (named at its first call) then too; anything
+        that fails here is tried again then."""
+        names = self._names
         try:
             for module in modules:
-                if not isinstance(module, LazyModuleMixin):
-                    self.of(module)
+                if isinstance(module, LazyModuleMixin):
+                    continue
+                if names is not None and names.known(module) is None:
+                    continue
+                self.entry(module, None)
         except Exception:
             pass
 
     def forget(self) -> None:
         """A new pass: a module replaced since (or a parameter swapped) is described anew."""
-        self._known.clear()
+        self.known.clear()
         self._params = ParamCounter()
 
 

@@ -20,6 +20,7 @@ class OpenCall:
     substituted: BaseException | None = None  # dry runs: failed, but returned a stand-in
     redescribe: bool = False  # its parameter count was not final when it started (lazy)
     frame: Any = None  # the frame that runs the call: its children run below it
+    unit: bool = False  # an activation module: its units are looked at when it returns
 
 
 def drop_ended(stack: list[OpenCall], frame: Any) -> None:

@@ -68,6 +68,13 @@ class PassRecord:
         self._counts[path] = index + 1
         return index
 
+    def begin(self, path: str) -> tuple[int, int]:
+        """(the seq, the index) of a call of `path` starting now: `add` it next."""
+        counts = self._counts
+        index = counts.get(path, 0)
+        counts[path] = index + 1
+        return len(self.calls), index
+
     def add(self, call: Call, module: weakref.ref[Any]) -> None:
         """A call started; its seq is its position."""
         self.calls.append(call)

@@ -8,8 +8,6 @@ with one warning; the user's forward goes on untouched.
 
 from __future__ import annotations
 
-import dataclasses
-import sys
 import threading
 import time
 import warnings
@@ -17,20 +15,26 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-import torch
 from torch import nn
 
-from inspector.engine.capture.activity import UNIT_TYPES, describe_units
+from inspector.engine.capture.call_records import finish_call, start_call
 from inspector.engine.capture.describe import Describer
 from inspector.engine.capture.events import InspectorWarning, Listener, Stop, stopped
 from inspector.engine.capture.gradients import GradientRecorder
-from inspector.engine.capture.hooks import HookSet, RecursionHeadroom, is_muted, muted, until_done
-from inspector.engine.capture.naming import ModuleFacts, ModuleNames, call_site
-from inspector.engine.capture.open_calls import OpenCall, OpenCalls
-from inspector.engine.capture.pass_record import Failure, PassRecord, ended, new_call
+from inspector.engine.capture.hooks import (
+    _MUTE,
+    HookSet,
+    RecursionHeadroom,
+    is_muted,
+    muted,
+    until_done,
+)
+from inspector.engine.capture.naming import ModuleFacts, ModuleNames
+from inspector.engine.capture.open_calls import OpenCalls
+from inspector.engine.capture.pass_record import Failure, PassRecord
 from inspector.engine.capture.pending import PendingStats
 from inspector.engine.capture.values import ValueStore
-from inspector.engine.records import Call, Struct, Value, exception_text
+from inspector.engine.records import Call
 
 
 class Recorder:
@@ -53,9 +57,10 @@ class Recorder:
         self.failures: list[Failure] = self.record.failures
         self.fault: Exception | None = None
         self.names = ModuleNames()
-        self._facts = ModuleFacts()
+        self._facts = ModuleFacts(self.names)
         self._pending = PendingStats(self.describer)
         self._hooks = HookSet(self.enter, self.exit)
+        self._global_pre_code = self._hooks.global_pre_code
         self._headroom = RecursionHeadroom()
         self._open = OpenCalls()
         # Only calls made in this thread are recorded (a debugger's own model thread); None:
@@ -72,7 +77,7 @@ class Recorder:
         self.values: ValueStore | None = None  # tensor values for heat maps, within a budget
         # Sessions: statistics only while someone looks (the stepper says when); a pause
         # while running free gets its call's statistics from the live values (with_stats).
-        self.stats_when: Callable[[], bool] | None = None
+        self._stats_when: Callable[[], bool] | None = None
         self._stats = stats
         self._live: tuple[int, tuple[Any, ...], dict[str, Any], Any] | None = None
         self.gradients: GradientRecorder | None = None
@@ -149,17 +154,27 @@ class Recorder:
         path: str | None = None,
     ) -> None:
         """A call of `key` (a module, or a function given with its `path`) starts."""
-        if self.fault is not None or self.thread not in (None, _ident()) or is_muted():
+        # The hooks' hot path: every check below is a flag or a dict read where it can be
+        # (bench/README.md, "What a recorded call costs", has the table).
+        if self.fault is not None:
+            return
+        thread = self.thread
+        if thread is not None and thread != _ident():
+            return
+        if _MUTE.__dict__.get("frames") and is_muted():
             return
         if self.poll is not None:
             self.poll()
+        stack = self._open.stack()
+        depth = len(stack)
         headroom = self._headroom
-        depth = self._open.depth()
-        headroom.hold(depth + 1, True)
+        if depth >= _SHALLOW_ENTER or not headroom.steady:
+            headroom.hold(depth + 1, True)
         try:
-            self._stats_now()
+            if self._stats_when is not None:
+                self._stats_now()
             touched = self.describer.touched
-            call = self._start(key, args, kwargs, path)
+            call = start_call(self, key, args, kwargs, path, stack)
             if self.describer.touched != touched:
                 self._pending.note(call.seq)
         except Exception as exc:
@@ -167,18 +182,28 @@ class Recorder:
             return
         if self.listener is not None:
             self._tell(self.listener.call_started, call, (call.seq, args, kwargs, None))
-        headroom.hold(depth + 1, False)
+        if depth >= _SHALLOW_ENTER or not headroom.steady:
+            headroom.hold(depth + 1, False)
 
     def exit(self, key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
         """The call of `key` ends, with `output`, or with the exception now being handled."""
-        if self.fault is not None or self.thread not in (None, _ident()) or is_muted():
+        if self.fault is not None:
             return
-        depth = self._open.depth()
-        self._headroom.hold(depth, True)
+        thread = self.thread
+        if thread is not None and thread != _ident():
+            return
+        if _MUTE.__dict__.get("frames") and is_muted():
+            return
+        stack = self._open.stack()
+        depth = len(stack)
+        headroom = self._headroom
+        if depth >= _SHALLOW or not headroom.steady:
+            headroom.hold(depth, True)
         try:
-            self._stats_now()
+            if self._stats_when is not None:
+                self._stats_now()
             touched = self.describer.touched
-            call = self._finish(key, args, kwargs, output)
+            call = finish_call(self, key, args, kwargs, output, stack)
             if call is not None and self.describer.touched != touched:
                 self._pending.note(call.seq)
         except Exception as exc:
@@ -186,10 +211,21 @@ class Recorder:
             return
         if call is not None and self.listener is not None:
             self._tell(self.listener.call_finished, call, (call.seq, args, kwargs, output))
-        self._headroom.hold(depth - 1 if depth else 0, False)
+        if depth >= _SHALLOW or not headroom.steady:
+            headroom.hold(depth - 1 if depth else 0, False)
+
+    @property
+    def stats_when(self) -> Callable[[], bool] | None:
+        """Sessions: statistics only while this says so (None: always, as `stats` says)."""
+        return self._stats_when
+
+    @stats_when.setter
+    def stats_when(self, policy: Callable[[], bool] | None) -> None:
+        self._stats_when = policy
+        self.describer.stats = self._stats  # until the policy is asked, at the next call
 
     def _stats_now(self) -> None:
-        policy = self.stats_when
+        policy = self._stats_when
         self.describer.stats = self._stats and (policy is None or policy())
 
     def with_stats(self, call: Call) -> Call:
@@ -214,101 +250,6 @@ class Recorder:
             return
         if self.gradients is not None:
             self.gradients.refresh()
-
-    def _start(self, key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], path: str | None):
-        frame: Any = sys._getframe(2)  # above _start and enter: the module's own call frame
-        if frame.f_code is self._hooks.global_pre_code:
-            frame = frame.f_back
-        stack = self._open.below(frame)  # (less what a KeyboardInterrupt ended)
-        record = self.record
-        parent = stack[-1].seq if stack else None
-        if path is None:
-            parent_path = record.calls[parent].path if parent is not None else None
-            path = self.names.path(key, parent_path)
-        if self.per_pass and parent is None and record.seen(path):
-            self.new_pass()
-        index = record.next_index(path)
-        seq = len(record.calls)
-        ref, line, params, final, type_name = self._facts.of(key)
-        describe = self.describer.describe
-        if len(args) == 1 and isinstance(args[0], torch.Tensor):
-            inputs: tuple[Any, ...] = (self.describer.tensor(args[0], None),)
-        else:
-            inputs = tuple([describe(a) for a in args])
-        call = new_call(
-            seq,
-            path,
-            index,
-            type_name,
-            len(stack),
-            parent,
-            inputs,
-            Struct("kwargs", tuple([(k, describe(v)) for k, v in kwargs.items()]))
-            if kwargs
-            else None,
-            None,  # outputs
-            "running",
-            None,  # error
-            line,
-            params,
-            0.0,  # duration_ms
-            call_site(2),  # above _start and enter
-            None,  # units
-            None,  # grad
-        )
-        record.add(call, ref)
-        if self.values is not None and parent is None:
-            self.values.keep(seq, "in", (*args, *kwargs.values()))
-        opened = OpenCall(seq, key, time.perf_counter(), sys.exc_info()[1], self._paused_s)
-        opened.redescribe = not final
-        opened.frame = frame
-        stack.append(opened)
-        return call
-
-    def _finish(
-        self, key: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
-    ) -> Call | None:
-        stack = self._open.stack()
-        # Unwind to the matching entry: a BaseException (KeyboardInterrupt) skips post hooks.
-        while stack and stack[-1].key is not key:
-            stack.pop()
-        if not stack:
-            return None
-        opened = stack.pop()
-        record = self.record
-        call = record.calls[opened.seq]
-        if opened.redescribe:  # a lazy parameter got its shape during the call
-            _, line, params, _, _ = self._facts.of(key)
-            call = dataclasses.replace(call, module_repr=line, params=params)
-        in_flight = sys.exc_info()[1]
-        paused = self._paused_s - opened.paused_before
-        elapsed = (time.perf_counter() - opened.started - paused) * 1e3
-        if output is None and in_flight is not None and in_flight is not opened.exc_before:
-            record.fail(Failure(opened.seq, key, args, kwargs, in_flight))
-            call = ended(call, None, "error", exception_text(in_flight), elapsed)
-        else:
-            describer = self.describer
-            if isinstance(output, torch.Tensor):
-                outputs: Value = describer.tensor(output, opened.seq)
-            else:
-                outputs = describer.describe(output, producer=opened.seq)
-            status, error = "ok", None
-            if opened.substituted is not None:
-                failed = opened.substituted
-                status, error = "error", exception_text(failed)
-            units = None
-            if type(key).__name__ in UNIT_TYPES:  # activations: dead or saturated units
-                with _OWN_OPS():  # a tensor subclass's own code never sees our reads
-                    units = describe_units(key, output, outputs)
-                    if units is None and describer.stats and isinstance(output, torch.Tensor):
-                        self._pending.units(opened.seq, key, output)
-            call = ended(call, outputs, status, error, elapsed, units)
-            if self.gradients is not None:
-                self.gradients.track(opened.seq, key, output)
-            if self.values is not None:
-                self.values.keep(opened.seq, "out", output)
-        record.set(opened.seq, call)
-        return call
 
     def lookup(self, t: Any) -> Any:
         """The TensorInfo already given to live tensor `t` in this pass, or None."""
@@ -391,4 +332,7 @@ class Recorder:
 
 
 _ident = threading.get_ident
-_OWN_OPS = torch._C.DisableTorchFunction
+# A hook with fewer calls open than this leaves the recursion limit as it is (see
+# RecursionHeadroom.SHALLOW; in enter, the call starting counts too).
+_SHALLOW = RecursionHeadroom.SHALLOW
+_SHALLOW_ENTER = _SHALLOW - 1
