@@ -17,11 +17,14 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 from torch import nn
-from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
-from inspector.engine.diagnose.checkpoints_common import Entry
+from inspector.engine.diagnose.checkpoints_common import (
+    Entry,
+    checkpoint_shape,
+    model_entries,
+    same,
+)
 from inspector.engine.diagnose.checkpoints_patterns import explain_shapes
 from inspector.engine.diagnose.checkpoints_report import Cause, Shape, StateDictCheck, q
 
@@ -69,15 +72,16 @@ def check_state_dict(
     pairs = [
         (entries[k], renamed[k])
         for k in entries
-        if k in renamed and not _same(entries[k].shape, renamed[k])
+        if k in renamed and not same(entries[k].shape, renamed[k])
     ]
-    mismatches, shape_causes = explain_shapes(model, entries, pairs)
+    agreed = {k: renamed[k] for k in entries if k in renamed and same(entries[k].shape, renamed[k])}
+    mismatches, shape_causes = explain_shapes(model, agreed, pairs)
     causes += shape_causes
     if after_missing:
         causes.append(_missing_cause(after_missing, set(entries), strict))
     if after_unexpected:
         causes.append(_unexpected_cause(after_unexpected, set(renamed), strict))
-    matched = sum(1 for k in entries if k in ckpt and _same(entries[k].shape, ckpt[k]))
+    matched = sum(1 for k in entries if k in ckpt and same(entries[k].shape, ckpt[k]))
     return StateDictCheck(
         model=type(model).__name__,
         strict=strict,
@@ -118,45 +122,6 @@ def explain_load_error(
 
 
 # -- the two sides ------------------------------------------------------------------------------
-
-
-def model_entries(model: nn.Module) -> dict[str, Entry]:
-    """What load_state_dict expects: every parameter and persistent buffer (and extra state)
-    under each name its module has, in the model's order."""
-    entries: dict[str, Entry] = {}
-    for path, module in model.named_modules(remove_duplicate=False):
-        prefix = path + "." if path else ""
-        local: list[tuple[str, Any]] = [
-            (n, p) for n, p in module._parameters.items() if p is not None
-        ]
-        skip = module._non_persistent_buffers_set
-        local += [(n, b) for n, b in module._buffers.items() if b is not None and n not in skip]
-        for name, tensor in local:
-            lazy = isinstance(tensor, UninitializedParameter | UninitializedBuffer)
-            shape = None if lazy else checkpoint_shape(tensor)
-            entries[prefix + name] = Entry(prefix + name, shape, module, path, name, id(tensor))
-        if type(module).get_extra_state is not nn.Module.get_extra_state:
-            key = prefix + "_extra_state"
-            entries[key] = Entry(key, None, module, path, "_extra_state", 0)
-    return entries
-
-
-def checkpoint_shape(value: Any) -> Shape | None:
-    """The shape of a tensor (a subclass's own code is not called), None for anything else."""
-    if not isinstance(value, torch.Tensor):
-        return None
-    with torch._C.DisableTorchFunctionSubclass():
-        return tuple(int(n) for n in value.shape)
-
-
-def _same(model_shape: Shape | None, ckpt_shape: Shape | None) -> bool:
-    """Whether load_state_dict takes the value: equal shapes, a 1-element vector for a
-    scalar (torch's old format), anything for a lazy parameter or extra state."""
-    if model_shape is None:
-        return True
-    if ckpt_shape is None:
-        return False
-    return model_shape == ckpt_shape or (model_shape == () and len(ckpt_shape) == 1)
 
 
 def _tolerated(entry: Entry, metadata: Any) -> bool:

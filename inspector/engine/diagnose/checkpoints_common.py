@@ -7,7 +7,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
 from inspector.engine.diagnose.checkpoints_report import Shape, q
 
@@ -78,3 +80,42 @@ def config_has(model: nn.Module, names: tuple[str, ...], value: int) -> str | No
 
 def one_dim(pairs: list[Pair], dim: int) -> list[Pair]:
     return [(e, c) for e, c in pairs if differing(e.shape, c) == [dim]]
+
+
+def model_entries(model: nn.Module) -> dict[str, Entry]:
+    """What load_state_dict expects: every parameter and persistent buffer (and extra state)
+    under each name its module has, in the model's order."""
+    entries: dict[str, Entry] = {}
+    for path, module in model.named_modules(remove_duplicate=False):
+        prefix = path + "." if path else ""
+        local: list[tuple[str, Any]] = [
+            (n, p) for n, p in module._parameters.items() if p is not None
+        ]
+        skip = module._non_persistent_buffers_set
+        local += [(n, b) for n, b in module._buffers.items() if b is not None and n not in skip]
+        for name, tensor in local:
+            lazy = isinstance(tensor, UninitializedParameter | UninitializedBuffer)
+            shape = None if lazy else checkpoint_shape(tensor)
+            entries[prefix + name] = Entry(prefix + name, shape, module, path, name, id(tensor))
+        if type(module).get_extra_state is not nn.Module.get_extra_state:
+            key = prefix + "_extra_state"
+            entries[key] = Entry(key, None, module, path, "_extra_state", 0)
+    return entries
+
+
+def checkpoint_shape(value: Any) -> Shape | None:
+    """The shape of a tensor (a subclass's own code is not called), None for anything else."""
+    if not isinstance(value, torch.Tensor):
+        return None
+    with torch._C.DisableTorchFunctionSubclass():
+        return tuple(int(n) for n in value.shape)
+
+
+def same(model_shape: Shape | None, ckpt_shape: Shape | None) -> bool:
+    """Whether load_state_dict takes the value: equal shapes, a 1-element vector for a
+    scalar (torch's old format), anything for a lazy parameter or extra state."""
+    if model_shape is None:
+        return True
+    if ckpt_shape is None:
+        return False
+    return model_shape == ckpt_shape or (model_shape == () and len(ckpt_shape) == 1)

@@ -25,6 +25,7 @@ from inspector.engine.diagnose.checkpoints_config import config_cause
 from inspector.engine.diagnose.checkpoints_positions import position_rule
 from inspector.engine.diagnose.checkpoints_report import (
     Cause,
+    Shape,
     TensorMismatch,
     q,
     shape_text,
@@ -39,16 +40,24 @@ CHANNELS = {1: "grayscale", 3: "RGB", 4: "RGBA"}
 
 
 def explain_shapes(
-    model: nn.Module, entries: dict[str, Entry], pairs: list[Pair]
+    model: nn.Module, agreed: dict[str, Shape | None], pairs: list[Pair]
 ) -> tuple[list[TensorMismatch], list[Cause]]:
     """The mismatched tensors, each with its cause's kind, and the causes (a rebuild from the
-    config first: the other fixes apply to the rebuilt model)."""
-    del entries
+    config first: the other fixes apply to the rebuilt model). `agreed`: the keys whose
+    shapes already match, which a rebuilt model must keep."""
+
+    def from_config(model: nn.Module, left: list[Pair]) -> list[Cause]:
+        config = hf_config(model)
+        if config is None:
+            return []
+        cause = config_cause(model, config, agreed, left)
+        return [cause] if cause is not None else []
+
     left = list(pairs)
     causes: list[Cause] = []
     kinds: dict[str, str] = {}
     rules: list[Rule] = [
-        _not_tensors, _vocabulary, position_rule, _classes, _in_channels, _config, _width
+        _not_tensors, _vocabulary, position_rule, _classes, _in_channels, from_config, _width
     ]  # fmt: skip
     for rule in rules:
         for cause in rule(model, left):
@@ -181,7 +190,9 @@ def _in_channels(model: nn.Module, pairs: list[Pair]) -> list[Cause]:
         have, saved = e.shape[1], c[1]
         kinds = f" ({CHANNELS.get(saved, '?')} vs {CHANNELS.get(have, '?')})"
         kinds = "" if "?" in kinds else kinds
-        text = f"{e.path} takes {have} input channels in the model, {saved} in the checkpoint"
+        plural = "s" if have > 1 else ""
+        text = f"{e.path} takes {have} input channel{plural} in the model, {saved} in the "
+        text += "checkpoint"
         text += kinds
         k = q(e.key)
         rest = ", -1" * (len(c) - 2)
@@ -206,15 +217,6 @@ def _in_channels(model: nn.Module, pairs: list[Pair]) -> list[Cause]:
     return causes
 
 
-def _config(model: nn.Module, pairs: list[Pair]) -> list[Cause]:
-    config = hf_config(model)
-    if config is None:
-        return []
-    shaped = [(e.key, e.shape, c) for e, c in pairs if e.shape is not None and c is not None]
-    cause = config_cause(config, shaped)
-    return [cause] if cause is not None else []
-
-
 WIDTH_NAMES = {
     nn.Linear: ("out_features", "in_features"),
     nn.modules.conv._ConvNd: ("out_channels", "in_channels"),
@@ -228,10 +230,11 @@ WIDTH_NAMES = {
 def _what(e: Entry, dim: int) -> str:
     for kind, names in WIDTH_NAMES.items():
         if isinstance(e.module, kind):
+            where = f"{e.path or '(root)'} ({type(e.module).__name__})"
             if e.name != "weight" or len(names) == 1:
-                return f"{e.path or '(root)'} {names[0]}"
-            return f"{e.path or '(root)'} {names[min(dim, len(names) - 1)]}"
-    return f"{e.key} dim {dim}"
+                return f"{where}: {names[0]}"
+            return f"{where}: {names[min(dim, len(names) - 1)]}"
+    return f"{e.key}: dim {dim}"
 
 
 def _width(model: nn.Module, pairs: list[Pair]) -> list[Cause]:

@@ -49,7 +49,7 @@ def position_rule(model: nn.Module, pairs: list[Pair]) -> list[Cause]:
         text = f"{e.key}: the checkpoint's table has {saved} positions, the model's {rows}"
         if saved > rows:
             code = f"sd[{q(e.key)}] = sd[{q(e.key)}].narrow({t}, 0, {rows})"
-            text += f"\nkeep the checkpoint's first {rows}"
+            text += f"\nkeep the checkpoint's first {rows} positions"
         else:
             model_part = f"model.state_dict()[{q(e.key)}].narrow({t}, {saved}, {rows - saved})"
             code = f"sd[{q(e.key)}] = torch.cat([sd[{q(e.key)}], {model_part}], dim={t})"
