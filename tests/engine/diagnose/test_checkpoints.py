@@ -340,14 +340,52 @@ def test_intermediate_size_changed() -> None:
     apply_fix(model, sd, result)
 
 
+def llama(**changes: Any) -> nn.Module:
+    values: dict[str, Any] = dict(
+        vocab_size=100, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=64,
+    )  # fmt: skip
+    values.update(changes)
+    return T.LlamaForCausalLM(T.LlamaConfig(**values))
+
+
+@pytest.mark.parametrize(
+    "attribute, value", [("num_attention_heads", 8), ("num_key_value_heads", 4)]
+)
+def test_llama_head_counts_are_not_taken_for_a_width(attribute: str, value: int) -> None:
+    # with head_dim fixed, more heads widen the attention projections only: hidden_size=64
+    # would fit q_proj's first dimension but not the embeddings and norms
+    sd = llama(**{attribute: value}).state_dict()
+    model = llama()
+    rng = torch.random.get_rng_state()
+    result = check(model, sd)
+    assert torch.equal(rng, torch.random.get_rng_state())  # the trial build drew nothing
+    assert kinds(result) == ["config"]
+    text = str(result)
+    assert f"config.{attribute}={value} (the model has {value // 2})" in text
+    assert "hidden_size" not in text
+    loaded = apply_fix(model, sd, result)
+    assert getattr(loaded.config, attribute) == value
+
+
+def test_no_config_fix_without_a_config_that_builds_the_shapes() -> None:
+    sd = T.BertModel(bert_config()).state_dict()
+    sd["encoder.layer.0.attention.self.query.weight"] = torch.zeros(32, 33)
+    result = check(T.BertModel(bert_config()), sd)
+    assert kinds(result) == ["shape"]
+    assert "config." not in str(result)
+    assert "query (Linear): in_features 32 in the model, 33 in the checkpoint" in str(result)
+    assert result.fix is None
+
+
 def test_plain_width_names_the_layers() -> None:
     sd = nn.Sequential(nn.Linear(4, 64), nn.ReLU(), nn.Linear(64, 2)).state_dict()
     model = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
     result = check(model, sd)
     assert kinds(result) == ["width"]
     text = str(result)
-    assert "0 out_features 32 in the model, 64 in the checkpoint" in text
-    assert "2 in_features 32 in the model, 64 in the checkpoint" in text
+    assert "0 (Linear): out_features 32 in the model, 64 in the checkpoint" in text
+    assert "2 (Linear): in_features 32 in the model, 64 in the checkpoint" in text
     assert result.fix is None  # the model's definition has to change
 
 
@@ -365,7 +403,8 @@ def test_plain_conv_input_channels(model_channels: int, saved_channels: int) -> 
         (8, saved_channels, 7, 7),
     )
     text = str(result)
-    assert f"conv1 takes {model_channels} input channels in the model, {saved_channels}" in text
+    assert f"conv1 takes {model_channels} input channel" in text
+    assert f"in the model, {saved_channels} in the checkpoint" in text
     loaded = apply_fix(model, sd, result)
     with torch.no_grad():
         nn.functional.conv2d(torch.ones(1, model_channels, 8, 8), loaded.conv1.weight)
