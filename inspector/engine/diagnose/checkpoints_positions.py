@@ -75,9 +75,9 @@ def _grid_cause(
             f"pos = sd[{k}]",
             f"grid = pos[{sl}{extra}:].reshape(1, {saved}, {saved}, {dim}).permute(0, 3, 1, 2)",
             f"grid = torch.nn.functional.interpolate(grid.float(), size=({side}, {side}), "
-            'mode="bicubic", align_corners=False).to(pos.dtype)',
-            f"sd[{k}] = torch.cat([pos[{sl}:{extra}], grid.permute(0, 2, 3, 1)"
-            f".reshape({lead}{side * side}, {dim})], dim={t})",
+            'mode="bicubic")',
+            f"grid = grid.to(pos.dtype).permute(0, 2, 3, 1).reshape({lead}{side * side}, {dim})",
+            f"sd[{k}] = torch.cat([pos[{sl}:{extra}], grid], dim={t})",
         ]
     )
     tokens = f"{extra} class token{'s' if extra > 1 else ''} and " if extra else ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,8 @@ Shape = tuple[int, ...]
 
 # Tensors listed one per line; past this many the rest are counted by cause.
 MAX_LISTED = 12
+# Explanations wrap at this width; code lines never do.
+WIDTH = 96
 
 PRE = (
     '<pre style="white-space:pre;overflow-x:auto;line-height:normal;'
@@ -154,9 +157,12 @@ class StateDictCheck:
                 counted = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
                 out.append(f"  ... and {len(rest)} more ({counted})")
         for cause in self.causes:
-            text = cause.text.splitlines()
-            out.append(f"{cause.kind}: {text[0]}")
-            out += ["  " + line for line in text[1:]]
+            for n, line in enumerate(cause.text.splitlines()):
+                first = f"{cause.kind}: " if n == 0 else "  "
+                out += textwrap.wrap(
+                    line, WIDTH, initial_indent=first, subsequent_indent="    ",
+                    break_long_words=False, break_on_hyphens=False,
+                )  # fmt: skip
         fix = self.fix
         if fix is not None:
             out.append("fix:")
