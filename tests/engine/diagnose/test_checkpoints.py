@@ -128,6 +128,11 @@ def mismatch(result: StateDictCheck, key: str) -> tuple[tuple[int, ...], tuple[i
     return found[key].model_shape, found[key].checkpoint_shape
 
 
+def said(result: StateDictCheck | str) -> str:
+    """The report with its wrapped lines joined: one space between words."""
+    return " ".join(str(result).split())
+
+
 def kinds(result: StateDictCheck) -> list[str]:
     return [c.kind for c in result.causes]
 
@@ -144,7 +149,7 @@ def test_bert_vocabulary_grown_after_the_checkpoint() -> None:
     assert mismatch(result, "bert.embeddings.word_embeddings.weight") == ((103, 32), (100, 32))
     assert mismatch(result, "cls.predictions.decoder.bias") == ((103,), (100,))
     assert kinds(result) == ["vocabulary"]
-    text = str(result)
+    text = said(result)
     assert "the checkpoint has 100 rows, the model 103: 3 token(s) added after" in text
     assert "model.resize_token_embeddings(100)" in text
     loaded = apply_fix(model, sd, result)
@@ -162,7 +167,7 @@ def test_gpt2_checkpoint_with_more_tokens_and_a_tied_head() -> None:
     result = check(model, sd)
     assert mismatch(result, "transformer.wte.weight") == ((100, 32), (104, 32))
     assert mismatch(result, "lm_head.weight") == ((100, 32), (104, 32))
-    text = str(result)
+    text = said(result)
     assert "saved after 4 token(s) were added" in text
     assert "lm_head.weight tied to it" in text
     assert result.fix == "model.resize_token_embeddings(104)\nmodel.load_state_dict(sd)"
@@ -177,7 +182,7 @@ def test_plain_embedding_with_tied_output_layer(model_rows: int, saved_rows: int
     result = check(model, sd)
     assert mismatch(result, "tok.weight") == ((model_rows, 16), (saved_rows, 16))
     assert mismatch(result, "out.weight") == ((model_rows, 16), (saved_rows, 16))
-    assert f"the checkpoint has {saved_rows} rows, the model {model_rows}" in str(result)
+    assert f"the checkpoint has {saved_rows} rows, the model {model_rows}" in said(result)
     loaded = apply_fix(model, sd, result)
     assert loaded.out.weight is loaded.tok.weight
     assert torch.equal(loaded.tok.weight[:50], sd["tok.weight"][:50])
@@ -192,7 +197,7 @@ def test_vit_position_table_from_another_image_size() -> None:
     result = check(model, sd)
     key = "vit.embeddings.position_embeddings"
     assert mismatch(result, key) == ((1, 17, 32), (1, 50, 32))
-    text = str(result)
+    text = said(result)
     assert "1 class token and a 7x7 grid, the model's a 4x4 grid" in text
     assert "images of 56 vs 32 at patch size 8" in text
     assert "config.image_size=56" in text
@@ -208,7 +213,7 @@ def test_bert_position_table_for_a_longer_sequence() -> None:
     result = check(model, sd)
     key = "embeddings.position_embeddings.weight"
     assert mismatch(result, key) == ((64, 32), (128, 32))
-    text = str(result)
+    text = said(result)
     assert "128 positions, the model's 64" in text
     assert "config.max_position_embeddings=128" in text
     loaded = apply_fix(model, sd, result)
@@ -225,7 +230,7 @@ def test_bert_classifier_with_another_number_of_labels() -> None:
     assert mismatch(result, "classifier.weight") == ((2, 32), (5, 32))
     assert mismatch(result, "classifier.bias") == ((2,), (5,))
     assert kinds(result) == ["classes"]
-    text = str(result)
+    text = said(result)
     assert "classifier has 2 classes in the model, 5 in the checkpoint" in text
     assert "config.num_labels=5" in text
     assert '{"classifier.weight", "classifier.bias"}' in result.fix  # type: ignore[operator]
@@ -239,8 +244,8 @@ def test_plain_resnet_fc_for_imagenet_classes() -> None:
     model = SmallResNet(classes=10)
     result = check(model, sd)
     assert mismatch(result, "fc.weight") == ((10, 8), (1000, 8))
-    assert "fc has 10 classes in the model, 1000 in the checkpoint" in str(result)
-    assert "nn.Linear(8, 1000)" in str(result)
+    assert "fc has 10 classes in the model, 1000 in the checkpoint" in said(result)
+    assert "nn.Linear(8, 1000)" in said(result)
     apply_fix(model, sd, result)
 
 
@@ -254,7 +259,7 @@ def test_data_parallel_module_prefix() -> None:
     result = check(model, sd)
     assert kinds(result) == ["prefix"]
     assert len(result.missing) == len(result.unexpected) == len(sd)
-    text = str(result)
+    text = said(result)
     assert 'every key of the checkpoint starts with "module."' in text
     assert "DistributedDataParallel" in text
     assert '{k.removeprefix("module."): v for k, v in sd.items()}' in text
@@ -269,7 +274,7 @@ def test_torch_compile_prefix() -> None:
     model = SmallResNet()
     result = check(model, sd)
     assert kinds(result) == ["prefix"]
-    assert "torch.compile" in str(result)
+    assert "torch.compile" in said(result)
     assert result.fix == (
         'sd = {k.removeprefix("_orig_mod."): v for k, v in sd.items()}\nmodel.load_state_dict(sd)'
     )
@@ -281,7 +286,7 @@ def test_plain_state_dict_into_a_data_parallel_wrapper() -> None:
     model = nn.DataParallel(SmallResNet())
     result = check(model, sd)
     assert kinds(result) == ["prefix"]
-    assert "model.module.load_state_dict(sd)" in str(result)
+    assert "model.module.load_state_dict(sd)" in said(result)
     apply_fix(model, sd, result)
 
 
@@ -290,7 +295,7 @@ def test_prefixed_checkpoint_of_a_larger_model() -> None:
     model = T.BertModel(bert_config(), add_pooling_layer=False)
     result = check(model, sd)
     assert kinds(result) == ["prefix"]
-    text = str(result)
+    text = said(result)
     assert 'start with "bert."' in text
     assert "cls.* (7)" in text
     apply_fix(model, sd, result)
@@ -314,7 +319,7 @@ def test_bert_width_and_heads_changed() -> None:
     result = check(model, sd)
     assert kinds(result) == ["config"]
     assert mismatch(result, "encoder.layer.0.intermediate.dense.weight") == ((37, 32), (37, 64))
-    text = str(result)
+    text = said(result)
     assert "config.hidden_size=64 (the model has 32)" in text
     assert "num_attention_heads" in text and "it would be 4" in text
     loaded = apply_fix(model, sd, result)
@@ -327,7 +332,7 @@ def test_gpt2_fused_attention_width() -> None:
     result = check(model, sd)
     assert mismatch(result, "transformer.h.0.attn.c_attn.weight") == ((32, 96), (64, 192))
     assert kinds(result) == ["config"]
-    assert "config.n_embd=64" in str(result)
+    assert "config.n_embd=64" in said(result)
     apply_fix(model, sd, result)
 
 
@@ -335,7 +340,7 @@ def test_intermediate_size_changed() -> None:
     sd = T.BertModel(bert_config(intermediate_size=48)).state_dict()
     model = T.BertModel(bert_config())
     result = check(model, sd)
-    assert "config.intermediate_size=48 (the model has 37)" in str(result)
+    assert "config.intermediate_size=48 (the model has 37)" in said(result)
     assert len(result.mismatches) == 6  # two layers: weight and bias in, weight out
     apply_fix(model, sd, result)
 
@@ -361,7 +366,7 @@ def test_llama_head_counts_are_not_taken_for_a_width(attribute: str, value: int)
     result = check(model, sd)
     assert torch.equal(rng, torch.random.get_rng_state())  # the trial build drew nothing
     assert kinds(result) == ["config"]
-    text = str(result)
+    text = said(result)
     assert f"config.{attribute}={value} (the model has {value // 2})" in text
     assert "hidden_size" not in text
     loaded = apply_fix(model, sd, result)
@@ -373,8 +378,8 @@ def test_no_config_fix_without_a_config_that_builds_the_shapes() -> None:
     sd["encoder.layer.0.attention.self.query.weight"] = torch.zeros(32, 33)
     result = check(T.BertModel(bert_config()), sd)
     assert kinds(result) == ["shape"]
-    assert "config." not in str(result)
-    assert "query (Linear): in_features 32 in the model, 33 in the checkpoint" in str(result)
+    assert "config." not in said(result)
+    assert "query (Linear): in_features 32 in the model, 33 in the checkpoint" in said(result)
     assert result.fix is None
 
 
@@ -383,7 +388,7 @@ def test_plain_width_names_the_layers() -> None:
     model = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
     result = check(model, sd)
     assert kinds(result) == ["width"]
-    text = str(result)
+    text = said(result)
     assert "0 (Linear): out_features 32 in the model, 64 in the checkpoint" in text
     assert "2 (Linear): in_features 32 in the model, 64 in the checkpoint" in text
     assert result.fix is None  # the model's definition has to change
@@ -402,7 +407,7 @@ def test_plain_conv_input_channels(model_channels: int, saved_channels: int) -> 
         (8, model_channels, 7, 7),
         (8, saved_channels, 7, 7),
     )
-    text = str(result)
+    text = said(result)
     assert f"conv1 takes {model_channels} input channel" in text
     assert f"in the model, {saved_channels} in the checkpoint" in text
     loaded = apply_fix(model, sd, result)
@@ -420,7 +425,7 @@ def test_convnext_grayscale_checkpoint() -> None:
     sd = convnext(1).state_dict()
     model = convnext(3)
     result = check(model, sd)
-    text = str(result)
+    text = said(result)
     assert "3 input channels in the model, 1 in the checkpoint (grayscale vs RGB)" in text
     assert "config.num_channels=1" in text
     apply_fix(model, sd, result)
@@ -436,7 +441,7 @@ def test_unrelated_missing_and_unexpected_keys_are_grouped() -> None:
     result = check(model, sd)
     assert kinds(result) == ["missing", "unexpected"]
     assert len(result.missing) == 6 and len(result.unexpected) == 20
-    text = str(result)
+    text = said(result)
     assert "layers.*.gate.* (6)" in text
     assert "aux.* (20)" in text
     assert "aux.7.weight" not in text
@@ -550,8 +555,8 @@ def test_explain_adds_one_note_to_the_original_error() -> None:
     assert type(error) is type(plain) and str(error) == str(plain)
     assert loads == [1]  # loaded once
     assert len(error.__notes__) == 1
-    note = error.__notes__[0]
-    assert note.startswith("torch-inspector:\nload_state_dict into SmallResNet (strict=True)")
+    note = said(error.__notes__[0])
+    assert note.startswith("torch-inspector: load_state_dict into SmallResNet (strict=True)")
     assert "fc has 10 classes in the model, 1000 in the checkpoint" in note
     frames = []
     tb = error.__traceback__
@@ -617,6 +622,6 @@ def test_explain_on_a_hugging_face_vocabulary() -> None:
         with inspector.explain():
             model.load_state_dict(sd)
 
-    (note,) = _load_error(inside).__notes__
+    (note,) = map(said, _load_error(inside).__notes__)
     assert "the checkpoint has 100 rows, the model 103: 3 token(s) added" in note
     assert "model.resize_token_embeddings(100)" in note
