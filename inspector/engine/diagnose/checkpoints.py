@@ -118,7 +118,8 @@ def explain_load_error(
         return None
     if within is not None and not any(m is module for m in within.modules()):
         return None
-    return check_state_dict(module, state_dict, strict=bool(local.get("strict", True)))
+    result = check_state_dict(module, state_dict, strict=bool(local.get("strict", True)))
+    return None if result.ok else result  # torch failed on something else: a copy, a hook
 
 
 # -- the two sides ------------------------------------------------------------------------------
@@ -227,24 +228,39 @@ def _rename_text(old: str, new: str, moved: int, total: int, resolved: int, miss
     return text + f"renamed, the keys match {match}"
 
 
-def _digits(prefix: str) -> str:
-    return ".".join("*" if part.isdigit() else part for part in prefix.split("."))
+def _under(keys: set[str] | list[str]) -> Counter[str]:
+    """How many of `keys` lie under each prefix ("a.", "a.b.", ...)."""
+    found: Counter[str] = Counter()
+    for key in keys:
+        parts = key.split(".")
+        found.update(".".join(parts[:n]) + "." for n in range(1, len(parts)))
+    return found
 
 
 def _groups(keys: list[str], everything: set[str]) -> str:
     """`keys` by the shortest prefix under which every key of `everything` is one of them
     (numbered layers merged as `*`), with counts, largest first."""
-    chosen = set(keys)
-    counts: Counter[str] = Counter()
+    mine, total = _under(keys), _under(everything)
+    found: list[list[str]] = []
     for key in keys:
         parts = key.split(".")
-        group = key
+        group = parts
         for n in range(1, len(parts)):
-            prefix = ".".join(parts[:n]) + "."
-            if all(k in chosen for k in everything if k.startswith(prefix)):
-                group = prefix + "*"
+            if mine[".".join(parts[:n]) + "."] == total[".".join(parts[:n]) + "."]:
+                group = [*parts[:n], "*"]
                 break
-        counts[_digits(group)] += 1
+        found.append(group)
+    # layer numbers that vary within a pattern become `*`; one that does not stays
+    shapes: dict[tuple[str, ...], list[set[str]]] = {}
+    for group in found:
+        shape = tuple("#" if p.isdigit() else p for p in group)
+        seen = shapes.setdefault(shape, [set() for _ in group])
+        for i, part in enumerate(group):
+            seen[i].add(part)
+    counts: Counter[str] = Counter()
+    for group in found:
+        seen = shapes[tuple("#" if p.isdigit() else p for p in group)]
+        counts[".".join("*" if len(seen[i]) > 1 else p for i, p in enumerate(group))] += 1
     listed = counts.most_common(MAX_GROUPS)
     text = ", ".join(f"{g} ({n})" if n > 1 or g.endswith("*") else g for g, n in listed)
     rest = len(counts) - len(listed)
