@@ -464,6 +464,17 @@ def test_non_strict_allows_keys_but_not_shapes() -> None:
     assert mismatch(shaped, "fc.weight") == ((10, 8), (11, 8))
 
 
+def test_thousands_of_keys_are_grouped_quickly() -> None:
+    model = nn.Sequential(*[nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2)) for _ in range(1500)])
+    sd = {k: v for k, v in model.state_dict().items() if not k.endswith("1.bias")}
+    sd.update({f"extra.{i}.weight": torch.zeros(1) for i in range(3000)})
+    result = check(model, sd)
+    text = said(result)
+    assert "1500 key(s) of the model are not in the checkpoint: *.1.bias (1500)" in text
+    assert "extra.* (3000)" in text
+    assert len(str(result).splitlines()) < 12
+
+
 def test_matching_state_dict_says_so_and_nothing_else() -> None:
     model = gpt2()
     result = check(model, gpt2().state_dict())
@@ -581,6 +592,20 @@ def test_explain_keeps_the_callers_strict() -> None:
 
     note = _load_error(inside).__notes__[0]
     assert "(strict=False)" in note and "unexpected" not in note.split("\n")[1]
+
+
+def test_explain_leaves_a_load_error_of_another_kind_alone() -> None:
+    sd = {k: v.to("meta") for k, v in SmallResNet().state_dict().items()}  # no data to copy
+    model = SmallResNet()
+    assert inspector.check_state_dict(model, sd).ok  # names and shapes agree
+
+    def inside() -> None:
+        with inspector.explain():
+            model.load_state_dict(sd)
+
+    error = _load_error(inside)
+    assert "While copying the parameter named" in str(error)
+    assert not getattr(error, "__notes__", [])
 
 
 def test_explain_for_another_model_leaves_the_error_alone() -> None:
