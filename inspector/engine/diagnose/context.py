@@ -169,9 +169,10 @@ def _via_sibling(sibling: Call, info: TensorInfo) -> str:
     if out.shape == info.shape:
         return f"the output of {name}, through functional ops in forward"
     if out.ndim > 1 and info.ndim > 1 and product(out.shape[1:]) == product(info.shape[1:]):
+        per = product(out.shape[1:])
+        made = f"{dims_product_text(out.shape[1:])} = {per}" if out.ndim > 2 else str(per)
         return (
-            f"the output of {name}, {format_shape(out.shape)} = "
-            f"{dims_product_text(out.shape[1:])} = {product(out.shape[1:])} values per sample, "
+            f"the output of {name}, {format_shape(out.shape)}: {made} values per sample, "
             f"reshaped to {format_shape(info.shape)}"
         )
     return f"the code after {name}, whose output is {format_shape(out.shape)}"

@@ -13,7 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from inspector.engine.diagnose import layers, losses, ops, spatial
+from inspector.engine.diagnose import (
+    checks,
+    config_inputs,
+    embeddings,
+    layers,
+    linear,
+    losses,
+    misaligned,
+    ops,
+    spatial,
+)
 from inspector.engine.diagnose.context import Context, Explanation
 from inspector.engine.diagnose.locate import FailedOp, failing_op, user_line
 from inspector.engine.diagnose.operands import UNKNOWN, stand_in
@@ -27,19 +37,23 @@ Family = Callable[[Context], "Explanation | None"]
 
 FAMILIES: tuple[Family, ...] = (
     ops.explain_dtype_device,
+    misaligned.explain_misaligned_input,
+    config_inputs.explain_sequence_length,
+    config_inputs.explain_pixel_values,
     losses.explain_loss,
-    layers.explain_linear,
+    linear.explain_linear,
     layers.explain_conv,
     spatial.explain_spatial,
     layers.explain_batchnorm,
     layers.explain_layernorm,
-    layers.explain_embedding,
+    embeddings.explain_embedding,
     layers.explain_rnn,
     layers.explain_mha,
     ops.explain_reshape,
     ops.explain_matmul,
     ops.explain_cat,
     ops.explain_broadcast,
+    checks.explain_check,
 )
 
 # Time spent on the last explanation, for the benchmark.

@@ -1,4 +1,5 @@
-"""Families explained from a layer's own attributes: Linear, Conv, norms, Embedding, RNNs, MHA.
+"""Families explained from a layer's own attributes: Conv, norms, RNNs, MHA (Linear in
+linear.py, Embedding in embeddings.py).
 
 Each explainer compares what the module declares (in_features, in_channels, num_features,
 normalized_shape, num_embeddings, input_size, embed_dim) with the live input, and computes
@@ -12,67 +13,12 @@ import math
 import torch
 from torch import nn
 
-from inspector.engine.diagnose.context import (
-    Context,
-    Explanation,
-    dims_product_text,
-    producer_call,
-    product,
-)
+from inspector.engine.diagnose.config_inputs import explain_conv_input, first_layer
+from inspector.engine.diagnose.context import Context, Explanation, producer_call
+from inspector.engine.diagnose.inputs import name_of
+from inspector.engine.diagnose.losses import shape_maker
 from inspector.engine.records import first_tensor
 from inspector.engine.records import format_shape as fmt
-
-
-def explain_linear(ctx: Context) -> Explanation | None:
-    m = ctx.module
-    x = ctx.tensor_arg(0)
-    if not isinstance(m, nn.Linear) or x is None or x.dim() == 0:
-        return None
-    in_f, out_f, name = m.in_features, m.out_features, ctx.call.path or "the model"
-    k = x.shape[-1]
-    if k == in_f:
-        return None
-    shape = tuple(x.shape)
-    info = ctx.input_info(0)
-    ex = Explanation(
-        summary=f"{name} expects {in_f} input features but its input {fmt(shape)} has {k}",
-        code="linear-in-features",
-    )
-    ex.details.append(f"{k} comes from {ctx.origin(info)}")
-    base = producer_call(ctx.trace, info)
-    if x.dim() > 2:
-        per_sample = product(shape[1:])
-        ex.details.append(
-            f"nn.Linear acts on the last dim only ({k}); a {x.dim()}-D input keeps "
-            f"{fmt(shape[:-1])} as batch dims"
-        )
-        if per_sample == in_f:
-            ex.fixes.append(f"flatten first: x = x.flatten(1) gives {fmt((shape[0], in_f))}")
-        else:
-            ex.fixes.append(
-                f"flatten first (x.flatten(1) gives {per_sample} = "
-                f"{dims_product_text(shape[1:])} features per sample) and set "
-                f"{name} = nn.Linear({per_sample}, {out_f})"
-            )
-        return ex
-    per_text = f"{k} features per sample"
-    if base is not None and info is not None and info.view_of is not None:
-        base_out = first_tensor(base.outputs)
-        if base_out is not None and base_out.ndim > 1 and product(base_out.shape[1:]) == k:
-            per_text = (
-                f"after {base.name} the tensor is {fmt(base_out.shape)} = "
-                f"{dims_product_text(base_out.shape[1:])} = {k} features per sample"
-            )
-    ex.fixes.append(f"{name} = nn.Linear({k}, {out_f}): {per_text}")
-    if (
-        base is not None
-        and base.type == "Linear"
-        and info is not None
-        and info.producer is not None
-    ):
-        ex.fixes.append(f"or make {base.name} produce {in_f} features (out_features={in_f})")
-    return ex
-
 
 _CONV_RANK = {nn.Conv1d: 3, nn.Conv2d: 4, nn.Conv3d: 5}
 
@@ -95,6 +41,11 @@ def explain_conv(ctx: Context) -> Explanation | None:
     channels = shape[1]
     if channels == c_in:
         return None  # channels fine: kernel/size problem, explained by the spatial family
+    given = name_of(ctx, x)
+    if given is not None or first_layer(ctx):
+        found = explain_conv_input(ctx, x, given)
+        if found is not None:
+            return found
     ex = Explanation(
         summary=f"{name} expects {c_in} input channels but its input {fmt(tuple(x.shape))} "
         f"has {channels}",
@@ -163,14 +114,64 @@ def explain_batchnorm(ctx: Context) -> Explanation | None:
     channels, nf, name = x.shape[1], m.num_features, ctx.call.path
     if channels == nf:
         return None
+    shape = tuple(x.shape)
     ex = Explanation(
-        summary=f"{name} expects num_features={nf} but its input {fmt(tuple(x.shape))} has "
+        summary=f"{name} expects num_features={nf} but its input {fmt(shape)} has "
         f"{channels} channels (dim 1)",
         code="batchnorm-num-features",
     )
     ex.details.append(f"{channels} channels come from {ctx.origin(ctx.input_info(0))}")
+    if x.dim() >= 3 and shape[-1] == nf and not _channels_first_made(ctx, shape):
+        return _channels_last_norm(ex, name, shape, nf)
     ex.details.append("torch words this as a running_mean size error")
     ex.fixes.append(f"{name} = nn.{type(m).__name__}({channels})")
+    return ex
+
+
+def _channels_first_made(ctx: Context, shape: tuple[int, ...]) -> bool:
+    """The input is a conv's (N, C, ...) output as it came out: its dim 1 is channels."""
+    made = shape_maker(ctx.trace, ctx.input_info(0))
+    out = first_tensor(made.outputs) if made is not None else None
+    return (
+        made is not None
+        and made.type.startswith("Conv")
+        and out is not None
+        and (out.shape == shape)
+    )
+
+
+def _channels_last_norm(ex: Explanation, name: str, shape: tuple[int, ...], nf: int) -> Explanation:
+    """(B, L, C) or (N, H, W, C) into a norm that reads channels from dim 1: move them."""
+    rank = len(shape)
+    ex.code = "batchnorm-channels-last"
+    if rank == 3:
+        b, length, c = shape
+        ex.details.append(
+            f"the input is (batch, length, channels) = {fmt(shape)}: its {nf} features are "
+            "last, but BatchNorm1d reads (N, C, L)"
+        )
+        ex.fixes.append(
+            f"x = {name}(x.transpose(1, 2)).transpose(1, 2): normalizes {fmt((b, c, length))} "
+            f"and gives back {fmt(shape)}"
+        )
+        ex.fixes.append(
+            f"or per token: {name}(x.reshape(-1, {c})).view_as(x) normalizes {b * length} rows "
+            f"of {c}"
+        )
+        return ex
+    order = (0, rank - 1, *range(1, rank - 1))
+    back = (0, *range(2, rank), 1)
+    moved = tuple(shape[i] for i in order)
+    ex.details.append(
+        f"the input looks channels-last {fmt(shape)}: its {nf} channels are last, but the "
+        "norm reads them from dim 1"
+    )
+    ex.fixes.append(
+        f"x.permute{order} gives {fmt(moved)}; permute back with .permute{back} after {name}"
+        if rank > 4 else
+        f"x.permute(0, 3, 1, 2) gives {fmt(moved)} (channels first) before {name}"
+    )  # fmt: skip
+    del back
     return ex
 
 
@@ -203,46 +204,6 @@ def explain_layernorm(ctx: Context) -> Explanation | None:
     else:
         ex.details.append(f"{shape[-1]} comes from {ctx.origin(ctx.input_info(0))}")
         ex.fixes.append(f"{name} = nn.LayerNorm({shape[-1]})")
-    return ex
-
-
-def explain_embedding(ctx: Context) -> Explanation | None:
-    m = ctx.module
-    x = ctx.tensor_arg(0)
-    if not isinstance(m, (nn.Embedding, nn.EmbeddingBag)) or x is None:
-        return None
-    name = ctx.call.path
-    if x.is_floating_point() or x.dtype == torch.bool:
-        dtype = str(x.dtype).removeprefix("torch.")
-        return Explanation(
-            summary=f"{name} needs integer token ids but got {dtype}",
-            details=[
-                f"embedding indices must be int64 (or int32); the input {fmt(tuple(x.shape))}"
-                f" is {dtype}"
-            ],
-            fixes=["convert the ids: tokens = tokens.long()"],
-            code="embedding-dtype",
-        )
-    if x.numel() == 0 or x.device.type == "meta":
-        return None
-    lo, hi = int(x.min()), int(x.max())
-    n = m.num_embeddings
-    if lo >= 0 and hi < n:
-        return None
-    ex = Explanation(
-        summary=f"{name} has num_embeddings={n} (ids 0..{n - 1}) but the input holds id "
-        f"{hi if hi >= n else lo}",
-        code="embedding-index",
-    )
-    if hi >= n:
-        count = int((x >= n).sum())
-        ex.details.append(f"{count} of {x.numel()} ids are >= {n}; the largest is {hi}")
-        ex.fixes.append(
-            f"{name} = nn.Embedding({hi + 1}, {m.embedding_dim}) to cover id {hi}, or use the "
-            "tokenizer's vocabulary size"
-        )
-    if lo < 0:
-        ex.details.append(f"negative ids are invalid (smallest {lo}); padding ids must be >= 0")
     return ex
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from inspector.engine.diagnose.batchfold import explain_batch_change
 from inspector.engine.diagnose.context import (
     Context,
     Explanation,
@@ -151,10 +152,10 @@ def _batch_mismatch(
     if batch is None or out.shape[0] == batch:
         ex.fixes.append(f"give the target the output's batch size ({out.shape[0]})")
         return ex
-    ex.details.append(
-        f"the model's input has a batch of {batch} but its output {out.shape[0]}: a reshape "
-        "inside the model moved features into the batch dim"
-    )
+    ex.details.append(f"the model's input has a batch of {batch} but its output {out.shape[0]}")
+    if explain_batch_change(ctx, ex, batch, out.shape[0]):
+        return ex
+    ex.details.append("a reshape inside the model moved features into the batch dim")
     fold = find_fold(ctx.trace, batch)
     if fold is not None:
         _, before, line = fold

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from inspector.engine.diagnose.context import dims_product_text, product, warning_about
 from inspector.engine.diagnose.losses import find_fold
 from inspector.engine.diagnose.ops import broadcast_mismatch
+from inspector.engine.diagnose.silent_inputs import mask_mismatch
 from inspector.engine.records import Call, Diagnosis, TensorInfo, first_tensor, tensors_in
 from inspector.engine.records import format_shape as fmt
 
@@ -59,6 +60,7 @@ def silent_findings(trace: Trace, modules: Sequence[Any] = ()) -> list[Diagnosis
     found.extend(loss_broadcasts(trace))
     found.extend(sequence_batch_first(trace, modules))
     found.extend(linear_on_feature_map(trace))
+    found.extend(mask_mismatch(trace))
     return found
 
 
