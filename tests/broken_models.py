@@ -42,6 +42,8 @@ class Broken:
     loss_fn: Callable[[], Any] | None = None
     target: Callable[[], torch.Tensor] | None = None
     note: str = ""
+    words: tuple[str, ...] = ()  # phrases the diagnosis must contain (an input's name)
+    absent: tuple[str, ...] = ()  # phrases of a misleading fix that must not appear
 
 
 def _seeded(make: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:

@@ -1,0 +1,322 @@
+"""Planted bugs in Hugging Face models built from small random configs (nothing downloaded).
+
+The models are the library's own; the bug is in what the user feeds them, so each case names
+the input at fault (``words``) and the numbers of its fix. The ``BUG`` marker sits on the line
+that builds the wrong input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from tests.broken_models import Broken
+
+
+def _quiet() -> None:
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+
+
+def _bert(cls_name: str = "BertModel", **over: Any) -> nn.Module:
+    import transformers
+
+    _quiet()
+    config = transformers.BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=16,
+        type_vocab_size=2,
+        **over,
+    )
+    torch.manual_seed(0)
+    return getattr(transformers, cls_name)(config).eval()
+
+
+def _gpt2() -> nn.Module:
+    import transformers
+
+    _quiet()
+    config = transformers.GPT2Config(vocab_size=100, n_embd=32, n_layer=1, n_head=2, n_positions=16)
+    torch.manual_seed(0)
+    return transformers.GPT2LMHeadModel(config).eval()
+
+
+def _vit() -> nn.Module:
+    import transformers
+
+    _quiet()
+    options: dict[str, Any] = {
+        "image_size": 32, "patch_size": 8, "num_channels": 3, "hidden_size": 32,
+        "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
+        "num_labels": 5,
+    }  # fmt: skip
+    config = transformers.ViTConfig(**options)
+    torch.manual_seed(0)
+    return transformers.ViTForImageClassification(config).eval()
+
+
+def _ids(*shape: int, high: int = 100) -> torch.Tensor:
+    torch.manual_seed(3)
+    return torch.randint(0, high, shape)
+
+
+def build_bert_too_long():
+    ids = _ids(2, 20)  # BUG
+    return _bert(), (), {"input_ids": ids}
+
+
+def build_bert_token_type_2():
+    ids = _ids(2, 12)
+    token_type_ids = torch.tensor([[0] * 4 + [1] * 4 + [2] * 4] * 2)  # BUG
+    return _bert(), (), {"input_ids": ids, "token_type_ids": token_type_ids}
+
+
+def build_bert_added_tokens():
+    ids = _ids(2, 12)
+    ids[:, 5] = torch.tensor([100, 102])  # BUG
+    return _bert(), (), {"input_ids": ids}
+
+
+def build_bert_mlm_short_labels():
+    ids = _ids(2, 12)
+    return _bert("BertForMaskedLM"), (), {"input_ids": ids, "labels": ids[:, :-1]}  # BUG
+
+
+def build_bert_cls_labels_batch():
+    ids = _ids(2, 12)
+    labels = torch.tensor([0, 1, 1, 0])  # BUG
+    return _bert("BertForSequenceClassification"), (), {"input_ids": ids, "labels": labels}
+
+
+def build_bert_mask_length():
+    ids = _ids(2, 12)
+    mask = torch.ones(2, 10, dtype=torch.long)  # BUG
+    return _bert(), (), {"input_ids": ids, "attention_mask": mask}
+
+
+def build_bert_mask_batch():
+    ids = _ids(2, 12)
+    mask = torch.ones(4, 12, dtype=torch.long)  # BUG
+    return _bert(), (), {"input_ids": ids, "attention_mask": mask}
+
+
+def build_gpt2_too_long():
+    ids = _ids(2, 20)  # BUG
+    return _gpt2(), (), {"input_ids": ids}
+
+
+def build_gpt2_added_tokens():
+    ids = _ids(2, 8)
+    ids[0, -1] = 104  # BUG
+    return _gpt2(), (), {"input_ids": ids}
+
+
+def build_gpt2_short_labels():
+    ids = _ids(2, 12)
+    return _gpt2(), (), {"input_ids": ids, "labels": ids[:, :10]}  # BUG
+
+
+def build_t5_added_tokens():
+    import transformers
+
+    _quiet()
+    options: dict[str, Any] = {
+        "vocab_size": 100, "d_model": 32, "d_kv": 16, "d_ff": 64, "num_layers": 1,
+        "num_heads": 2, "decoder_start_token_id": 0,
+    }  # fmt: skip
+    config = transformers.T5Config(**options)
+    torch.manual_seed(0)
+    model = transformers.T5ForConditionalGeneration(config).eval()
+    ids = _ids(2, 8)
+    ids[1, 2] = 110  # BUG
+    return model, (), {"input_ids": ids, "labels": _ids(2, 5)}
+
+
+def build_vit_gray():
+    pixels = torch.rand(2, 1, 32, 32)  # BUG
+    return _vit(), (), {"pixel_values": pixels}
+
+
+def build_vit_rgba():
+    pixels = torch.rand(2, 4, 32, 32)  # BUG
+    return _vit(), (), {"pixel_values": pixels}
+
+
+def build_vit_channels_last():
+    pixels = torch.rand(2, 32, 32, 3)  # BUG
+    return _vit(), (), {"pixel_values": pixels}
+
+
+def build_vit_image_size():
+    pixels = torch.rand(2, 3, 64, 64)  # BUG
+    return _vit(), (), {"pixel_values": pixels}
+
+
+def build_whisper_mels():
+    import transformers
+
+    _quiet()
+    config = transformers.WhisperConfig(
+        vocab_size=100, num_mel_bins=80, d_model=32, encoder_layers=1, decoder_layers=1,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
+        decoder_ffn_dim=64, max_source_positions=16, max_target_positions=16, pad_token_id=0,
+        bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.WhisperModel(config).eval()
+    features = torch.randn(2, 128, 32)  # BUG
+    return model, (), {"input_features": features, "decoder_input_ids": torch.tensor([[1, 5]] * 2)}
+
+
+HF: list[Broken] = [
+    Broken(
+        "hf_bert_sequence_too_long",
+        build_bert_too_long,
+        module="embeddings",
+        fix_numbers=("20", "16"),
+        words=("max_position_embeddings", "input_ids"),
+        absent=("vocabulary",),
+        note="20 tokens into a model with 16 positions: truncate to 16",
+    ),
+    Broken(
+        "hf_bert_token_type_2",
+        build_bert_token_type_2,
+        module="embeddings.token_type_embeddings",
+        fix_numbers=("2",),
+        op="embedding",
+        words=("token_type_ids", "type_vocab_size"),
+        absent=("nn.Embedding(3",),
+        note="token_type_ids hold 2 with type_vocab_size=2",
+    ),
+    Broken(
+        "hf_bert_tokens_added_without_resize",
+        build_bert_added_tokens,
+        module="embeddings.word_embeddings",
+        fix_numbers=("103",),
+        op="embedding",
+        words=("resize_token_embeddings", "vocab_size"),
+        absent=("nn.Embedding(",),
+        note="ids 100 and 102 beyond vocab_size=100: model.resize_token_embeddings(103)",
+    ),
+    Broken(
+        "hf_bert_mlm_labels_shorter",
+        build_bert_mlm_short_labels,
+        module="",
+        fix_numbers=("11", "12"),
+        words=("labels", "input_ids"),
+        note="labels (2, 11) for input_ids (2, 12)",
+    ),
+    Broken(
+        "hf_bert_cls_labels_batch",
+        build_bert_cls_labels_batch,
+        module="",
+        fix_numbers=("4", "2"),
+        words=("labels",),
+        note="4 labels for a batch of 2",
+    ),
+    Broken(
+        "hf_bert_attention_mask_length",
+        build_bert_mask_length,
+        module="",
+        fix_numbers=("10", "12"),
+        kind="warning",
+        words=("attention_mask", "input_ids"),
+        note="the mask covers 10 of 12 tokens; the library runs on without a word",
+    ),
+    Broken(
+        "hf_bert_attention_mask_batch",
+        build_bert_mask_batch,
+        module="",
+        fix_numbers=("4", "2"),
+        kind="warning",
+        words=("attention_mask", "input_ids"),
+        note="a mask for 4 sequences with 2 input_ids",
+    ),
+    Broken(
+        "hf_gpt2_sequence_too_long",
+        build_gpt2_too_long,
+        module="transformer.wpe",
+        fix_numbers=("20", "16"),
+        op="embedding",
+        words=("max_position_embeddings", "sequence length"),
+        absent=("vocabulary", "nn.Embedding("),
+        note="position ids 0..19 into 16 positions",
+    ),
+    Broken(
+        "hf_gpt2_tokens_added_without_resize",
+        build_gpt2_added_tokens,
+        module="transformer.wte",
+        fix_numbers=("105",),
+        op="embedding",
+        words=("resize_token_embeddings",),
+        absent=("nn.Embedding(",),
+        note="id 104 with vocab_size=100",
+    ),
+    Broken(
+        "hf_gpt2_labels_shorter",
+        build_gpt2_short_labels,
+        module="",
+        fix_numbers=("10", "12"),
+        words=("labels", "input_ids"),
+        note="labels (2, 10) for input_ids (2, 12)",
+    ),
+    Broken(
+        "hf_t5_tokens_added_without_resize",
+        build_t5_added_tokens,
+        module="encoder.embed_tokens",
+        fix_numbers=("111",),
+        op="embedding",
+        words=("resize_token_embeddings",),
+        absent=("nn.Embedding(",),
+        note="id 110 with vocab_size=100",
+    ),
+    Broken(
+        "hf_vit_grayscale",
+        build_vit_gray,
+        module="vit.embeddings.patch_embeddings",
+        fix_numbers=("3", "1"),
+        words=("num_channels", "pixel_values", "repeat(1, 3, 1, 1)"),
+        note="1-channel pixel_values into num_channels=3",
+    ),
+    Broken(
+        "hf_vit_rgba",
+        build_vit_rgba,
+        module="vit.embeddings.patch_embeddings",
+        fix_numbers=("3", "4"),
+        words=("num_channels", "pixel_values", "[:, :3]"),
+        note="RGBA pixel_values: drop alpha",
+    ),
+    Broken(
+        "hf_vit_channels_last",
+        build_vit_channels_last,
+        module="vit.embeddings.patch_embeddings",
+        fix_numbers=("3",),
+        words=("pixel_values", "permute(0, 3, 1, 2)"),
+        note="(N, H, W, C) pixel_values",
+    ),
+    Broken(
+        "hf_vit_image_size",
+        build_vit_image_size,
+        module="vit.embeddings",
+        fix_numbers=("64", "32"),
+        words=("image_size", "pixel_values"),
+        note="64x64 images into a model configured for 32",
+    ),
+    Broken(
+        "hf_whisper_mel_bins",
+        build_whisper_mels,
+        module="encoder.conv1",
+        fix_numbers=("128", "80"),
+        op="conv1d",
+        words=("num_mel_bins", "input_features"),
+        absent=("Conv1d(128",),
+        note="128-mel features into an 80-mel model (large-v3 features into a base config)",
+    ),
+]

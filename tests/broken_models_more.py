@@ -1,0 +1,876 @@
+"""More broken models: advice that must be the fix a maintainer would give.
+
+The conventions are those of ``tests/broken_models.py`` (one ``BUG`` marker per case, on the
+line that calls the failing module or op). ``words`` must appear in the diagnosis (the name of
+the input at fault, the layer to transpose), ``absent`` must not (the misleading fix: a flatten
+for a per-token head, ``BatchNorm1d(L)`` for a channels-last sequence).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tests.broken_models import Broken
+
+# ---------------------------------------------------------------------------------------------
+# Per-token heads: a Linear on (B, T, D) acts per position
+# ---------------------------------------------------------------------------------------------
+
+
+class LSTMTagger(nn.Module):
+    """The tag head is sized for the embedding width, not the LSTM's hidden size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(50, 24)
+        self.lstm = nn.LSTM(24, 40, batch_first=True)
+        self.head = nn.Linear(24, 9)
+
+    def forward(self, tokens):
+        h, _ = self.lstm(self.emb(tokens))
+        return self.head(h)  # BUG
+
+
+def build_lstm_tagger():
+    torch.manual_seed(0)
+    return LSTMTagger(), (torch.randint(0, 50, (3, 11)),), {}
+
+
+class BiGRUTagger(nn.Module):
+    """A bidirectional GRU doubles the width; the head kept hidden_size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(16, 32, batch_first=True, bidirectional=True)
+        self.out = nn.Linear(32, 5)
+
+    def forward(self, x):
+        h, _ = self.gru(x)
+        return self.out(h)  # BUG
+
+
+def build_bigru_tagger():
+    torch.manual_seed(0)
+    return BiGRUTagger(), (torch.randn(2, 7, 16),), {}
+
+
+class TinyLM(nn.Module):
+    """The language-model head was written for d_model=64, the encoder uses 48."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tok = nn.Embedding(120, 48)
+        layer = nn.TransformerEncoderLayer(48, 4, 96, batch_first=True, dropout=0.0)
+        self.encoder = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+        self.lm_head = nn.Linear(64, 120)
+
+    def forward(self, ids):
+        return self.lm_head(self.encoder(self.tok(ids)))  # BUG
+
+
+def build_tiny_lm():
+    torch.manual_seed(0)
+    return TinyLM(), (torch.randint(0, 120, (2, 10)),), {}
+
+
+class FeedForward(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.up = nn.Linear(d, 4 * d)
+        self.down = nn.Linear(2 * d, d)
+
+    def forward(self, x):
+        return self.down(F.gelu(self.up(x)))  # BUG
+
+
+class FFNBlock(nn.Module):
+    """The down-projection of a transformer MLP assumes a 2x expansion; up makes 4x."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(32)
+        self.mlp = FeedForward(32)
+
+    def forward(self, x):
+        return x + self.mlp(self.norm(x))
+
+
+def build_ffn_block():
+    torch.manual_seed(0)
+    return FFNBlock(), (torch.randn(2, 6, 32),), {}
+
+
+class SeqClassifierNoFlatten(nn.Module):
+    """The classifier reads the whole sequence (T*D inputs) but forward never flattens it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(8, 16)
+        self.fc = nn.Linear(12 * 16, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.proj(x))
+        return self.fc(h)  # BUG
+
+
+def build_seq_no_flatten():
+    torch.manual_seed(0)
+    return SeqClassifierNoFlatten(), (torch.randn(4, 12, 8),), {}
+
+
+class ConvThenTokenLinear(nn.Module):
+    """A Conv1d gives (B, C, L); the per-step Linear needs (B, L, C): the transpose is missing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(10, 32, 3, padding=1)
+        self.proj = nn.Linear(32, 6)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        return self.proj(h)  # BUG
+
+
+def build_conv_then_token_linear():
+    torch.manual_seed(0)
+    return ConvThenTokenLinear(), (torch.randn(2, 10, 25),), {}
+
+
+class PatchEmbedHead(nn.Module):
+    """Patch tokens are (B, N, D); the classifier was sized for the patch pixels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(3, 40, kernel_size=8, stride=8)
+        self.cls = nn.Linear(3 * 8 * 8, 10)
+
+    def forward(self, x):
+        tokens = self.patch(x).flatten(2).transpose(1, 2)
+        return self.cls(tokens).mean(1)  # BUG
+
+
+def build_patch_head():
+    torch.manual_seed(0)
+    return PatchEmbedHead(), (torch.randn(2, 3, 32, 32),), {}
+
+
+# ---------------------------------------------------------------------------------------------
+# BatchNorm on channels-last tensors
+# ---------------------------------------------------------------------------------------------
+
+
+class SeqBatchNorm(nn.Module):
+    """BatchNorm1d(C) after a per-token Linear: the input is (B, L, C), BatchNorm1d reads dim 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(12, 64)
+        self.bn = nn.BatchNorm1d(64)
+
+    def forward(self, x):
+        return self.bn(self.proj(x))  # BUG
+
+
+def build_seq_batchnorm():
+    torch.manual_seed(0)
+    return SeqBatchNorm(), (torch.randn(4, 30, 12),), {}
+
+
+class EmbeddingBatchNorm(nn.Module):
+    """Token embeddings (B, T, D) normalized with BatchNorm1d(D)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(40, 16)
+        self.bn = nn.BatchNorm1d(16)
+
+    def forward(self, ids):
+        return self.bn(self.emb(ids))  # BUG
+
+
+def build_embedding_batchnorm():
+    torch.manual_seed(0)
+    return EmbeddingBatchNorm(), (torch.randint(0, 40, (3, 9)),), {}
+
+
+class ImageBatchNormChannelsLast(nn.Module):
+    """BatchNorm2d on an (N, H, W, C) tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(3)
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x):
+        return self.conv(self.bn(x))  # BUG
+
+
+def build_image_bn_channels_last():
+    torch.manual_seed(0)
+    return ImageBatchNormChannelsLast(), (torch.rand(2, 20, 20, 3),), {}
+
+
+class MLPBatchNormWidth(nn.Module):
+    """BatchNorm1d sized for a hidden width that changed: no dim of the input is 128."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(20, 96)
+        self.bn1 = nn.BatchNorm1d(128)
+
+    def forward(self, x):
+        return self.bn1(self.fc1(x))  # BUG
+
+
+def build_mlp_bn_width():
+    torch.manual_seed(0)
+    return MLPBatchNormWidth(), (torch.randn(8, 20),), {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Embeddings: positions vs tokens
+# ---------------------------------------------------------------------------------------------
+
+
+class LearnedPositions(nn.Module):
+    """A position table of 32 rows indexed by arange(T) with T = 40."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tok = nn.Embedding(100, 16)
+        self.pos = nn.Embedding(32, 16)
+
+    def forward(self, ids):
+        positions = torch.arange(ids.size(1), device=ids.device)
+        return self.tok(ids) + self.pos(positions)  # BUG
+
+
+def build_learned_positions():
+    torch.manual_seed(0)
+    return LearnedPositions(), (torch.randint(0, 100, (2, 40)),), {}
+
+
+class PositionIdsBuffer(nn.Module):
+    """Positions from a registered buffer, expanded per batch; the sequence outgrew the table."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.word = nn.Embedding(64, 8)
+        self.position_embeddings = nn.Embedding(24, 8)
+        self.register_buffer("position_ids", torch.arange(64).unsqueeze(0), persistent=False)
+
+    def forward(self, ids):
+        position_ids: torch.Tensor = self.position_ids  # type: ignore[assignment]
+        pos = position_ids[:, : ids.size(1)].expand(ids.size(0), -1)
+        return self.word(ids) + self.position_embeddings(pos)  # BUG
+
+
+def build_position_ids_buffer():
+    torch.manual_seed(0)
+    return PositionIdsBuffer(), (torch.randint(0, 64, (2, 30)),), {}
+
+
+class TokenIdsTooLarge(nn.Module):
+    """A user model whose vocabulary is smaller than the ids fed to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(30, 8)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, ids):
+        return self.fc(self.embed(ids).mean(1))  # BUG
+
+
+def build_token_ids_too_large():
+    torch.manual_seed(0)
+    ids = torch.randint(0, 30, (2, 6))
+    ids[1, 3] = 34
+    return TokenIdsTooLarge(), (ids,), {}
+
+
+class SegmentEmbedding(nn.Module):
+    """Two segment types; the collate function numbers the third sentence 2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tok = nn.Embedding(50, 8)
+        self.segment = nn.Embedding(2, 8)
+
+    def forward(self, ids, segment_ids):
+        return self.tok(ids) + self.segment(segment_ids)  # BUG
+
+
+def build_segment_embedding():
+    torch.manual_seed(0)
+    ids = torch.randint(0, 50, (2, 9))
+    seg = torch.tensor([[0, 0, 0, 1, 1, 1, 2, 2, 2]] * 2)
+    return SegmentEmbedding(), (ids, seg), {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs that disagree with a configured module: fix the input
+# ---------------------------------------------------------------------------------------------
+
+
+class SmallResNetStem(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 7, stride=2, padding=3)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))  # BUG
+        return self.fc(self.pool(x).flatten(1))
+
+
+def build_rgba_stem():
+    torch.manual_seed(0)
+    return SmallResNetStem(), (torch.rand(2, 4, 32, 32),), {}
+
+
+def build_gray_stem():
+    torch.manual_seed(0)
+    return SmallResNetStem(), (torch.rand(2, 1, 32, 32),), {}
+
+
+def build_channels_last_stem():
+    torch.manual_seed(0)
+    return SmallResNetStem(), (torch.rand(2, 32, 32, 3),), {}
+
+
+class PaddedStem(nn.Module):
+    """Channels-last images padded before the conv: F.pad pads the last two dims (W and C)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x):
+        x = F.pad(x, (1, 1, 1, 1))
+        return self.conv(x)  # BUG
+
+
+def build_padded_channels_last():
+    torch.manual_seed(0)
+    return PaddedStem(), (torch.rand(2, 16, 16, 3),), {}
+
+
+class MelFrontend(nn.Module):
+    """An 80-mel speech encoder fed 128-mel features."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv1d(80, 64, 3, padding=1)
+        self.conv2 = nn.Conv1d(64, 64, 3, stride=2, padding=1)
+
+    def forward(self, mel):
+        h = F.gelu(self.conv1(mel))  # BUG
+        return F.gelu(self.conv2(h)).transpose(1, 2)
+
+
+def build_mel_frontend():
+    torch.manual_seed(0)
+    return MelFrontend(), (torch.randn(2, 128, 50),), {}
+
+
+class ConvToConvInside(nn.Module):
+    """Layers that disagree with each other: rebuild the layer, not the input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 24, 3, padding=1)
+        self.conv2 = nn.Conv2d(32, 48, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv2(torch.relu(self.conv1(x)))  # BUG
+
+
+def build_conv_to_conv_inside():
+    torch.manual_seed(0)
+    return ConvToConvInside(), (torch.randn(2, 3, 16, 16),), {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs named as inputs; the user's own checks
+# ---------------------------------------------------------------------------------------------
+
+
+class MaskedEncoder(nn.Module):
+    """A padding mask built for another sequence length."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(16, 16)
+
+    def forward(self, x, mask):
+        scores = self.proj(x) @ x.transpose(1, 2)
+        scores = scores.masked_fill(mask[:, None, :] == 0, float("-inf"))  # BUG
+        return scores.softmax(-1) @ x
+
+
+def build_masked_encoder():
+    torch.manual_seed(0)
+    return MaskedEncoder(), (torch.randn(2, 10, 16), torch.ones(2, 12)), {}
+
+
+class AssertingBlock(nn.Module):
+    """The user's own assert on the input width."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dim = 64
+        self.fc = nn.Linear(64, 8)
+
+    def forward(self, x):
+        assert x.shape[-1] == self.dim, "bad input width"  # BUG
+        return self.fc(x)
+
+
+def build_asserting_block():
+    torch.manual_seed(0)
+    return AssertingBlock(), (torch.randn(4, 48),), {}
+
+
+class RaisingBlock(nn.Module):
+    """A shape check written as a ValueError."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames = 16
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, audio):
+        if audio.shape[1] != self.frames:
+            raise ValueError("wrong number of frames")  # BUG
+        return self.fc(audio)
+
+
+def build_raising_block():
+    torch.manual_seed(0)
+    return RaisingBlock(), (torch.randn(3, 20),), {}
+
+
+# ---------------------------------------------------------------------------------------------
+# The batch changed upstream
+# ---------------------------------------------------------------------------------------------
+
+
+class TimeFoldedClassifier(nn.Module):
+    """view(-1, D) folds time into the batch before a per-sequence classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(8, 20, batch_first=True)
+        self.fc = nn.Linear(20, 4)
+
+    def forward(self, x):
+        h, _ = self.rnn(x)
+        h = h.reshape(-1, 20)  # BUG
+        return self.fc(h)
+
+
+def build_time_folded():
+    torch.manual_seed(0)
+    return TimeFoldedClassifier(), (torch.randn(5, 7, 8),), {}
+
+
+class LayerFoldedPooler(nn.Module):
+    """Stacking per-layer features and viewing them as (-1, D) puts the layers in the batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(12, 12) for _ in range(3))
+        self.head = nn.Linear(12, 2)
+
+    def forward(self, x):
+        outs = []
+        for layer in self.layers:
+            x = torch.tanh(layer(x))
+            outs.append(x)
+        h = torch.stack(outs, 1).view(-1, 12)  # BUG
+        return self.head(h)
+
+
+def build_layer_folded():
+    torch.manual_seed(0)
+    return LayerFoldedPooler(), (torch.randn(6, 12),), {}
+
+
+class SeqFirstLSTMClassifier(nn.Module):
+    """An LSTM left batch_first=False reads (B, T, D) as T-major; out[-1] is one per step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(10, 20)
+        self.fc = nn.Linear(20, 3)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)  # BUG
+        return self.fc(out[-1])
+
+
+def build_seq_first_lstm():
+    torch.manual_seed(0)
+    return SeqFirstLSTMClassifier(), (torch.randn(4, 9, 10),), {}
+
+
+class PatchDiscriminator(nn.Module):
+    """A conv stack that leaves a 4x4 map; view(-1) gives 16 scores per sample."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 16, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(16, 1, 4, 2, 1),
+        )
+
+    def forward(self, x):
+        return torch.sigmoid(self.net(x)).view(-1)  # BUG
+
+
+def build_patch_discriminator():
+    torch.manual_seed(0)
+    return PatchDiscriminator(), (torch.randn(3, 3, 16, 16),), {}
+
+
+class FlatMLP(nn.Module):
+    """A plain MLP on flattened MNIST whose first layer is sized for 32x32 images."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(32 * 32, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        x = x.view(x.size(0), -1)
+        return self.fc2(torch.relu(self.fc1(x)))  # BUG
+
+
+def build_flat_mlp():
+    torch.manual_seed(0)
+    return FlatMLP(), (torch.randn(4, 1, 28, 28),), {}
+
+
+class ConvNetFC(nn.Module):
+    """The classic MNIST net with the fc sized for one conv too few."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 10, 5)
+        self.conv2 = nn.Conv2d(10, 20, 5)
+        self.fc1 = nn.Linear(20 * 5 * 5, 50)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = x.view(-1, 20 * 4 * 4)
+        return self.fc1(x)  # BUG
+
+
+def build_convnet_fc():
+    torch.manual_seed(0)
+    return ConvNetFC(), (torch.randn(2, 1, 28, 28),), {}
+
+
+def _long_target(*shape: int, high: int) -> torch.Tensor:
+    torch.manual_seed(1)
+    return torch.randint(0, high, shape)
+
+
+MORE: list[Broken] = [
+    # per-token heads
+    Broken(
+        "lstm_tagger_head_width",
+        build_lstm_tagger,
+        module="head",
+        fix_numbers=("40", "9"),
+        op="linear",
+        absent=("flatten", "440"),
+        note="the head of a tagger reads each step's 40 LSTM features: nn.Linear(40, 9)",
+    ),
+    Broken(
+        "bigru_tagger_doubled_width",
+        build_bigru_tagger,
+        module="out",
+        fix_numbers=("64", "5"),
+        op="linear",
+        absent=("flatten", "448"),
+        note="bidirectional doubles the width: 2*32 = 64 features per step",
+    ),
+    Broken(
+        "tiny_lm_head_d_model",
+        build_tiny_lm,
+        module="lm_head",
+        fix_numbers=("48", "120"),
+        op="linear",
+        absent=("flatten", "480"),
+        note="per-token LM head: nn.Linear(48, 120), keep the 10 positions",
+    ),
+    Broken(
+        "ffn_down_projection",
+        build_ffn_block,
+        module="mlp.down",
+        fix_numbers=("128", "32"),
+        op="linear",
+        absent=("flatten",),
+        note="up makes 4*32 = 128 features per token; down expects 64",
+    ),
+    Broken(
+        "sequence_classifier_forgot_flatten",
+        build_seq_no_flatten,
+        module="fc",
+        fix_numbers=("192", "12", "16"),
+        op="linear",
+        words=("flatten",),
+        note="fc is sized for T*D = 12*16 = 192: the user meant to flatten",
+    ),
+    Broken(
+        "conv1d_output_into_token_linear",
+        build_conv_then_token_linear,
+        module="proj",
+        fix_numbers=("25", "32"),
+        op="linear",
+        words=("transpose(1, 2)",),
+        absent=("flatten",),
+        note="(B, C=32, L=25) into Linear(32): move the channels last",
+    ),
+    Broken(
+        "patch_tokens_into_pixel_sized_head",
+        build_patch_head,
+        module="cls",
+        fix_numbers=("40", "10"),
+        op="linear",
+        absent=("flatten",),
+        note="patch tokens have 40 features each; the head was sized for 3*8*8 pixels",
+    ),
+    # batchnorm channels last
+    Broken(
+        "batchnorm1d_on_tokens",
+        build_seq_batchnorm,
+        module="bn",
+        fix_numbers=("64", "30"),
+        op="batch_norm",
+        words=("transpose(1, 2)",),
+        absent=("BatchNorm1d(30)",),
+        note="(B, L=30, C=64) into BatchNorm1d(64): transpose to (B, C, L) and back",
+    ),
+    Broken(
+        "batchnorm1d_on_embeddings",
+        build_embedding_batchnorm,
+        module="bn",
+        fix_numbers=("16", "9"),
+        op="batch_norm",
+        words=("transpose(1, 2)",),
+        absent=("BatchNorm1d(9)",),
+        note="embeddings are (B, T, D): BatchNorm1d(D) wants (B, D, T)",
+    ),
+    Broken(
+        "batchnorm2d_channels_last",
+        build_image_bn_channels_last,
+        module="bn",
+        fix_numbers=("3",),
+        op="batch_norm",
+        words=("permute(0, 3, 1, 2)",),
+        absent=("BatchNorm2d(20)",),
+        note="(N, H, W, C) images: permute before the norm",
+    ),
+    Broken(
+        "batchnorm1d_width_changed",
+        build_mlp_bn_width,
+        module="bn1",
+        fix_numbers=("96",),
+        op="batch_norm",
+        note="no dim of (8, 96) is 128: the norm is sized for another width",
+    ),
+    # embeddings
+    Broken(
+        "position_table_too_small",
+        build_learned_positions,
+        module="pos",
+        fix_numbers=("40", "32"),
+        op="embedding",
+        words=("sequence length", "positions"),
+        absent=("vocabulary",),
+        note="arange(40) into a 32-row position table",
+    ),
+    Broken(
+        "position_ids_buffer_too_small",
+        build_position_ids_buffer,
+        module="position_embeddings",
+        fix_numbers=("30", "24"),
+        op="embedding",
+        words=("sequence length", "positions"),
+        absent=("vocabulary",),
+        note="position_ids[:, :30] into a 24-row table",
+    ),
+    Broken(
+        "token_id_beyond_vocabulary",
+        build_token_ids_too_large,
+        module="embed",
+        fix_numbers=("34", "30"),
+        op="embedding",
+        words=("vocabulary",),
+        absent=("sequence length",),
+        note="token ids are user input: id 34 with a 30-word vocabulary",
+    ),
+    Broken(
+        "segment_id_out_of_range",
+        build_segment_embedding,
+        module="segment",
+        fix_numbers=("2",),
+        op="embedding",
+        words=("segment_ids",),
+        note="segment ids hold 2 with two segment types: the input is wrong",
+    ),
+    # inputs vs configured modules
+    Broken(
+        "rgba_images_into_rgb_stem",
+        build_rgba_stem,
+        module="conv1",
+        fix_numbers=("3", "4"),
+        op="conv2d",
+        words=("x[:, :3]",),
+        absent=("Conv2d(4",),
+        note="drop the alpha channel, keep the 3-channel stem",
+    ),
+    Broken(
+        "grayscale_into_rgb_stem",
+        build_gray_stem,
+        module="conv1",
+        fix_numbers=("3",),
+        op="conv2d",
+        words=("repeat(1, 3, 1, 1)",),
+        absent=("Conv2d(1,",),
+        note="repeat the gray channel rather than rebuild the stem",
+    ),
+    Broken(
+        "channels_last_into_stem",
+        build_channels_last_stem,
+        module="conv1",
+        fix_numbers=("3",),
+        op="conv2d",
+        words=("permute(0, 3, 1, 2)",),
+        absent=("Conv2d(32",),
+        note="(N, H, W, C) images",
+    ),
+    Broken(
+        "channels_last_padded_first",
+        build_padded_channels_last,
+        module="conv",
+        fix_numbers=("3",),
+        op="conv2d",
+        words=("permute(0, 3, 1, 2)",),
+        absent=("Conv2d(18",),
+        note="F.pad on (N, H, W, C) pads W and C: permute before padding",
+    ),
+    Broken(
+        "mel_bins_mismatch",
+        build_mel_frontend,
+        module="conv1",
+        fix_numbers=("80", "128"),
+        op="conv1d",
+        words=("input",),
+        absent=("Conv1d(128",),
+        note="the features have 128 mel bins; the frontend was trained on 80",
+    ),
+    Broken(
+        "conv_to_conv_channels_inside",
+        build_conv_to_conv_inside,
+        module="conv2",
+        fix_numbers=("24", "32"),
+        op="conv2d",
+        words=("conv1",),
+        note="two layers disagree: rebuild one of them",
+    ),
+    # inputs named; own checks
+    Broken(
+        "padding_mask_wrong_length",
+        build_masked_encoder,
+        module="",
+        fix_numbers=("12", "10"),
+        op="masked_fill",
+        words=("mask",),
+        note="mask (2, 12) for a sequence of 10",
+    ),
+    Broken(
+        "users_assert_on_width",
+        build_asserting_block,
+        module="",
+        fix_numbers=("48", "64"),
+        words=("x",),
+        note="the user's assert: x is (4, 48), the check wants 64",
+    ),
+    Broken(
+        "users_value_error_on_frames",
+        build_raising_block,
+        module="",
+        fix_numbers=("20", "16"),
+        words=("audio",),
+        note="the user's ValueError: audio (3, 20), self.frames is 16",
+    ),
+    # batch changed upstream
+    Broken(
+        "time_folded_into_batch",
+        build_time_folded,
+        module="loss_fn",
+        fix_numbers=("35", "5", "7"),
+        op="cross_entropy",
+        loss_fn=nn.CrossEntropyLoss,
+        target=lambda: _long_target(5, high=4),
+        words=("time",),
+        note="reshape(-1, 20) on (5, 7, 20) gives 35 rows: 7 steps folded into the batch",
+    ),
+    Broken(
+        "layers_folded_into_batch",
+        build_layer_folded,
+        module="loss_fn",
+        fix_numbers=("18", "6", "3"),
+        op="cross_entropy",
+        loss_fn=nn.CrossEntropyLoss,
+        target=lambda: _long_target(6, high=2),
+        note="stack of 3 layers viewed as (-1, 12): 6*3 = 18 rows",
+    ),
+    Broken(
+        "lstm_reads_batch_as_time",
+        build_seq_first_lstm,
+        module="loss_fn",
+        fix_numbers=("9", "4"),
+        op="cross_entropy",
+        loss_fn=nn.CrossEntropyLoss,
+        target=lambda: _long_target(4, high=3),
+        words=("batch_first",),
+        note="batch_first=False: out[-1] is the last batch element's 9 steps",
+    ),
+    Broken(
+        "patch_scores_per_sample",
+        build_patch_discriminator,
+        module="loss_fn",
+        fix_numbers=("48", "3", "16"),
+        op="binary_cross_entropy",
+        loss_fn=nn.BCELoss,
+        target=lambda: torch.ones(3),
+        note="(3, 1, 4, 4) scores viewed as 48: 16 per sample, one expected",
+    ),
+    Broken(
+        "flat_mlp_sized_for_32px",
+        build_flat_mlp,
+        module="fc1",
+        fix_numbers=("784", "128"),
+        op="linear",
+        note="784 = 1*28*28 features, fc1 sized for 32*32",
+    ),
+    Broken(
+        "mnist_fc_sized_for_5x5",
+        build_convnet_fc,
+        module="fc1",
+        fix_numbers=("320",),
+        op="linear",
+        note="the view gives 320 = 20*4*4 per sample; fc1 expects 500",
+    ),
+]
