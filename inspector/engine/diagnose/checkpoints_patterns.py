@@ -34,8 +34,13 @@ from inspector.engine.diagnose.checkpoints_report import (
 Rule = Callable[[nn.Module, list[Pair]], list[Cause]]
 
 
-HEAD = re.compile(r"classifier|head|fc|score|logits|cls|out|pred|proj_out", re.IGNORECASE)
-NOT_VOCAB = re.compile(r"type|segment|pos|wpe|speaker|lang", re.IGNORECASE)
+# A classifier's own name (the whole last part of its path), or the model's last Linear.
+HEAD = re.compile(
+    r"classifier|heads?|fc|score|logits|lm_head|cls|out|output|out_proj|classification_head|"
+    r"predictor|last_linear|last_layer|final|final_layer",
+    re.IGNORECASE,
+)
+NOT_VOCAB = re.compile(r"type|segment|pos|wpe|speaker|lang|relative|bias|bucket", re.IGNORECASE)
 CHANNELS = {1: "grayscale", 3: "RGB", 4: "RGBA"}
 
 
@@ -153,7 +158,7 @@ def _classes(model: nn.Module, pairs: list[Pair]) -> list[Cause]:
     last = linears[-1] if linears else None
     heads: dict[str, list[Pair]] = defaultdict(list)
     for e, c in one_dim(pairs, 0):
-        named = e.module is last or HEAD.search(e.path.rpartition(".")[2])
+        named = e.module is last or HEAD.fullmatch(e.path.rpartition(".")[2])
         if isinstance(e.module, nn.Linear) and e.name in ("weight", "bias") and named:
             heads[e.path].append((e, c))
     causes = []
@@ -180,9 +185,14 @@ def _classes(model: nn.Module, pairs: list[Pair]) -> list[Cause]:
 
 
 def _in_channels(model: nn.Module, pairs: list[Pair]) -> list[Cause]:
+    """The model's first convolution, which reads the input: a later one whose input
+    channels differ follows a layer that is wider or narrower."""
+    first = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
     causes = []
     for e, c in one_dim(pairs, 1):
         module = e.module
+        if module is not first:
+            continue
         if not isinstance(module, nn.modules.conv._ConvNd) or e.name != "weight" or c is None:
             continue
         if module.groups != 1 or e.shape is None:

@@ -43,7 +43,7 @@ def position_rule(model: nn.Module, pairs: list[Pair]) -> list[Cause]:
         grids = _grid(rows), _grid(saved)
         leading = (len(c) == 3 and t == 1 and c[0] == 1) or (len(c) == 2 and t == 0)
         square = leading and grids[0] and grids[1] and grids[0][0] == grids[1][0]
-        if square and grids[0] and grids[1] and (len(c) == 3 or image or "embed" in e.key):
+        if square and grids[0] and grids[1] and (len(c) == 3 or image):
             causes.append(_grid_cause(model, e, c, t, grids[0][0], grids[0][1], grids[1][1]))
             continue
         text = f"{e.key}: the checkpoint's table has {saved} positions, the model's {rows}"
