@@ -46,10 +46,10 @@ def gpt2(**changes: Any) -> nn.Module:
     return T.GPT2LMHeadModel(T.GPT2Config(**values))
 
 
-def vit(image_size: int, num_labels: int = 3) -> nn.Module:
+def vit(image_size: int, num_labels: int = 3, intermediate_size: int = 37) -> nn.Module:
     config = T.ViTConfig(
         image_size=image_size, patch_size=8, hidden_size=32, num_hidden_layers=1,
-        num_attention_heads=2, intermediate_size=37, num_labels=num_labels,
+        num_attention_heads=2, intermediate_size=intermediate_size, num_labels=num_labels,
     )  # fmt: skip
     return T.ViTForImageClassification(config)
 
@@ -381,6 +381,42 @@ def test_no_config_fix_without_a_config_that_builds_the_shapes() -> None:
     assert "config." not in said(result)
     assert "query (Linear): in_features 32 in the model, 33 in the checkpoint" in said(result)
     assert result.fix is None
+
+
+def test_vit_mlp_named_fc1_is_no_classifier() -> None:
+    sd = vit(32, intermediate_size=48).state_dict()
+    model = vit(32)
+    result = check(model, sd)
+    assert kinds(result) == ["config"]
+    assert mismatch(result, "vit.layers.0.mlp.fc1.weight") == ((37, 32), (48, 32))
+    assert "config.intermediate_size=48 (the model has 37)" in said(result)
+    apply_fix(model, sd, result)
+
+
+class TwoConvs(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 3)
+        self.conv2 = nn.Conv2d(width, 8, 3)
+        self.fc = nn.Linear(8, 10)
+
+
+def test_a_later_conv_reading_a_wider_layer_is_a_width() -> None:
+    result = check(TwoConvs(8), TwoConvs(16).state_dict())
+    assert kinds(result) == ["width"]
+    text = said(result)
+    assert "conv1 (Conv2d): out_channels 8 in the model, 16 in the checkpoint" in text
+    assert "conv2 (Conv2d): in_channels 8 in the model, 16 in the checkpoint" in text
+    assert "input channel" not in text
+
+
+def test_square_sequence_lengths_are_no_image_grid() -> None:
+    sd = T.BertModel(bert_config(max_position_embeddings=1024)).state_dict()
+    model = T.BertModel(bert_config(max_position_embeddings=256))  # 16x16 and 32x32, but text
+    result = check(model, sd)
+    assert "1024 positions, the model's 256" in said(result)
+    assert "grid" not in said(result)
+    apply_fix(model, sd, result)
 
 
 def test_plain_width_names_the_layers() -> None:
