@@ -17,6 +17,7 @@ from typing import Any
 from torch import nn
 
 from inspector.engine.control.breakpoints import Breakpoint
+from inspector.engine.control.script import running_script_stepper
 from inspector.engine.control.session import Session
 from inspector.engine.control.stepper import Pause
 from inspector.terminal import interactive
@@ -52,7 +53,8 @@ _told = False
 
 def set_trace() -> None:
     """Stop at the next module call, in the debugger. `breakpoint()` does the same with
-    PYTHONBREAKPOINT=inspector.set_trace. Continue with no breakpoint set detaches.
+    PYTHONBREAKPOINT=inspector.set_trace. Continue with no breakpoint set detaches. In a
+    script that `python -m inspector run` runs, it stops in that debugger.
 
     Without a terminal there is nobody to step: the program goes on untouched (no hook is
     added; hooks with no end in sight would record every later call) and one line on stderr
@@ -60,6 +62,10 @@ def set_trace() -> None:
     """
     global _told
 
+    hosting = running_script_stepper()
+    if hosting is not None:  # under `python -m inspector run`: its debugger stops there
+        hosting.stop_next()
+        return
     if not interactive():
         if not _told:
             _told = True

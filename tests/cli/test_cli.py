@@ -217,3 +217,23 @@ def test_piped_output_is_not_wrapped_at_80_columns() -> None:
     widths = [len(line) for line in lines]
     assert 80 < max(widths) <= 120
     assert any("x = x.view(-1, 3 * 3 * 3)" in line for line in lines)
+
+
+def test_breakpoint_in_a_script_run_headless_is_logged_not_pdb(tmp_path: Path) -> None:
+    """Under `run` the script's breakpoint() belongs to the inspector: without a terminal the
+    stop is written to stderr and the script goes on (pdb would read the script's stdin)."""
+    script = tmp_path / "bp.py"
+    script.write_text(
+        "import sys\nimport torch\nmodel = torch.nn.Linear(2, 3)\nmodel(torch.ones(1, 2))\n"
+        "breakpoint()\nmodel(torch.ones(1, 2))\nprint('hook back', sys.breakpointhook is "
+        "sys.__breakpointhook__)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONBREAKPOINT"}
+    result = subprocess.run(
+        [sys.executable, "-m", "inspector", "run", str(script)], capture_output=True, text=True,
+        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "torch-inspector: breakpoint(): before model (Linear) (pass 2)" in result.stderr
+    assert "(Pdb)" not in result.stdout
+    assert "hook back False" in result.stdout  # the script's own view while it runs

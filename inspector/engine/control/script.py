@@ -9,6 +9,7 @@ the UI can own the main thread; its exit code and its traceback are kept for the
 from __future__ import annotations
 
 import ctypes
+import os
 import runpy
 import sys
 import threading
@@ -20,11 +21,19 @@ from pathlib import Path
 from inspector.engine.capture.events import Stop
 from inspector.engine.capture.recorder import Recorder
 from inspector.engine.control.breakpoints import Breakpoint, as_breakpoint
-from inspector.engine.control.stepper import Pause, stepping
+from inspector.engine.control.stepper import Pause, Stepper, stepping
 from inspector.engine.records import Call
 
 EXIT_QUIT = 130  # the debugger stopped the script before it finished (as Ctrl+C would)
 EXIT_INTERRUPTED = 130  # an uncaught KeyboardInterrupt: the shell's code for SIGINT
+
+_RUNNING: list[Stepper] = []  # the steppers of the scripts running now, innermost last
+
+
+def running_script_stepper() -> Stepper | None:
+    """The stepper of the script `run` is running now, if any: `set_trace()` and
+    `breakpoint()` in that script stop in it rather than open a second debugger."""
+    return _RUNNING[-1] if _RUNNING else None
 
 
 @dataclass(frozen=True)
@@ -125,6 +134,12 @@ class ScriptRun:
         sys.argv = self.argv
         sys.path.insert(0, str(Path(self.path).resolve().parent))
         code, text, quit_ = 0, "", False
+        saved_hook = sys.breakpointhook
+        if saved_hook is sys.__breakpointhook__ and not os.environ.get("PYTHONBREAKPOINT"):
+            # pdb cannot share the terminal with the debugger: a plain breakpoint() stops at
+            # the next module call here. PYTHONBREAKPOINT, when set, still decides.
+            sys.breakpointhook = self._breakpoint
+        _RUNNING.append(self.stepper)
         self.recorder.attach_global()
         try:
             self._run_script()
@@ -138,6 +153,9 @@ class ScriptRun:
             code, text = 1, self._traceback(exc)
         finally:
             self.recorder.detach()
+            _RUNNING.remove(self.stepper)
+            if sys.breakpointhook == self._breakpoint:  # unless the script set its own
+                sys.breakpointhook = saved_hook
             sys.argv = saved_argv
             sys.path[:] = saved_path
         self.recorder.settle()
@@ -146,6 +164,9 @@ class ScriptRun:
         )
         self.recorder.release()
         self.on_event(self.finished)
+
+    def _breakpoint(self, *args: object, **kwargs: object) -> None:
+        self.stepper.stop_next()
 
     def _traceback(self, exc: BaseException) -> str:
         """The traceback Python would print for the script run alone: from its first frame in

@@ -56,7 +56,7 @@ class Pause:
 class _Goal:
     """When to stop next: the mode a command set."""
 
-    kind: str  # "into" | "over" | "out" | "continue" | "to" | "free"
+    kind: str  # "into" | "over" | "out" | "continue" | "to" | "next-call" (breakpoint())
     seq: int | None = None
     depth: int = 0
     pattern: str = ""
@@ -157,6 +157,9 @@ class Stepper:
         ):
             return f"pass {self.pass_goal}"
         goal = self._goal
+        if goal.kind == "next-call":
+            self._goal = _Goal("into")
+            return "breakpoint()"
         if goal.kind == "into":
             return "step"
         if goal.kind == "over" and self._over_done(goal, call, phase):
@@ -258,9 +261,17 @@ class Stepper:
         or a breakpoint's condition reads them. Running free, shapes are enough."""
         if self._quit:
             return False
-        if self._goal.kind in ("into", "over", "out", "to"):
+        if self._goal.kind in ("into", "over", "out", "to", "next-call"):
             return True
         return any(bp.enabled and bp.needs_stats for bp in self.breakpoints)
+
+    def stop_next(self) -> bool:
+        """`breakpoint()` in the code this stepper runs: stop at the next module call, as a
+        step would. False when nobody is there to stop for (the debugger was closed)."""
+        if self._quit or self._abort:
+            return False
+        self._goal = _Goal("next-call")
+        return True
 
     # -- called from the controller's thread ----------------------------------------------
 
