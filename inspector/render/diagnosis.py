@@ -16,7 +16,11 @@ KIND_STYLE = {"error": ("✗", "bold red"), "warning": ("⚠", "bold yellow")}
 
 
 def source_snippet(line: SourceLine, context: int = 2) -> RenderableType:
-    """The failing line with `context` lines around it, highlighted, with line numbers."""
+    """The failing line with `context` lines around it, highlighted, with line numbers; with
+    no context, the line alone, its indentation dropped."""
+    if context <= 0:
+        text = line.text.strip() or linecache.getline(line.file, line.lineno).strip()
+        return Text.assemble(("❱ ", "bold red"), (f"{line.lineno} ", "dim"), text)
     lo = max(1, line.lineno - context)
     lines = [linecache.getline(line.file, n) for n in range(lo, line.lineno + context + 1)]
     while lines and not lines[-1]:
@@ -40,11 +44,14 @@ def location(line: SourceLine) -> str:
 
 
 class DiagnosisPanel:
-    """One finding, in full."""
+    """One finding, in full. `context`: lines of source around the failing one.
+    `fix_first`: the fix right under the summary and the line, before the op and the
+    details (where the box may not fit on screen: the debugger's side pane)."""
 
-    def __init__(self, diagnosis: Diagnosis, *, context: int = 2) -> None:
+    def __init__(self, diagnosis: Diagnosis, *, context: int = 2, fix_first: bool = False) -> None:
         self.diagnosis = diagnosis
         self.context = context
+        self.fix_first = fix_first
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         d = self.diagnosis
@@ -57,15 +64,20 @@ class DiagnosisPanel:
         if d.line is not None:
             parts.append(Text(location(d.line), style="dim"))
             parts.append(source_snippet(d.line, self.context))
+        fixes: list[RenderableType] = []
+        if d.fixes:
+            fixes.append(Text("fix", style="bold green"))
+            for fix in d.fixes:
+                fixes.append(Text(f"  → {fix}", style="green"))
+        if self.fix_first:
+            parts.extend(fixes)
         if d.op is not None:
             operands = ", ".join(shape(v) for v in d.op.operands)
             parts.append(Text.assemble(("op ", "dim"), (f"{d.op.name}({operands})", "magenta")))
         for detail in d.details:
             parts.append(Text(f"• {detail}"))
-        if d.fixes:
-            parts.append(Text("fix", style="bold green"))
-            for fix in d.fixes:
-                parts.append(Text(f"  → {fix}", style="green"))
+        if not self.fix_first:
+            parts.extend(fixes)
         if d.exception and d.kind == "error":
             parts.append(Text(d.exception, style="dim", overflow="fold"))
         yield Panel(Group(*parts), title=title, title_align="left", border_style=style)

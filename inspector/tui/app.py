@@ -9,7 +9,6 @@ Build it with `inspector.tui.factory.make_app`.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable
 from functools import partial
 
@@ -22,13 +21,14 @@ from textual.widgets import ContentSwitcher, Footer
 
 from inspector.engine.control.breakpoints import Breakpoint
 from inspector.engine.control.stepper import Pause
-from inspector.engine.records import Call, Diagnosis, TensorInfo, first_tensor
+from inspector.engine.records import Call, Diagnosis, TensorInfo
 from inspector.render.detail import call_tensors, default_row
 from inspector.tui import keys
 from inspector.tui.calltree import CallTree
 from inspector.tui.contrib import ContribPanel, ContribRequest
 from inspector.tui.controller import NO_MODEL, Controller, Offline
 from inspector.tui.detail import DetailPanel, DetailView
+from inspector.tui.lookup import call_matches, output_out_of_range
 from inspector.tui.messages import CloseRequest, Event, PassEnd, PassFinished, Paused
 from inspector.tui.panels import ProblemsPanel, StatusLine
 from inspector.tui.screens import AskScreen, BreakpointsScreen, HelpScreen
@@ -264,7 +264,7 @@ class InspectorApp(SharedTerminal):
             if not text:
                 return
             for call in self.calls:
-                if _matches(call, text):
+                if call_matches(call, text):
                     self.selected = call.seq
                     return
             self.notify(f"no recorded module matches {text!r}", severity="warning", timeout=3)
@@ -281,7 +281,7 @@ class InspectorApp(SharedTerminal):
             if text.strip() in ("", "predicted"):
                 self.contrib_target = None
             elif text.strip().isdigit():
-                wrong = self._out_of_range(int(text))
+                wrong = output_out_of_range(self.calls, int(text))
                 if wrong:
                     self.notify(wrong, severity="warning", timeout=4)
                     return
@@ -300,6 +300,11 @@ class InspectorApp(SharedTerminal):
         if call is not None:
             self.copy_to_clipboard(call.path)
             self.notify(f"copied {call.path or '(root)'}", timeout=2)
+
+    def action_scroll_side(self, step: int) -> None:
+        """Half a page of the side pane (detail, problems, contributions), the tree kept."""
+        pane = self.query_one(f"#{self.view}", VerticalScroll)
+        pane.scroll_relative(y=step * max(1, pane.size.height // 2), animate=False)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
@@ -371,29 +376,12 @@ class InspectorApp(SharedTerminal):
                             "continue to the end, then x again.")  # fmt: skip
         elif self.finished.error is not None:
             self.contrib = "The pass failed: there is no output to explain."
-        elif self.contrib_target is not None and self._out_of_range(self.contrib_target):
-            self.contrib = self._out_of_range(self.contrib_target) + ": press o to pick another."
+        elif self.contrib_target is not None and output_out_of_range(
+            self.calls, self.contrib_target
+        ):
+            why = output_out_of_range(self.calls, self.contrib_target)
+            self.contrib = why + ": press o to pick another."
         else:
             self.contrib = ContribRequest(
                 call.path, call.index, call.name, method, self.contrib_target
             )
-
-    def _out_of_range(self, index: int) -> str:
-        """Why output `index` cannot be explained ("" when it can, or when the model's output
-        is not known yet): contributions index the last dim of the model's output."""
-        root = self.calls[0] if self.calls else None
-        out = first_tensor(root.outputs) if root is not None and root.status == "ok" else None
-        if out is None or not out.shape or index < out.shape[-1]:
-            return ""
-        size = out.shape[-1]
-        return (f"no output {index}: the model's output has {size} along its last dim "
-                f"(0 to {size - 1})")  # fmt: skip
-
-
-def _matches(call: Call, text: str) -> bool:
-    return (
-        call.path == text
-        or fnmatch.fnmatchcase(call.path, text)
-        or call.type == text
-        or (text in call.path and not any(ch in text for ch in "*?["))
-    )

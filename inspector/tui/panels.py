@@ -29,8 +29,12 @@ class Shows(Static):
         return console.export_text()
 
 
+NARROW = 60  # a side pane narrower than this shows only the failing line, no context
+
+
 class ProblemsPanel(Shows):
-    """Every finding so far, each with its source line and fix."""
+    """Every finding so far, each with its source line and fix: the fix first, under the
+    summary, so that at 80x24 it is on screen without scrolling."""
 
     findings: var[tuple[Diagnosis, ...]] = var((), init=False)
     running: var[bool] = var(True, init=False)
@@ -44,9 +48,15 @@ class ProblemsPanel(Shows):
     def watch_running(self) -> None:
         self._draw()
 
+    def on_resize(self) -> None:
+        self._draw()
+
     def _draw(self) -> None:
         if self.findings:
-            body: RenderableType = Group(*(DiagnosisPanel(f) for f in self.findings))
+            context = 0 if 0 < self.size.width < NARROW else 2
+            body: RenderableType = Group(
+                *(DiagnosisPanel(f, context=context, fix_first=True) for f in self.findings)
+            )
         elif self.running:
             body = Text("No problem found so far: findings appear when the pass ends or fails.",
                         style="dim")  # fmt: skip

@@ -121,3 +121,21 @@ def test_80x24_shows_help_and_quit_in_the_footer_and_the_help() -> None:
     assert "? keys" in footer and "q quit" in footer
     assert "quit the debugger; your program runs on, no stops" in text
     assert "stop your program (KeyboardInterrupt)" in text
+
+
+def test_80x24_error_box_shows_the_fix_without_scrolling(monkeypatch: Any) -> None:
+    text = shoot(seed_failure(monkeypatch), (80, 24))
+    assert "❱ 21 x = x.view(-1, 3 * 3 * 3)" in text  # the failing line alone, not 5 wrapped
+    lines = text.splitlines()
+    fix = next(i for i, line in enumerate(lines) if "→ x = x.flatten(1)" in line)
+    assert fix < 23  # above the footer: on screen
+
+
+def test_capital_j_and_k_scroll_the_error_box_from_the_tree(monkeypatch: Any) -> None:
+    failed = seed_failure(monkeypatch)
+    top = shoot(failed, (80, 14))
+    down = shoot(failed, (80, 14), keys=("J",))
+    back = shoot(failed, (80, 14), keys=("J", "K"))
+    assert "╭─ ✗ error in (root)" in top and "╭─ ✗ error in (root)" not in down
+    assert "the input is the output of pool" in down and "the input is" not in top
+    assert back == top
