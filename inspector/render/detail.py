@@ -29,6 +29,10 @@ def named_tensors(prefix: str, value: Value) -> Iterator[tuple[str, TensorInfo |
         yield prefix, repr(value) if isinstance(value, str) else str(value)
 
 
+RUNNING = "running: appears when the call returns"
+UNWINDING = "none: an error raised inside this call is on its way out"
+
+
 def call_tensors(call: Call) -> list[tuple[str, TensorInfo | str]]:
     rows: list[tuple[str, TensorInfo | str]] = []
     for i, value in enumerate(call.inputs):
@@ -37,7 +41,7 @@ def call_tensors(call: Call) -> list[tuple[str, TensorInfo | str]]:
         for key, value in call.kwargs.fields:
             rows.extend(named_tensors(f"in.{key}", value))
     if call.status == "running":
-        rows.append(("out", "running: appears when the call returns"))
+        rows.append(("out", RUNNING))
     elif call.status != "error":
         outs = list(named_tensors("out", call.outputs))
         rows.extend(outs)
@@ -198,6 +202,28 @@ def _cell(info: TensorInfo, column: str) -> Text:
     return Text(number(value, 3))
 
 
+def unmeasured_line(rows: list[tuple[str, TensorInfo | str]]) -> Text | None:
+    """Why a tensor's statistics cells are empty, when some are: it was recorded with its
+    shape only (the program ran free through the call: a run to a failure, a session between
+    stops). An empty tensor or one without data (meta) has no statistics to take."""
+    names = [
+        name
+        for name, info in rows
+        if isinstance(info, TensorInfo)
+        and info.stats is None
+        and info.device != "meta"
+        and 0 not in info.shape
+    ]
+    if not names:
+        return None
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return Text(
+        f"no statistics for {shown}: recorded with shapes only (the program ran free "
+        "through this call); stepping through a call records them",
+        style="dim",
+    )
+
+
 class CallDetail:
     """Everything recorded about one call; `selected` picks the tensor whose histogram shows,
     `heat` is the heat map of a slice of it (or why there is none), when asked for."""
@@ -209,8 +235,10 @@ class CallDetail:
         heat: HeatMap | str | None = None,
         hint: bool = False,
         plain: bool = False,
+        unwinding: bool = False,
     ) -> None:
         self.call = call
+        self.unwinding = unwinding  # an error raised inside it is on its way out
         self.selected = selected
         self.heat = heat
         self.hint = hint  # name the keys (in the debugger, not in the report)
@@ -231,7 +259,7 @@ class CallDetail:
         return (
             len(rows), repr_lines, call.call_site is not None, call.status == "error",
             call.error, gradient_line(call) is not None, units_line(call) is not None,
-            histogram, heat_key, self.hint,
+            histogram, heat_key, self.hint, unmeasured_line(rows) is not None,
         )  # fmt: skip
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
@@ -247,10 +275,13 @@ class CallDetail:
             parts.append(Text(f"called at {site.file}:{site.lineno}: {site.text.strip()}",
                               style="dim", overflow="ellipsis", no_wrap=True))  # fmt: skip
         rows = call_tensors(call)
+        if self.unwinding:
+            rows = [(n, UNWINDING if i == RUNNING else i) for n, i in rows]
         if rows:
             selected = self.selected if self.selected is not None else default_row(rows)
             parts.append(tensor_table(rows, selected, options.max_width))
-            extra = [line for line in (gradient_line(call), units_line(call)) if line]
+            lines = (unmeasured_line(rows), gradient_line(call), units_line(call))
+            extra = [line for line in lines if line]
             parts.extend(extra)
             info = rows[selected][1] if selected is not None and selected < len(rows) else None
             if isinstance(info, TensorInfo) and info.stats is not None:

@@ -257,7 +257,7 @@ class InspectorApp(SharedTerminal):
     def action_history(self, step: int) -> None:
         call = self._selected_call()
         if call is not None:
-            self.selected = min(max(call.seq + step, 0), len(self.calls) - 1)
+            self._show_call(min(max(call.seq + step, 0), len(self.calls) - 1))
 
     def action_find(self) -> None:
         def find(text: str | None) -> None:
@@ -317,7 +317,14 @@ class InspectorApp(SharedTerminal):
 
     def on_call_tree_highlighted(self, message: CallTree.Highlighted) -> None:
         if message.seq != self.selected:
-            self.selected = message.seq
+            self._show_call(message.seq)
+
+    def _show_call(self, seq: int) -> None:
+        """The user picked a call: show it, also from the problems (the error box said
+        nothing about the call picked)."""
+        if self.view == "problems":
+            self.view = "detail"
+        self.selected = seq
 
     def _selected_call(self) -> Call | None:
         seq = self.selected
@@ -331,7 +338,9 @@ class InspectorApp(SharedTerminal):
         row = self.tensor_row
         if row is None or row >= len(rows):
             row = default_row(rows)
-        view = DetailView(call, self.calls, row, self.heat_on, self.slice_index)
+        pause = self.pause
+        unwinding = pause is not None and pause.reason == "error" and call.status == "running"
+        view = DetailView(call, self.calls, row, self.heat_on, self.slice_index, unwinding)
         self.query_one(DetailPanel).view = view
 
     # -- tensors, histograms and heat maps ------------------------------------------------

@@ -32,6 +32,7 @@ class DetailView:
     row: int | None = None
     heat: bool = False
     slice_index: int = 0
+    unwinding: bool = False  # paused at an error raised inside this (running) call
 
     def same_heat(self, other: DetailView | None) -> bool:
         return (
@@ -79,7 +80,8 @@ class DetailPanel(Shows):
         self._draw(view, self._heat_of(view) if view.heat else None)
 
     def _draw(self, view: DetailView, heat: HeatMap | str | None) -> None:
-        detail = CallDetail(view.call, view.row, heat, hint=True, plain=self.app.no_color)
+        detail = CallDetail(view.call, view.row, heat, hint=True, plain=self.app.no_color,
+                            unwinding=view.unwinding)  # fmt: skip
         # Stepping from call to call mostly changes numbers, not the number of lines: then
         # the screen needs no new layout, only a repaint (a third of a frame saved).
         width = self.content_region.width or self.size.width
