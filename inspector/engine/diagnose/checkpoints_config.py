@@ -16,6 +16,7 @@ import copy
 import logging
 import warnings
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -103,21 +104,32 @@ def config_cause(
     options = {pair: _candidates(config, values, *pair) for pair in sizes}
     order = [pair for pair, _ in sizes.most_common()]
     tried: list[dict[str, int]] = []
-    for first in order:
-        for forced in options[first][:4]:
-            settings = _greedy(options, order, forced)
-            if settings and settings not in tried:
-                tried.append(settings)
-    for settings in tried[:MAX_BUILDS]:
-        settings = _keep_heads_dividing(config, values, settings)
+    for first in order:  # one value alone (a width moves every size it sets), then together
+        tried += [dict([option]) for option in options[first][:3]]
+        tried += [_greedy(options, order, option) for option in options[first][:3]]
+    best: tuple[int, int, dict[str, int], tuple[str, ...]] | None = None
+    builds = 0
+    for settings in _unique(_keep_heads_dividing(config, values, s) for s in tried):
+        if builds == MAX_BUILDS:
+            break
+        builds += 1
         built = _build(model, config, settings)
-        if built is None:
+        if built is None or not all(k in built and same(built[k], c) for k, c in agreed.items()):
             continue
-        if all(k in built and same(built[k], c) for k, c in agreed.items()):
-            keys = tuple(e.key for e, c in left if e.key in built and same(built[e.key], c))
-            if keys:
-                return _cause(config, values, settings, keys)
-    return None
+        keys = tuple(e.key for e, c in left if e.key in built and same(built[e.key], c))
+        if keys and (best is None or (len(keys), -len(settings)) > best[:2]):
+            best = (len(keys), -len(settings), settings, keys)
+        if len(keys) == len(left):
+            break
+    return None if best is None else _cause(config, values, best[2], best[3])
+
+
+def _unique(found: Iterable[dict[str, int]]) -> list[dict[str, int]]:
+    out: list[dict[str, int]] = []
+    for settings in found:
+        if settings and settings not in out:
+            out.append(settings)
+    return out
 
 
 def _greedy(

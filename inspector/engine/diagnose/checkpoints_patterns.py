@@ -98,8 +98,13 @@ def _vocabulary(model: nn.Module, pairs: list[Pair]) -> list[Cause]:
     causes = []
     hf = callable(getattr(type(model), "resize_token_embeddings", None))
     for (rows, saved), embedding in sizes.items():
-        group = [(e, c) for e, c in one_dim(pairs, 0) if e.shape and e.shape[0] == rows]
-        group = [(e, c) for e, c in group if c is not None and c[0] == saved]
+        group: list[Pair] = []  # a Hugging Face resize also grows a (1, V) bias
+        for e, c in pairs:
+            dims = differing(e.shape, c)
+            if not dims or len(dims) != 1 or (dims[0] and not hf):
+                continue
+            if e.shape and c and e.shape[dims[0]] == rows and c[dims[0]] == saved:
+                group.append((e, c))
         keys = tuple(e.key for e, _ in group)
         tied = [e.key for e, _ in group if e.tensor_id == embedding.tensor_id and e != embedding]
         text = f"the checkpoint has {saved} rows, the model {rows}: "
