@@ -419,6 +419,22 @@ def test_square_sequence_lengths_are_no_image_grid() -> None:
     apply_fix(model, sd, result)
 
 
+def test_a_users_subclass_is_not_built_to_test_a_config() -> None:
+    built: list[int] = []
+
+    class MyBert(T.BertModel):  # type: ignore[misc]
+        def __init__(self, config: Any) -> None:
+            built.append(1)
+            super().__init__(config)
+
+    sd = MyBert(bert_config(hidden_size=64)).state_dict()
+    model = MyBert(bert_config())
+    built.clear()
+    result = check(model, sd)
+    assert built == []  # its constructor is the user's code: never run to try a config
+    assert "config" not in kinds(result) and "width" in kinds(result)
+
+
 def test_plain_width_names_the_layers() -> None:
     sd = nn.Sequential(nn.Linear(4, 64), nn.ReLU(), nn.Linear(64, 2)).state_dict()
     model = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
