@@ -109,16 +109,23 @@ def is_compiled(module: nn.Module) -> bool:
     stored = module.__dict__
     if "_orig_mod" in stored:
         return True
-    if hasattr(type(module), "_orig_mod"):  # a property or a class attribute: ask it
+    kind = type(module)
+    declared = _DECLARES_ORIG_MOD.get(kind)
+    if declared is None:
+        if len(_DECLARES_ORIG_MOD) > 4096:
+            _DECLARES_ORIG_MOD.clear()
+        declared = _DECLARES_ORIG_MOD[kind] = hasattr(kind, "_orig_mod")
+    if declared:  # a property or a class attribute: ask it
         return hasattr(module, "_orig_mod")
-    return any(
-        "_orig_mod" in table
-        for table in (
-            stored.get("_parameters", ()),
-            stored.get("_buffers", ()),
-            stored.get("_modules", ()),
-        )
+    return (
+        "_orig_mod" in stored.get("_modules", _NOTHING)
+        or "_orig_mod" in stored.get("_parameters", _NOTHING)
+        or "_orig_mod" in stored.get("_buffers", _NOTHING)
     )
+
+
+_DECLARES_ORIG_MOD: dict[type, bool] = {}  # module classes that define `_orig_mod` themselves
+_NOTHING: dict[str, Any] = {}
 
 
 def opaque_kind(module: Any) -> str | None:
@@ -143,7 +150,7 @@ def hookable(root: nn.Module) -> Iterator[nn.Module]:
         yield module
         if is_scripted(module) or is_compiled(module):
             continue  # its inside is not Python module calls
-        todo.extend(m for m in reversed(list(module._modules.values())) if m is not None)
+        todo.extend([m for m in reversed(module._modules.values()) if m is not None])
 
 
 class HookSet:

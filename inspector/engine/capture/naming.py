@@ -127,11 +127,19 @@ class ParamCounter:
     def __init__(self) -> None:
         self._ids: dict[int, frozenset[int]] = {}
         self._sizes: dict[int, int] = {}
+        self._totals: dict[int, int] = {}
 
     def count(self, module: nn.Module) -> tuple[int, bool]:
         """(the number of parameters, False while a lazy one among them has no shape yet)."""
+        total = self._totals.get(id(module))
+        if total is not None:
+            return total, True
         ids, complete = self._param_ids(module)
-        return sum(self._sizes[i] for i in ids), complete
+        sizes = self._sizes
+        total = sum([sizes[i] for i in ids])
+        if complete:
+            self._totals[id(module)] = total
+        return total, complete
 
     def _param_ids(self, module: nn.Module) -> tuple[frozenset[int], bool]:
         found = self._ids.get(id(module))
@@ -185,10 +193,10 @@ class ModuleFacts:
         return entry[0], entry[1], entry[2], final, entry[3]
 
     def entry(
-        self, key: Any, parent_path: str | None
+        self, key: Any, parent_path: str | None, path: str | None = None
     ) -> tuple[tuple[weakref.ref[Any], str, int, str, str | None, bool], bool]:
-        """The six facts of `key` (its path as a call inside `parent_path`; None for a
-        function, whose caller names it), and whether they are final."""
+        """The six facts of `key` (its path as a call inside `parent_path`, unless given;
+        None for a function, whose caller names it), and whether they are final."""
         if isinstance(key, nn.Module):
             opaque = opaque_kind(key)
             if opaque is None:
@@ -198,9 +206,10 @@ class ModuleFacts:
                 line = f"{type_name} ({opaque}: its inside is not recorded)"
             params, final = self._params.count(key)
             names = self._names
-            path = names.path(key, parent_path) if names is not None else None
+            if path is None and names is not None:
+                path = names.path(key, parent_path)
         else:
-            line, params, final, path = function_name(key), 0, True, None
+            line, params, final = function_name(key), 0, True
             type_name = line
         entry = (_weak(key), line, params, type_name, path, type(key).__name__ in UNIT_TYPES)
         if final:
@@ -218,9 +227,10 @@ class ModuleFacts:
             for module in modules:
                 if isinstance(module, LazyModuleMixin):
                     continue
-                if names is not None and names.known(module) is None:
+                path = names.known(module) if names is not None else None
+                if names is not None and path is None:
                     continue
-                self.entry(module, None)
+                self.entry(module, None, path)
         except Exception:
             pass
 
@@ -259,47 +269,49 @@ class ModuleNames:
     """Paths of modules; roots named from the model given or from the caller's variables."""
 
     def __init__(self) -> None:
-        self._paths: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
-        self._roots: dict[str, weakref.ref[nn.Module]] = {}
-        # id -> (weak reference, path): the lookup of every call, without making a weak
-        # reference to ask the WeakKeyDictionary (a path never changes once given).
+        # id -> (weak reference, path): checked against the reference (an id is given again
+        # once its module is gone); dead entries are swept when the table has doubled. One
+        # lookup per call, no weak reference made to ask (as a WeakKeyDictionary does).
         self._by_id: dict[int, tuple[weakref.ref[nn.Module], str]] = {}
+        self._sweep_at = 1024
+        self._roots: dict[str, weakref.ref[nn.Module]] = {}
 
     def add_root(self, module: nn.Module, name: str) -> None:
         """Index `module` and its submodules under `name` ("" for the model being traced)."""
         self._roots[name] = weakref.ref(module)
+        known = self.known
         for sub_path, sub in module.named_modules():
-            if sub in self._paths:
+            if known(sub) is not None:
                 continue
             if not name:
-                self._paths[sub] = sub_path
+                self._name(sub, sub_path)
             else:
-                self._paths[sub] = f"{name}.{sub_path}" if sub_path else name
+                self._name(sub, f"{name}.{sub_path}" if sub_path else name)
 
     def known(self, module: nn.Module) -> str | None:
-        return self._paths.get(module)
+        entry = self._by_id.get(id(module))
+        return entry[1] if entry is not None and entry[0]() is module else None
+
+    def _name(self, module: nn.Module, path: str) -> None:
+        table = self._by_id
+        table[id(module)] = (weakref.ref(module), path)
+        if len(table) > self._sweep_at:
+            for key in [key for key, entry in table.items() if entry[0]() is None]:
+                del table[key]
+            self._sweep_at = max(1024, 2 * len(table))
 
     def path(self, module: nn.Module, parent_path: str | None) -> str:
-        """The path of `module`, entered inside `parent_path` (None when nothing is running)."""
+        """The path of `module`, entered inside `parent_path` (None when nothing is running);
+        a path never changes once given."""
         entry = self._by_id.get(id(module))
         if entry is not None and entry[0]() is module:
             return entry[1]
-        path = self._path(module, parent_path)
-        if len(self._by_id) > 65536:
-            self._by_id.clear()
-        self._by_id[id(module)] = (weakref.ref(module), path)
-        return path
-
-    def _path(self, module: nn.Module, parent_path: str | None) -> str:
-        known = self._paths.get(module)
-        if known is not None:
-            return known
         if parent_path is not None:
             # Called inside another module but not registered under it (a module kept in a
             # plain list or made on the fly): name it under its caller.
             prefix = f"{parent_path}." if parent_path else ""
             path = f"{prefix}<{type(module).__name__}>"
-            self._paths[module] = path
+            self._name(module, path)
             return path
         name = self._unique(variable_name(module) or type(module).__name__.lower(), module)
         self.add_root(module, name)

@@ -74,6 +74,23 @@ def _can_have_stats(t: torch.Tensor) -> bool:
 
 def compute_stats(t: torch.Tensor) -> Stats | None:
     """Statistics of `t`; None for tensors without values (meta, fake, sparse, complex, empty)."""
+    # The common case first, written out (a hook's microseconds): a plain float array in
+    # CPU memory, no torch function mode on, read by the C kernel where it lies.
+    if (
+        type(t) is _TENSOR
+        and t.is_cpu
+        and t.dtype in _NATIVE_TYPES
+        and t.layout is _STRIDED
+        and not _function_mode_on()
+        and not t.is_nested
+        and t.is_contiguous()
+        and not t.is_neg()
+        and not t._is_zerotensor()
+        and t.data_ptr() != 0
+    ):
+        read = native.reader()
+        if read is not None:
+            return _native_stats(read, t)
     if foreign(t):
         if dispatches_to_python(t):
             return None
@@ -187,6 +204,10 @@ def _float_stats(x: torch.Tensor) -> Stats:
 
 
 _NATIVE_TYPES = (torch.float32, torch.float64)
+_TENSOR = torch.Tensor
+_STRIDED = torch.strided
+_FLOAT64 = torch.float64
+_isfinite = math.isfinite
 
 
 def _std(x: torch.Tensor, mean: float, squares: float, limit: float) -> float:
@@ -224,13 +245,20 @@ def _native_stats(read: native.Reader, x: torch.Tensor) -> Stats:
     records an autograd op); a tensor with NaN or Inf goes the torch way, which counts them."""
     n = x.numel()
     step, count = (n // SAMPLE_SIZE, SAMPLE_SIZE) if n > SAMPLE_SIZE else (1, n)
-    f64 = x.dtype == torch.float64
+    f64 = x.dtype is _FLOAT64
     total, squares, mn, mx, zeros, hist = read(f64, x.data_ptr(), n, step, count, HIST_BINS)
-    if not (math.isfinite(total) and math.isfinite(mn) and math.isfinite(mx)):
+    if not (_isfinite(total) and _isfinite(mn) and _isfinite(mx)):
         with torch.no_grad():
             return _nonfinite_stats(x.detach())
     mean = total / n
-    std = _std(x, mean, squares, _CANCELLATION_LIMIT[torch.float64 if f64 else torch.float32])
+    # _std, written out for the well-conditioned case
+    var_sum = squares - n * mean * mean
+    if n < 2:
+        std = 0.0
+    elif _isfinite(squares) and var_sum * (1e8 if f64 else 1e2) >= squares and var_sum >= 0:
+        std = math.sqrt(var_sum / (n - 1))
+    else:
+        std = _std(x, mean, squares, _CANCELLATION_LIMIT[_FLOAT64 if f64 else torch.float32])
     # every field of Stats, in order
     return _new_stats(n, mean, std, mn, mx, 0, 0, zeros / n, hist, (mn, mx), count)
 

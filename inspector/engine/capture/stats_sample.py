@@ -1,6 +1,10 @@
 """The strided sample of a tensor and the histogram drawn from it.
 
 The sample is deterministic: never the global RNG, which would change the user's training.
+Only the histogram is drawn from it (every other statistic reads every value), and a Stats
+says how many values it holds (`sampled`). 1024 values fill 24 bins with about 43 each,
+plenty for a histogram a terminal draws in 8 heights; 4096 made the histogram cost 4.7 us
+of a small tensor's 8.7 us of statistics (an (8, 16, 64) activation), 1024 costs 1 us.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ import numpy as np
 import torch
 
 HIST_BINS = 24
-SAMPLE_SIZE = 4096
+SAMPLE_SIZE = 1024
 
 _sample_index_cache: dict[tuple[int, str], torch.Tensor] = {}
 
