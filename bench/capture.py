@@ -16,6 +16,9 @@ variant's fastest run over the plain forward's fastest: the least disturbed runs
   trace(stats=False)  inspector.trace(model, x, stats=False): shapes, dtypes, devices
   trace(stats=True)   inspector.trace(model, x, stats=True): plus per-tensor statistics
   plain after trace   model(x) again: the hooks are gone, so this must be 1.00x
+  floor               model(x) with one `torch.sum` of every tensor value the trace reads
+                      (bench/floor.py): what exact statistics cannot go below. The goals:
+                      stats=True within 0.02 of the floor's ratio, shapes only <= 1.02x
   torchinfo.summary   torchinfo.summary(model, input_data=x, verbose=0), when installed
 
 Memory: tracemalloc snapshots taken before a stats=True trace and after it, with the trace
@@ -26,6 +29,7 @@ the Trace. That difference divided by the number of recorded calls is the cost o
 (target 2 KB); it varies by about +-50 B per call from run to run.
 
 Usage: python bench/capture.py [--quick] [--repeats N] [--threads N] [--only resnet50|gpt]
+       [--batch N]
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from torch import nn
 from torch.nn.modules import module as torch_module
 
 import inspector
+from bench.floor import SumReads, floor_run
 from bench.models import gpt_stack, hidden_states, images, resnet50
 
 DEFAULT_THREADS = torch.get_num_threads()  # torch's own default: the physical cores
@@ -73,11 +78,11 @@ class Workload:
 Variant = tuple[str, Callable[[], object]]
 
 
-def workloads(quick: bool, only: str | None) -> list[Workload]:
+def workloads(quick: bool, only: str | None, batch: int = 8) -> list[Workload]:
     """ResNet-50 and the GPT stack; `quick` shrinks them to a smoke test."""
     built = []
     if only in (None, "resnet50"):
-        batch, size = (1, 112) if quick else (8, 224)
+        batch, size = (1, 112) if quick else (batch, 224)
         built.append(Workload("resnet50", resnet50(), images(batch, size)))
     if only in (None, "gpt"):
         gpt = gpt_stack(n_layers=2 if quick else 12)
@@ -102,6 +107,7 @@ def variants(work: Workload, summary: Callable[..., Any] | None) -> list[Variant
         ("trace(stats=False)", lambda: inspector.trace(model, x, stats=False)),
         ("trace(stats=True)", lambda: inspector.trace(model, x, stats=True)),
         ("plain after trace", lambda: model(x)),
+        ("floor", lambda: floor_run(model, x)),
     ]
     if summary is not None:
         runs.append(("torchinfo.summary", lambda: summary(model, input_data=x, verbose=0)))
@@ -198,6 +204,12 @@ def print_table(work: Workload, times: dict[str, list[float]], calls: int) -> No
         pair = paired(times, stats, info)
         quick = fastest[stats] / fastest[info]
         print(f"  {stats} / {info} = {versus:.2f}x (paired {pair:.2f}x, fastest runs {quick:.2f}x)")
+    floor, full = paired(times, "floor"), paired(times, "trace(stats=True)")
+    shapes = paired(times, "trace(stats=False)")
+    print(
+        f"  goals (paired): stats=True {full:.3f}x against the floor's {floor:.3f}x: "
+        f"{full - floor:+.3f} (goal <= +0.02); shapes only {shapes:.3f}x (goal <= 1.02x)"
+    )
     noisy = [name for name, ts in times.items() if max(ts) > NOISY_SPREAD * min(ts)]
     if noisy:
         print(
@@ -222,7 +234,10 @@ def run_workload(work: Workload, repeats: int, summary: Callable[..., Any] | Non
     times = measure(variants(work, summary), repeats)
     with torch.no_grad():
         calls = len(inspector.trace(work.model, work.x, stats=False))
+        with SumReads(work.model) as reads:
+            work.model(work.x)
     print_table(work, times, calls)
+    print(f"  the floor reads {reads.reads} tensors, {reads.bytes / 1e6:.0f} MB per pass")
     print_checks(work)
 
 
@@ -232,6 +247,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 7)")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch threads")
     parser.add_argument("--only", choices=["resnet50", "gpt"], default=None)
+    parser.add_argument("--batch", type=int, default=8, help="ResNet-50 batch (default 8)")
     args = parser.parse_args(argv)
     if args.repeats is None:
         args.repeats = 3 if args.quick else 7
@@ -252,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     if summary is None:
         print("torchinfo not installed: its row is skipped (pip install torchinfo==1.8.0)")
-    for work in workloads(args.quick, args.only):
+    for work in workloads(args.quick, args.only, args.batch):
         run_workload(work, args.repeats, summary)
 
 
