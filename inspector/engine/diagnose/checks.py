@@ -57,8 +57,13 @@ def explain_check(ctx: Context) -> Explanation | None:
     test, holds = found
     read = _sides(frame, test)
     if read is None:
-        ex.details.append(f"the check: {ast.unparse(test)}")
-        ex.fixes.append(f"make `{ast.unparse(test)}` {'hold' if holds else 'fail'}")
+        cond = ast.unparse(test)
+        ex.details.append(f"the check {'asserts' if holds else 'raises when'} {cond}")
+        ex.fixes.append(
+            f"change the inputs so that `{cond}` holds"
+            if holds
+            else f"change the inputs so that `{cond}` is false"
+        )
         return ex
     left_src, op, right_src, left, right = read
     wanted = _SYMBOL[type(op)] if holds else _NEGATE[type(op)]

@@ -202,6 +202,8 @@ def explain_conv_input(ctx: Context, x: torch.Tensor, given: str | None) -> Expl
         ex.details.extend(fix[0])
         ex.fixes.extend(f + " before anything else" if given is None else f for f in fix[1])
         return ex
+    if x.dim() == 3 and given is not None and shape[2] == c_in and channels != c_in:
+        return _sequence_channels_last(name, given, shape, c_in)
     if x.dim() == 3 and given is not None:
         expects = expectation(config, c_in, ("num_mel_bins", "feature_size", "num_channels"))
         return Explanation(
@@ -219,3 +221,20 @@ def explain_conv_input(ctx: Context, x: torch.Tensor, given: str | None) -> Expl
             code="conv-input-features",
         )
     return None
+
+
+def _sequence_channels_last(
+    name: str, given: str, shape: tuple[int, ...], c_in: int
+) -> Explanation:
+    """(batch, length, channels) into a Conv1d, which reads (batch, channels, length)."""
+    n, length, c = shape
+    return Explanation(
+        summary=f"{name} expects {c_in} input channels but {given} {fmt(shape)} has them last: "
+        "Conv1d reads (N, C, L)",
+        details=[
+            f"{given} is (batch, length, channels) = {fmt(shape)}: its {c} features per step "
+            f"are dim 2, and dim 1 ({length}) is read as channels"
+        ],
+        fixes=[f"{given}.transpose(1, 2) gives {fmt((n, c, length))} before {name}"],
+        code="conv-input-channels",
+    )

@@ -24,6 +24,7 @@ from inspector.engine.diagnose.inputs import (
     name_of,
     sequence_input,
 )
+from inspector.engine.diagnose.ops import ELEMENTWISE_OPS, broadcast_mismatch
 from inspector.engine.records import format_shape as fmt
 
 
@@ -159,3 +160,58 @@ def _bad_input(ctx: Context, given: str, x: torch.Tensor, hi: int, n: int) -> Ex
         ],
         code="embedding-index",
     )
+
+
+def explain_position_parameter(ctx: Context) -> Explanation | None:
+    """`x + self.pos_embedding[:, :T]` with T past the table: the slice stops at the table's
+    N rows and the add fails; the sequence is too long for a learned position parameter."""
+    op = ctx.op
+    tensors = ctx.op_tensors()
+    if op is None or op.name not in ELEMENTWISE_OPS or len(tensors) != 2:
+        return None
+    for i, t in enumerate(tensors):
+        found = _parameter_behind(ctx.module, t)
+        if found is None or not re.search(r"pos", found[0].lower()):
+            continue
+        pname, table = found
+        other = tensors[1 - i]
+        clashes = broadcast_mismatch(tuple(t.shape), tuple(other.shape))
+        if len(clashes) != 1 or t.dim() != other.dim() or t.dim() != table.dim():
+            continue
+        d, _, _ = clashes[0]
+        rows, length = table.shape[d], other.shape[d]
+        if t.shape[d] != rows or length <= rows:
+            continue
+        shape = fmt(tuple(table.shape))
+        seq = sequence_input(ctx)
+        cut = f"the input to {rows} positions (x[:, :{rows}])"
+        if seq is not None and seq[1].ndim >= 2 and seq[1].shape[1] == length:
+            cut = f"{seq[0]} to {rows} positions: {seq[0]}[:, :{rows}]"
+        grown = fmt((*table.shape[:d], length, *table.shape[d + 1 :]))
+        return Explanation(
+            summary=f"sequence length {length} exceeds the {rows} positions of {pname} {shape}",
+            details=[
+                f"the slice of {pname} stops at its {rows} rows, so {fmt(tuple(t.shape))} "
+                f"meets {fmt(tuple(other.shape))} (dim {d}: {rows} vs {length})"
+            ],
+            fixes=[
+                f"truncate {cut}",
+                f"or a table of >= {length} positions: {pname} = nn.Parameter(torch.zeros{grown})",
+            ],
+            code="position-table",
+        )
+    return None
+
+
+def _parameter_behind(module: object, t: torch.Tensor) -> tuple[str, torch.Tensor] | None:
+    """The parameter or buffer of `module` that `t` is (or is a view of), with its name."""
+    if not isinstance(module, nn.Module) or type(t) not in (torch.Tensor, nn.Parameter):
+        return None
+    base = t._base if t._base is not None else t
+    for name, p in module.named_parameters():
+        if p is base or p is t:
+            return name, p
+    for name, b in module.named_buffers():
+        if b is base or b is t:
+            return name, b
+    return None

@@ -52,6 +52,7 @@ FAMILIES: tuple[Family, ...] = (
     ops.explain_reshape,
     ops.explain_matmul,
     ops.explain_cat,
+    embeddings.explain_position_parameter,
     ops.explain_broadcast,
     checks.explain_check,
 )

@@ -60,6 +60,16 @@ def explain_conv(ctx: Context) -> Explanation | None:
             f"with {c_in} channels"
         )
         return ex
+    if spatial == 1 and shape[-1] == c_in and not _channels_first_made(ctx, shape):
+        ex.details.append(
+            f"the input is (batch, length, channels) = {fmt(shape)}: its {c_in} features are "
+            f"last, and {kind} reads (N, C, L)"
+        )
+        ex.fixes.append(
+            f"x.transpose(1, 2) gives {fmt((shape[0], shape[2], shape[1]))} before {name} "
+            "(and back after it, if the next layer works per step)"
+        )
+        return ex
     ex.details.append(f"{channels} channels come from {ctx.origin(ctx.input_info(0))}")
     ex.fixes.append(f"{name} = nn.{kind}({channels}, {c_out}, ...) (in_channels={channels})")
     if channels == 1 and c_in == 3:

@@ -293,4 +293,15 @@ def _index(base: Any, key: Any) -> Any:
         return base[key]
     if type(base) is dict and isinstance(key, (str, int)):
         return base.get(key, UNKNOWN)
+    if isinstance(base, torch.Tensor) and _plain(base) and _basic_index(key):
+        with torch._C.DisableTorchFunction(), torch.no_grad():
+            return base[key]  # a view: slicing a plain tensor runs no user code
     return UNKNOWN
+
+
+def _basic_index(key: Any) -> bool:
+    """Ints, slices, None and Ellipsis: an index that makes a view, never a copy."""
+    parts = key if type(key) is tuple else (key,)
+    return all(p is None or p is Ellipsis or type(p) in (int, slice) for p in parts) and not any(
+        type(p) is bool for p in parts
+    )

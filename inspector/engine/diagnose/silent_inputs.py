@@ -33,6 +33,22 @@ def mask_mismatch(trace: Trace) -> list[Diagnosis]:
         if mask.shape[0] == ids.shape[0] and mask.shape[1] >= ids.shape[1]:
             continue
         expected = fmt(ids.shape)
+        if mask.shape == ids.shape[::-1]:
+            found.append(
+                warning_about(
+                    root,
+                    f"{ids_name} {fmt(ids.shape)} looks seq-first (seq, batch): "
+                    f"{mask_name} is {fmt(mask.shape)}",
+                    (
+                        f"the model reads {ids_name} as (batch, seq): {ids.shape[0]} sequences "
+                        f"of {ids.shape[1]} tokens, while {mask_name} describes "
+                        f"{mask.shape[0]} of {mask.shape[1]}",
+                    ),
+                    (f"{ids_name} = {ids_name}.T gives {fmt(mask.shape)}, (batch, seq)",),
+                    "input-seq-first",
+                )
+            )
+            continue
         if mask.shape[0] != ids.shape[0]:
             what = f"a batch of {mask.shape[0]} masks for {ids.shape[0]} sequences"
         else:
