@@ -175,6 +175,17 @@ def build_whisper_mels():
     return model, (), {"input_features": features, "decoder_input_ids": torch.tensor([[1, 5]] * 2)}
 
 
+def build_whisper_frames():
+    model, _, inputs = build_whisper_mels()
+    inputs["input_features"] = torch.randn(2, 80, 40)  # BUG
+    return model, (), inputs
+
+
+def build_gpt2_seq_first():
+    ids = _ids(12, 2)  # BUG
+    return _gpt2(), (), {"input_ids": ids, "attention_mask": torch.ones(2, 12, dtype=torch.long)}
+
+
 HF: list[Broken] = [
     Broken(
         "hf_bert_sequence_too_long",
@@ -318,5 +329,22 @@ HF: list[Broken] = [
         words=("num_mel_bins", "input_features"),
         absent=("Conv1d(128",),
         note="128-mel features into an 80-mel model (large-v3 features into a base config)",
+    ),
+    Broken(
+        "hf_whisper_frames_not_padded",
+        build_whisper_frames,
+        module="encoder",
+        fix_numbers=("40", "32"),
+        words=("input_features", "(2, 80, 32)"),
+        note="the library's own ValueError: 40 frames where the config gives 32",
+    ),
+    Broken(
+        "hf_gpt2_seq_first_input_ids",
+        build_gpt2_seq_first,
+        module="",
+        fix_numbers=("12", "2"),
+        kind="warning",
+        words=("input_ids.T", "seq-first"),
+        note="input_ids (12, 2) with attention_mask (2, 12): the ids are (seq, batch)",
     ),
 ]

@@ -578,6 +578,114 @@ def build_convnet_fc():
     return ConvNetFC(), (torch.randn(2, 1, 28, 28),), {}
 
 
+# ---------------------------------------------------------------------------------------------
+# More layouts: channels-last sequences into Conv1d and norms, per-pixel heads
+# ---------------------------------------------------------------------------------------------
+
+
+class TextCNN(nn.Module):
+    """The classic text CNN: embeddings are (B, T, D) but Conv1d wants (B, D, T)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(100, 32)
+        self.conv = nn.Conv1d(32, 16, 3)
+        self.fc = nn.Linear(16, 2)
+
+    def forward(self, ids):
+        h = torch.relu(self.conv(self.emb(ids)))  # BUG
+        return self.fc(h.max(-1).values)
+
+
+def build_text_cnn():
+    torch.manual_seed(0)
+    return TextCNN(), (torch.randint(0, 100, (4, 20)),), {}
+
+
+class FrameConv(nn.Module):
+    """Feature frames given as (batch, frames, features) to a Conv1d front end."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(40, 24, 5, padding=2)
+
+    def forward(self, frames):
+        return self.conv(frames)  # BUG
+
+
+def build_frame_conv():
+    torch.manual_seed(0)
+    return FrameConv(), (torch.randn(2, 100, 40),), {}
+
+
+class TokenMLPWithNorm(nn.Module):
+    """BatchNorm1d inside a Sequential applied per token: (B, L, C) after the Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(12, 64), nn.BatchNorm1d(64), nn.ReLU())
+
+    def forward(self, x):
+        return self.net(x)  # BUG
+
+
+def build_token_mlp_norm():
+    torch.manual_seed(0)
+    return TokenMLPWithNorm(), (torch.randn(4, 30, 12),), {}
+
+
+class LearnedPositionParameter(nn.Module):
+    """A learned position parameter of 64 rows sliced to the sequence length of 80."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tok = nn.Embedding(100, 16)
+        self.pos_embedding = nn.Parameter(torch.zeros(1, 64, 16))
+
+    def forward(self, ids):
+        x = self.tok(ids)
+        return x + self.pos_embedding[:, : x.size(1)]  # BUG
+
+
+def build_position_parameter():
+    torch.manual_seed(0)
+    return LearnedPositionParameter(), (torch.randint(0, 100, (2, 80)),), {}
+
+
+class PerPixelHead(nn.Module):
+    """A ConvNeXt-style per-pixel Linear on channels-last features, sized for the wrong width."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+        self.pw = nn.Linear(32, 64)
+
+    def forward(self, x):
+        return self.pw(self.dw(x).permute(0, 2, 3, 1))  # BUG
+
+
+def build_per_pixel_head():
+    torch.manual_seed(0)
+    return PerPixelHead(), (torch.randn(2, 16, 8, 8),), {}
+
+
+class ConvThenNorm(nn.Module):
+    """BatchNorm1d sized for another conv width: layers disagree, nothing is channels-last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(8, 32, 3, padding=1)
+        self.bn = nn.BatchNorm1d(64)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))  # BUG
+
+
+def build_conv_then_norm():
+    torch.manual_seed(0)
+    return ConvThenNorm(), (torch.randn(4, 8, 64),), {}
+
+
 def _long_target(*shape: int, high: int) -> torch.Tensor:
     torch.manual_seed(1)
     return torch.randint(0, high, shape)
@@ -872,5 +980,61 @@ MORE: list[Broken] = [
         fix_numbers=("320",),
         op="linear",
         note="the view gives 320 = 20*4*4 per sample; fc1 expects 500",
+    ),
+    Broken(
+        "text_cnn_conv1d_on_embeddings",
+        build_text_cnn,
+        module="conv",
+        fix_numbers=("32", "20"),
+        op="conv1d",
+        words=("transpose(1, 2)",),
+        absent=("in_channels=20", "Conv1d(20"),
+        note="(B, T, D) embeddings into Conv1d(D): transpose to (B, D, T)",
+    ),
+    Broken(
+        "frames_channels_last_into_conv1d",
+        build_frame_conv,
+        module="conv",
+        fix_numbers=("40", "100"),
+        op="conv1d",
+        words=("frames.transpose(1, 2)",),
+        absent=("feature count", "Conv1d(100"),
+        note="(batch, frames, features) input: the features are last",
+    ),
+    Broken(
+        "batchnorm1d_per_token_in_sequential",
+        build_token_mlp_norm,
+        module="net.1",
+        fix_numbers=("64", "30"),
+        op="batch_norm",
+        words=("transpose(1, 2)",),
+        absent=("BatchNorm1d(30)",),
+        note="Linear then BatchNorm1d in a Sequential applied to (B, L, C)",
+    ),
+    Broken(
+        "position_parameter_too_short",
+        build_position_parameter,
+        module="",
+        fix_numbers=("80", "64"),
+        words=("sequence length", "pos_embedding"),
+        note="pos_embedding (1, 64, 16) sliced to 80 positions stops at 64",
+    ),
+    Broken(
+        "per_pixel_linear_width",
+        build_per_pixel_head,
+        module="pw",
+        fix_numbers=("16", "64"),
+        op="linear",
+        absent=("flatten",),
+        note="a per-pixel Linear on (N, H, W, C): nn.Linear(16, 64), no flatten",
+    ),
+    Broken(
+        "conv1d_then_batchnorm_width",
+        build_conv_then_norm,
+        module="bn",
+        fix_numbers=("32",),
+        op="batch_norm",
+        absent=("transpose",),
+        note="(4, 32, 64) from a Conv1d(8, 32): the norm's 64 is the wrong width, not a layout",
     ),
 ]
