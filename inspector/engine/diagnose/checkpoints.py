@@ -3,7 +3,9 @@
 The model is only read: the names and shapes of its parameters and persistent buffers, as
 `load_state_dict` would look them up (shared modules under every name they have). No tensor
 is copied and nothing of the model's is called beyond reading attributes; a Hugging Face
-`config` is read through its instance dict.
+`config` is read through its instance dict. The one thing run: to check a config value, the
+library's own model class is built from a copy of the config on the meta device
+(checkpoints_config.py).
 
 Keys first: a prefix that, stripped, added or replaced, makes the names match (`module.` from
 DistributedDataParallel, `_orig_mod.` from torch.compile, a backbone saved under its own
@@ -128,8 +130,6 @@ def explain_load_error(
 def _tolerated(entry: Entry, metadata: Any) -> bool:
     """A BatchNorm's `num_batches_tracked` missing from a checkpoint of the old format: torch
     fills it in."""
-    if entry.name == "_extra_state" and entry.shape is None:
-        return False
     if entry.name != "num_batches_tracked":
         return False
     if not isinstance(entry.module, nn.modules.batchnorm._NormBase):
