@@ -174,7 +174,7 @@ def _classes(model: nn.Module, pairs: list[Pair]) -> list[Cause]:
         assert isinstance(module, nn.Linear)
         saved = group[0][1][0] if group[0][1] else 0
         keys = tuple(e.key for e, _ in group)
-        text = f"{path} has {module.out_features} classes in the model, {saved} in the "
+        text = f"{path or '(root)'} has {module.out_features} classes in the model, {saved} in the "
         text += "checkpoint: a head trained for another task\n"
         text += "drop its keys and load the rest with strict=False; the head stays as "
         text += "initialised, to be trained"
@@ -182,7 +182,7 @@ def _classes(model: nn.Module, pairs: list[Pair]) -> list[Cause]:
         if attr:
             text += f"; or, for the checkpoint's head, build the model with config.{attr}={saved}"
         else:
-            text += f"; or build {path} as nn.Linear({module.in_features}, {saved})"
+            text += f"; or build {path or 'the model'} as nn.Linear({module.in_features}, {saved})"
         dropped = "{" + ", ".join(q(k) for k in keys) + "}"
         code = f"sd = {{k: v for k, v in sd.items() if k not in {dropped}}}"
         causes.append(Cause("classes", keys, text, code=code, strict_false=True))
@@ -206,9 +206,8 @@ def _in_channels(model: nn.Module, pairs: list[Pair]) -> list[Cause]:
         kinds = f" ({CHANNELS.get(saved, '?')} vs {CHANNELS.get(have, '?')})"
         kinds = "" if "?" in kinds else kinds
         plural = "s" if have > 1 else ""
-        text = f"{e.path} takes {have} input channel{plural} in the model, {saved} in the "
-        text += "checkpoint"
-        text += kinds
+        text = f"{e.path or '(root)'} takes {have} input channel{plural} in the model, "
+        text += f"{saved} in the checkpoint{kinds}"
         k = q(e.key)
         rest = ", -1" * (len(c) - 2)
         if have == 1:
@@ -227,7 +226,7 @@ def _in_channels(model: nn.Module, pairs: list[Pair]) -> list[Cause]:
             text += f"\nkeep the checkpoint's first {have} channels"
         attr = config_has(model, ("num_channels", "in_channels", "in_chans"), have)
         text += f"; or build the model with config.{attr}={saved}" if attr else ""
-        text += "" if attr else f"; or build {e.path} with in_channels={saved}"
+        text += "" if attr else f"; or build {e.path or 'the model'} with in_channels={saved}"
         causes.append(Cause("input channels", (e.key,), text, code=code))
     return causes
 
