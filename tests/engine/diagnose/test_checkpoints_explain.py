@@ -124,6 +124,14 @@ def test_tensor_subclass_code_is_not_called() -> None:
 # -- display -----------------------------------------------------------------------------------
 
 
+def test_a_bare_layer_is_named_as_the_root() -> None:
+    result = check(nn.Linear(3, 2), {"weight": torch.zeros(5, 3), "bias": torch.zeros(5)})
+    text = said(result)
+    assert "(root) has 2 classes in the model, 5 in the checkpoint" in text
+    assert "build the model as nn.Linear(3, 5)" in text
+    apply_fix(nn.Linear(3, 2), {"weight": torch.zeros(5, 3), "bias": torch.zeros(5)}, result)
+
+
 def test_displays() -> None:
     sd = SmallResNet(classes=3).state_dict()
     result = inspector.check_state_dict(SmallResNet(), sd)
