@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from inspector.engine.diagnose.context import Context, Explanation
+from inspector.engine.diagnose.context import Context, Explanation, product
+from inspector.engine.diagnose.embeddings import position_span
 from inspector.engine.diagnose.inputs import (
     config_name,
     config_of,
@@ -30,7 +31,7 @@ def numbers_seen(ctx: Context) -> set[int]:
     """Every number in the error message, the failing op's operand shapes and int arguments."""
     found = {int(n) for n in re.findall(r"\d+", str(ctx.message))}
     if ctx.op is not None:
-        for a in ctx.op.args:
+        for a in (*ctx.op.args, *ctx.op.kwargs.values()):
             if isinstance(a, torch.Tensor):
                 found.update(int(d) for d in a.shape)
             elif isinstance(a, int):
@@ -94,24 +95,41 @@ def explain_sequence_length(ctx: Context) -> Explanation | None:
         return None
     name, info = seq
     length = info.shape[1]
-    if length <= limit or not {length, limit} <= numbers_seen(ctx):
+    seen = numbers_seen(ctx)
+    start = _position_start(ctx, length)
+    usable = limit - start
+    if length <= usable or limit not in seen or (length not in seen and not start):
         return None
     attr = config_name(config, "max_position_embeddings")
+    offset = f", positions start at {start}" if start else ""
     return Explanation(
-        summary=f"{name} {fmt(info.shape)} has sequence length {length} but {attr}={limit}: "
-        f"the model has {limit} positions",
+        summary=f"{name} {fmt(info.shape)} has sequence length {length} but {attr}={limit}"
+        f"{offset}: the model has {usable} positions",
         details=[
             f"{ctx.call.path or 'the model'} sizes its position tensors by {attr}; the "
             f"{length}-token input overruns them"
         ],
         fixes=[
-            f"truncate {name} to {limit} tokens: {name}[:, :{limit}] (tokenizer(..., "
-            f"truncation=True, max_length={limit}))",
-            f"or a model whose max_position_embeddings >= {length}; a pretrained table of "
-            f"{limit} positions cannot be extended without training",
+            f"truncate {name} to {usable} tokens: {name}[:, :{usable}] (tokenizer(..., "
+            f"truncation=True, max_length={usable}))",
+            f"or a model whose max_position_embeddings >= {length + start}; a pretrained "
+            f"table of {limit} positions cannot be extended without training",
         ],
         code="input-too-long",
     )
+
+
+def _position_start(ctx: Context, length: int) -> int:
+    """Where the position ids among the failing op's operands start (RoBERTa counts from
+    padding_idx + 1); 0 when none is there."""
+    if ctx.op is None:
+        return 0
+    for a in (*ctx.op.args, *ctx.op.kwargs.values()):
+        if isinstance(a, torch.Tensor) and not a.is_floating_point() and a.shape[-1:] == (length,):
+            span = position_span(a)
+            if span is not None:
+                return span[0]
+    return 0
 
 
 def explain_pixel_values(ctx: Context) -> Explanation | None:
@@ -238,3 +256,34 @@ def _sequence_channels_last(
         fixes=[f"{given}.transpose(1, 2) gives {fmt((n, c, length))} before {name}"],
         code="conv-input-channels",
     )
+
+
+def input_rank(ctx: Context, shape: tuple[int, ...], rank: int) -> Explanation | None:
+    """The model's first conv gets one dim too many because the model adds the channel dim
+    itself (raw audio as (N, L)): the input has an extra dim, which one the shapes tell."""
+    m = ctx.module
+    for name, info in named_inputs(ctx):
+        if info.numel != product(shape) or info.ndim != len(shape) - 1:
+            continue
+        ones = [d for d in range(1, info.ndim) if info.shape[d] == 1]
+        if ones:
+            fixed = tuple(s for i, s in enumerate(info.shape) if i != ones[0])
+            fix, why = f"{name}.squeeze({ones[0]}) gives {fmt(fixed)}", ""
+        elif info.ndim == 3 and info.shape[-1] <= 8 and m.in_channels == 1:
+            fixed = info.shape[:-1]
+            fix = f"mix down to mono: {name}.mean(-1) gives {fmt(fixed)}"
+            why = f"the last dim ({info.shape[-1]}) looks like audio channels"
+        else:
+            continue
+        layout = "(batch, length)" if rank == 3 else "(batch, H, W)"
+        ex = Explanation(
+            summary=f"{name} {fmt(info.shape)} has one dim too many: the model adds the channel "
+            f"dim itself, so {ctx.call.path} gets {fmt(shape)} instead of a {rank}-D input",
+            code="input-rank",
+        )
+        if why:
+            ex.details.append(why)
+        ex.details.append(f"the model takes {name} as {layout}, here {fmt(fixed)}")
+        ex.fixes.append(fix)
+        return ex
+    return None

@@ -86,17 +86,28 @@ def _positions(x: torch.Tensor, name: str) -> bool:
     return re.search(r"(^|[._])(pos|position|wpe)", name.lower()) is not None
 
 
+def position_span(x: torch.Tensor) -> tuple[int, int] | None:
+    """(first position, sequence length) of position ids whose rows count up by one."""
+    if x.is_floating_point() or x.dim() < 1 or x.shape[-1] < 2 or x.device.type == "meta":
+        return None
+    if not bool((x.diff(dim=-1) == 1).all()):
+        return None
+    return int(x[..., 0].min()), int(x.shape[-1])
+
+
 def _too_long(ctx: Context, x: torch.Tensor, hi: int, n: int) -> Explanation:
     name, dim = ctx.call.path, ctx.module.embedding_dim
-    length = hi + 1
+    start, length = position_span(x) or (0, hi + 1)
+    usable = n - start
+    offset = f", positions start at {start}" if start else ""
     ex = Explanation(
-        summary=f"sequence length {length} exceeds {name}'s {n} positions "
-        f"(num_embeddings={n}): position ids run to id {hi}",
+        summary=f"sequence length {length} exceeds {name}'s {usable} positions "
+        f"(num_embeddings={n}{offset}): position ids run to id {hi}",
         code="embedding-index",
     )
     ex.details.append(
-        f"{name} is indexed by positions ({fmt(tuple(x.shape))}, counting 0, 1, 2...), made "
-        "inside the model: no id is wrong, the sequence is too long for the table"
+        f"{name} is indexed by positions ({fmt(tuple(x.shape))}, counting up from {start}), "
+        "made inside the model: no id is wrong, the sequence is too long for the table"
     )
     seq = sequence_input(ctx)
     seq_name = "the input"
@@ -105,20 +116,20 @@ def _too_long(ctx: Context, x: torch.Tensor, hi: int, n: int) -> Explanation:
         ex.details.append(f"the length comes from {seq[0]} {fmt(seq[1].shape)}")
     config = config_of(ctx)
     limit = config_value(config, "max_position_embeddings")
+    cut = f"truncate {seq_name} to {usable} tokens: {seq_name}[:, :{usable}]"
     if isinstance(limit, int) and limit == n:
         attr = config_name(config, "max_position_embeddings")
         ex.details.append(f"{attr}={n} sets the table")
+        ex.fixes.append(f"{cut} (tokenizer(..., truncation=True, max_length={usable}))")
         ex.fixes.append(
-            f"truncate {seq_name} to {n} tokens: {seq_name}[:, :{n}] (tokenizer(..., "
-            f"truncation=True, max_length={n}))"
-        )
-        ex.fixes.append(
-            f"or a model whose max_position_embeddings >= {length}; a pretrained table of "
-            f"{n} positions cannot be extended without training"
+            f"or a model whose max_position_embeddings >= {length + start}; a pretrained "
+            f"table of {n} positions cannot be extended without training"
         )
         return ex
-    ex.fixes.append(f"truncate {seq_name} to {n} tokens: {seq_name}[:, :{n}]")
-    ex.fixes.append(f"or a table of >= {length} rows: {name} = nn.Embedding({length}, {dim})")
+    ex.fixes.append(cut)
+    ex.fixes.append(
+        f"or a table of >= {length + start} rows: {name} = nn.Embedding({length + start}, {dim})"
+    )
     return ex
 
 

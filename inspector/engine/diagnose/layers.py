@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from inspector.engine.diagnose.config_inputs import explain_conv_input, first_layer
+from inspector.engine.diagnose.config_inputs import explain_conv_input, first_layer, input_rank
 from inspector.engine.diagnose.context import Context, Explanation, producer_call
 from inspector.engine.diagnose.inputs import name_of
 from inspector.engine.diagnose.losses import shape_maker
@@ -35,6 +35,10 @@ def explain_conv(ctx: Context) -> Explanation | None:
     spatial = rank - 2
     layout = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}[spatial]
     if x.dim() < rank - 1 or x.dim() > rank or (x.dim() == rank - 1 and spatial == 1):
+        if len(shape) > rank and first_layer(ctx):
+            found = input_rank(ctx, shape, rank)
+            if found is not None:
+                return found
         return _conv_rank(ctx, shape, rank, layout)
     if x.dim() == rank - 1:  # unbatched input
         shape = (1, *shape)
