@@ -181,6 +181,44 @@ def build_whisper_frames():
     return model, (), inputs
 
 
+def build_roberta_too_long():
+    import transformers
+
+    _quiet()
+    config = transformers.RobertaConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=18, pad_token_id=1,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.RobertaModel(config).eval()
+    ids = _ids(2, 17, high=97) + 3  # BUG
+    return model, (), {"input_ids": ids}
+
+
+def _wav2vec2() -> nn.Module:
+    import transformers
+
+    _quiet()
+    options: dict[str, Any] = {
+        "vocab_size": 32, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+        "intermediate_size": 64, "conv_dim": (16, 16), "conv_stride": (5, 2),
+        "conv_kernel": (10, 3), "num_feat_extract_layers": 2, "num_conv_pos_embeddings": 16,
+        "num_conv_pos_embedding_groups": 2,
+    }  # fmt: skip
+    torch.manual_seed(0)
+    return transformers.Wav2Vec2Model(transformers.Wav2Vec2Config(**options)).eval()
+
+
+def build_wav2vec2_channel_dim():
+    audio = torch.randn(2, 1, 1600)  # BUG
+    return _wav2vec2(), (), {"input_values": audio}
+
+
+def build_wav2vec2_stereo():
+    audio = torch.randn(2, 1600, 2)  # BUG
+    return _wav2vec2(), (), {"input_values": audio}
+
+
 def build_gpt2_seq_first():
     ids = _ids(12, 2)  # BUG
     return _gpt2(), (), {"input_ids": ids, "attention_mask": torch.ones(2, 12, dtype=torch.long)}
@@ -346,5 +384,31 @@ HF: list[Broken] = [
         kind="warning",
         words=("input_ids.T", "seq-first"),
         note="input_ids (12, 2) with attention_mask (2, 12): the ids are (seq, batch)",
+    ),
+    Broken(
+        "hf_roberta_positions_offset",
+        build_roberta_too_long,
+        module="embeddings",
+        fix_numbers=("17", "16", "18"),
+        words=("input_ids", "max_position_embeddings", "start at 2"),
+        note="RoBERTa counts positions from padding_idx + 1: 18 rows hold 16 tokens",
+    ),
+    Broken(
+        "hf_wav2vec2_extra_channel_dim",
+        build_wav2vec2_channel_dim,
+        module="feature_extractor.conv_layers.0.conv",
+        fix_numbers=("2", "1600"),
+        op="conv1d",
+        words=("input_values.squeeze(1)",),
+        note="raw audio is (batch, samples): the model adds the channel dim itself",
+    ),
+    Broken(
+        "hf_wav2vec2_stereo",
+        build_wav2vec2_stereo,
+        module="feature_extractor.conv_layers.0.conv",
+        fix_numbers=("2", "1600"),
+        op="conv1d",
+        words=("input_values.mean(-1)",),
+        note="stereo audio: mix down to mono",
     ),
 ]
