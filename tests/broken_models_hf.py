@@ -219,6 +219,25 @@ def build_wav2vec2_stereo():
     return _wav2vec2(), (), {"input_values": audio}
 
 
+def build_distilbert_too_long():
+    import transformers
+
+    _quiet()
+    config = transformers.DistilBertConfig(
+        vocab_size=100, dim=32, n_layers=1, n_heads=2, hidden_dim=64, max_position_embeddings=16
+    )
+    torch.manual_seed(0)
+    ids = _ids(2, 20)  # BUG
+    return transformers.DistilBertModel(config).eval(), (), {"input_ids": ids}
+
+
+def build_t5_mask_length():
+    model, _, inputs = build_t5_added_tokens()
+    inputs["input_ids"] = _ids(2, 8)
+    inputs["attention_mask"] = torch.ones(2, 6, dtype=torch.long)  # BUG
+    return model, (), inputs
+
+
 def build_gpt2_seq_first():
     ids = _ids(12, 2)  # BUG
     return _gpt2(), (), {"input_ids": ids, "attention_mask": torch.ones(2, 12, dtype=torch.long)}
@@ -410,5 +429,23 @@ HF: list[Broken] = [
         op="conv1d",
         words=("input_values.mean(-1)",),
         note="stereo audio: mix down to mono",
+    ),
+    Broken(
+        "hf_distilbert_sequence_too_long",
+        build_distilbert_too_long,
+        module="embeddings",
+        fix_numbers=("20", "16"),
+        op="add",
+        words=("input_ids", "max_position_embeddings"),
+        note="the overrun raises in an add of the position table, not in an embedding",
+    ),
+    Broken(
+        "hf_t5_attention_mask_length",
+        build_t5_mask_length,
+        module="",
+        fix_numbers=("6", "8"),
+        kind="warning",
+        words=("attention_mask", "input_ids"),
+        note="a mask for 6 of the 8 tokens",
     ),
 ]
