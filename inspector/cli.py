@@ -7,6 +7,7 @@ and optionally `loss_fn` and `target`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -113,18 +114,38 @@ def cmd_run(ns: argparse.Namespace) -> int:
         breakpoints = [parse_breakpoint(b) for b in ns.breaks]
     except ValueError as exc:
         raise UsageError(f"--break: {exc}") from None
+    from inspector.reporting import run_headless
+
     if not inspector.interactive():
         # No terminal to draw on (stderr redirected, CI): the script runs as it would alone,
         # and each stop and failure is written to stderr as text.
-        from inspector.reporting import run_headless
-
         return run_headless(ns.script, ns.args, breakpoints=breakpoints, gradients=ns.backward)
+    from inspector.engine.distributed import launched_rank
+    from inspector.tui.ranks import TerminalClaim, chosen_rank, log_path
     from inspector.tui.script import run_script
 
+    rank, claim = launched_rank(), None
+    if rank is not None:  # a rank of a torchrun job: the ranks share this terminal
+        try:
+            chosen = chosen_rank(ns.rank)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if chosen is not None and not 0 <= chosen < world:
+            raise UsageError(f"--rank {chosen}: the job has ranks 0 to {world - 1}")
+        if chosen is None:
+            claim = TerminalClaim()  # the first rank to stop takes the terminal
+        elif chosen != rank:
+            with open(log_path(rank), "a", encoding="utf-8") as log:
+                from rich.console import Console
+
+                console = Console(file=log, width=120, no_color=True)
+                return run_headless(ns.script, ns.args, breakpoints=breakpoints,
+                                    gradients=ns.backward, console=console)  # fmt: skip
     try:
         return run_script(
             ns.script, ns.args, breakpoints=breakpoints, post_mortem=ns.post_mortem,
-            gradients=ns.backward,
+            gradients=ns.backward, claim=claim,
         )  # fmt: skip
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -261,6 +282,15 @@ def make_parser() -> argparse.ArgumentParser:
         "--post-mortem",
         action="store_true",
         help="run free; open the debugger only if something fails",
+    )
+    run.add_argument(
+        "--rank",
+        type=int,
+        default=None,
+        metavar="N",
+        help="under torchrun: the rank that gets the terminal (also INSPECTOR_RANK); the "
+        "others run headless and log their stops to inspector-rankK.log. Default: the "
+        "first rank that stops",
     )
     run.add_argument("script", nargs="?", help="the Python script to run as __main__")
     run.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")

@@ -120,6 +120,17 @@ def print_report(
     return t
 
 
+def log_stop(console: Console, pause: Pause) -> None:
+    """One stop, as text: where and why (under torchrun: which rank), a failure explained."""
+    from inspector.engine.distributed import rank_label
+
+    where = f"{pause.where} (pass {pause.pass_index + 1})"
+    label = rank_label()  # under torchrun every line says which rank wrote it
+    console.print(Text(f"torch-inspector{label}: {pause.reason}: {where}", style="bold"))
+    if pause.diagnosis is not None:
+        console.print(DiagnosisPanel(pause.diagnosis))
+
+
 def run_headless(
     path: str,
     argv: Iterable[str] = (),
@@ -132,18 +143,14 @@ def run_headless(
     this thread as it would alone, and each stop (a breakpoint, a failure) is written to
     stderr as text, a failure with its explanation. Returns the script's exit code."""
     from inspector.engine.control.script import ScriptFinished, ScriptRun
-    from inspector.engine.distributed import rank_label, rank_prefixed
+    from inspector.engine.distributed import rank_prefixed
 
     console = console or text_console(stderr=True)
-    rank = rank_label()  # under torchrun every line says which rank wrote it
 
     def on_event(event: Pause | ScriptFinished) -> None:
         if not isinstance(event, Pause):
             return
-        where = f"{event.where} (pass {event.pass_index + 1})"
-        console.print(Text(f"torch-inspector{rank}: {event.reason}: {where}", style="bold"))
-        if event.diagnosis is not None:
-            console.print(DiagnosisPanel(event.diagnosis))
+        log_stop(console, event)
         run.stepper.command("continue")  # nobody is there to press a key
 
     run = ScriptRun(path, argv, breakpoints=breakpoints, post_mortem=True, gradients=gradients,

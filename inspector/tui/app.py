@@ -21,6 +21,7 @@ from textual.widgets import ContentSwitcher, Footer
 
 from inspector.engine.control.breakpoints import Breakpoint
 from inspector.engine.control.stepper import Pause
+from inspector.engine.distributed import rank_label
 from inspector.engine.records import Call, Diagnosis, TensorInfo
 from inspector.render.detail import call_tensors, default_row
 from inspector.tui import keys
@@ -183,7 +184,9 @@ class InspectorApp(SharedTerminal):
         self.query_one(ProblemsPanel).findings = findings
 
     def watch_status(self, status: tuple[str, str]) -> None:
-        self.query_one(StatusLine).line = status
+        text, style = status
+        label = rank_label()  # under torchrun: which rank this screen is
+        self.query_one(StatusLine).line = (f"{label.strip()} {text}" if label else text, style)
 
     def watch_breakpoints(self, breakpoints: tuple[Breakpoint, ...]) -> None:
         tree = self.query_one(CallTree)

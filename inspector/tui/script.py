@@ -14,12 +14,17 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 
+from rich.console import Console
+
 from inspector.engine.capture.values import ValueStore
 from inspector.engine.control.breakpoints import Breakpoint
 from inspector.engine.control.script import ScriptFinished, ScriptRun
+from inspector.engine.control.stepper import Pause
+from inspector.engine.distributed import rank_prefixed
 from inspector.reporting import warn_unmatched
 from inspector.tui.controller import EventRelay, StepperControl
 from inspector.tui.factory import make_app
+from inspector.tui.ranks import TerminalClaim, log_path
 from inspector.tui.terminal import SCRIPT
 
 JOIN_TIMEOUT = 600.0
@@ -32,13 +37,17 @@ def run_script(
     breakpoints: Iterable[Breakpoint | str] = (),
     post_mortem: bool = False,
     gradients: bool = False,
+    claim: TerminalClaim | None = None,
 ) -> int:
-    """Run `path` under the inspector; returns the script's exit code."""
+    """Run `path` under the inspector; returns the script's exit code. With `claim` (a rank
+    of a torchrun job that shares its terminal), the app opens only if this rank is the
+    first to stop; otherwise its stops go to its log file and the script runs on."""
     events = EventRelay()
     run = ScriptRun(path, argv, breakpoints=breakpoints, post_mortem=post_mortem,
                     gradients=gradients, on_event=events)  # fmt: skip
     run.recorder.values = ValueStore()  # heat maps of the pass on screen
-    if post_mortem:
+    started = post_mortem or claim is not None
+    if started:
         run.start()
         try:
             first = events.first()  # the script runs in the foreground until it stops
@@ -47,8 +56,10 @@ def run_script(
         if isinstance(first, ScriptFinished):
             run.join(JOIN_TIMEOUT)
             return _report_end(first, run.breakpoints)
+        if claim is not None and not claim.try_claim():
+            return _headless_rest(run, events)
     control = StepperControl(
-        run.stepper, run.recorder, events, start=None if post_mortem else run.start,
+        run.stepper, run.recorder, events, start=None if started else run.start,
         interrupt=run.interrupt,
     )  # fmt: skip
     app = make_app(control, title=run.path, frontend=SCRIPT)
@@ -59,6 +70,34 @@ def run_script(
         run.stepper.release(abort=app.interrupted)
         app.flush_output()
     return _report_end(_finish(run, interrupted=app.interrupted), run.breakpoints)
+
+
+def _headless_rest(run: ScriptRun, events: EventRelay) -> int:
+    """Another rank has the terminal: this one's stops (the one that came first included)
+    are written to its log file, and it runs on as without a debugger."""
+    from inspector.engine.distributed import launched_rank
+    from inspector.reporting import log_stop
+
+    rank = launched_rank()
+    path = log_path(rank if rank is not None else 0)
+    stops = 0
+    with open(path, "a", encoding="utf-8") as log:
+        console = Console(file=log, width=120, no_color=True, soft_wrap=False)
+
+        def on_event(event: object) -> None:
+            nonlocal stops
+            if isinstance(event, Pause):
+                stops += 1
+                log_stop(console, event)
+                log.flush()
+                run.stepper.command("continue")  # nobody is there to press a key
+
+        events.connect(on_event)
+        finished = _finish(run)
+    if stops:
+        print(rank_prefixed(f"torch-inspector: another rank has the terminal; {stops} stop(s) "
+                            f"of this rank are in {path}\n"), end="", file=sys.stderr)  # fmt: skip
+    return _report_end(finished, run.breakpoints)
 
 
 def _finish(run: ScriptRun, *, interrupted: bool = False) -> ScriptFinished | None:
@@ -79,7 +118,9 @@ def _report_end(finished: ScriptFinished | None, breakpoints: Iterable[Breakpoin
         print("torch-inspector: the script did not finish", file=sys.stderr)
         return 1
     if finished.traceback:
-        sys.stderr.write(finished.traceback)
+        sys.stderr.write(
+            rank_prefixed(finished.traceback)
+        )  # torch's own `[rankN]: ` under torchrun
     if not finished.quit:
         warn_unmatched(breakpoints, finished.calls)
     if finished.quit:
