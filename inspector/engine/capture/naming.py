@@ -134,12 +134,59 @@ class ParamCounter:
         total = self._totals.get(id(module))
         if total is not None:
             return total, True
+        if self._add_up(module):
+            total = self._totals.get(id(module))
+            if total is not None:
+                return total, True
         ids, complete = self._param_ids(module)
         sizes = self._sizes
         total = sum([sizes[i] for i in ids])
         if complete:
             self._totals[id(module)] = total
         return total, complete
+
+    def _add_up(self, root: nn.Module) -> bool:
+        """Every module's total under `root` as its own parameters plus its children's
+        totals, in one walk: exact where no Parameter and no module appears twice below
+        `root` (no tied weights), which the walk checks; False (nothing kept) otherwise."""
+        order: list[nn.Module] = []
+        todo = [root]
+        modules: set[int] = set()
+        params: set[int] = set()
+        own: dict[int, int] = {}
+        lazy: set[int] = set()
+        while todo:
+            module = todo.pop()
+            if id(module) in modules:
+                return False  # a module reached twice: its parameters count once
+            modules.add(id(module))
+            order.append(module)
+            size = 0
+            for p in module._parameters.values():
+                if p is None:
+                    continue
+                if type(p) is not nn.Parameter and isinstance(p, _UNINITIALIZED):
+                    lazy.add(id(module))
+                    continue
+                if id(p) in params:
+                    return False  # tied weights
+                params.add(id(p))
+                size += p.numel()
+            own[id(module)] = size
+            todo.extend([c for c in module._modules.values() if c is not None])
+        totals = self._totals
+        done: dict[int, tuple[int, bool]] = {}
+        for module in reversed(order):  # children before their parents
+            total, complete = own[id(module)], id(module) not in lazy
+            for child in module._modules.values():
+                if child is not None:
+                    sub, sub_complete = done[id(child)]
+                    total += sub
+                    complete = complete and sub_complete
+            done[id(module)] = (total, complete)
+            if complete:
+                totals[id(module)] = total
+        return True
 
     def _param_ids(self, module: nn.Module) -> tuple[frozenset[int], bool]:
         found = self._ids.get(id(module))
