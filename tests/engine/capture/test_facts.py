@@ -3,6 +3,8 @@ ones left out until they have a shape), paths, and the facts kept across calls."
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 from torch import nn
@@ -34,7 +36,7 @@ def _lazy() -> nn.Module:
 
 
 @pytest.mark.parametrize("build", [_tied, _shared, _lazy, lambda: nn.TransformerEncoderLayer(8, 2)])
-def test_every_module_counts_as_the_set_of_its_parameters(build) -> None:  # type: ignore[no-untyped-def]
+def test_every_module_counts_as_the_set_of_its_parameters(build: Callable[[], nn.Module]) -> None:
     model = build()
     counter = ParamCounter()
     for module in model.modules():
@@ -61,6 +63,7 @@ def test_facts_are_one_lookup_and_follow_a_replaced_module() -> None:
     facts = ModuleFacts(names)
     facts.learn(list(model.modules()))
     ref, line, params, type_name, path, unit = facts.known[id(model[0])]
+    assert line.startswith("Linear(in_features=2")
     assert (ref() is model[0], params, type_name, path, unit) == (True, 6, "Linear", "net.0", False)
     assert facts.known[id(model[1])][4:] == ("net.1", True)  # an activation: units looked at
     model[0] = nn.Linear(2, 2, bias=False)  # a new module, a new entry when it is first seen
