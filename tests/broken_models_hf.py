@@ -238,6 +238,12 @@ def build_t5_mask_length():
     return model, (), inputs
 
 
+def build_gpt2_given_positions():
+    ids = _ids(2, 12)
+    positions = torch.arange(10, 22).expand(2, -1)  # BUG
+    return _gpt2(), (), {"input_ids": ids, "position_ids": positions}
+
+
 def build_gpt2_seq_first():
     ids = _ids(12, 2)  # BUG
     return _gpt2(), (), {"input_ids": ids, "attention_mask": torch.ones(2, 12, dtype=torch.long)}
@@ -447,5 +453,15 @@ HF: list[Broken] = [
         kind="warning",
         words=("attention_mask", "input_ids"),
         note="a mask for 6 of the 8 tokens",
+    ),
+    Broken(
+        "hf_gpt2_position_ids_given_past_table",
+        build_gpt2_given_positions,
+        module="transformer.wpe",
+        fix_numbers=("21", "16", "12"),
+        op="embedding",
+        words=("position_ids", "torch.arange(12)"),
+        absent=("vocabulary", "resize_token_embeddings"),
+        note="the caller's position_ids start at 10: 12 tokens run past 16 positions",
     ),
 ]

@@ -52,6 +52,8 @@ def explain_embedding(ctx: Context) -> Explanation | None:
     if lo >= 0 and hi < n:
         return None
     given = name_of(ctx, x)
+    if hi >= n and given is not None and "position" in given and _positions(x, name):
+        return _given_positions(ctx, given, x, hi, n)
     if hi >= n and given is None and _positions(x, name):
         return _too_long(ctx, x, hi, n)
     if hi >= n and given is not None:
@@ -130,6 +132,27 @@ def _too_long(ctx: Context, x: torch.Tensor, hi: int, n: int) -> Explanation:
     ex.fixes.append(
         f"or a table of >= {length + start} rows: {name} = nn.Embedding({length + start}, {dim})"
     )
+    return ex
+
+
+def _given_positions(ctx: Context, given: str, x: torch.Tensor, hi: int, n: int) -> Explanation:
+    """Position ids the caller passed in, past the table."""
+    name = ctx.call.path
+    start, length = position_span(x) or (0, hi + 1)
+    ex = Explanation(
+        summary=f"{given} {fmt(tuple(x.shape))} runs to {hi} but {name} has {n} positions "
+        f"(0..{n - 1})",
+        details=[f"{given} is a model input, counting up from {start}"],
+        code="embedding-index",
+    )
+    if length <= n:
+        ex.fixes.append(
+            f"count from 0: {given} = torch.arange({length}).expand({x.shape[0]}, -1) stays "
+            f"below {n}"
+        )
+    else:
+        ex.fixes.append(f"the {length} positions exceed the table: truncate to {n} tokens")
+    ex.fixes.append(f"or keep earlier plus new tokens within {n} positions")
     return ex
 
 
