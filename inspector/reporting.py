@@ -142,7 +142,7 @@ def run_headless(
     """`run SCRIPT` with no terminal to draw on (stderr redirected, CI): the script runs in
     this thread as it would alone, and each stop (a breakpoint, a failure) is written to
     stderr as text, a failure with its explanation. Returns the script's exit code."""
-    from inspector.engine.control.script import ScriptFinished, ScriptRun
+    from inspector.engine.control.script import ScriptFinished, ScriptRun, hang_view
     from inspector.engine.distributed import rank_prefixed
 
     console = console or text_console(stderr=True)
@@ -155,7 +155,8 @@ def run_headless(
 
     run = ScriptRun(path, argv, breakpoints=breakpoints, post_mortem=True, gradients=gradients,
                     on_event=on_event)  # fmt: skip
-    finished = run.run_here()
+    with hang_view(run, lambda text: sys.stderr.write(rank_prefixed(text))):
+        finished = run.run_here()
     if finished.traceback:
         sys.stderr.write(rank_prefixed(finished.traceback))
     warn_unmatched(breakpoints, finished.calls)

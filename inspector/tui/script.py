@@ -18,10 +18,11 @@ from rich.console import Console
 
 from inspector.engine.capture.values import ValueStore
 from inspector.engine.control.breakpoints import Breakpoint
-from inspector.engine.control.script import ScriptFinished, ScriptRun
+from inspector.engine.control.script import ScriptFinished, ScriptRun, hang_view
 from inspector.engine.control.stepper import Pause
 from inspector.engine.distributed import rank_prefixed
 from inspector.reporting import warn_unmatched
+from inspector.tui.app import InspectorApp
 from inspector.tui.controller import EventRelay, StepperControl
 from inspector.tui.factory import make_app
 from inspector.tui.ranks import TerminalClaim, log_path
@@ -46,7 +47,25 @@ def run_script(
     run = ScriptRun(path, argv, breakpoints=breakpoints, post_mortem=post_mortem,
                     gradients=gradients, on_event=events)  # fmt: skip
     run.recorder.values = ValueStore()  # heat maps of the pass on screen
-    started = post_mortem or claim is not None
+    shown: list[InspectorApp] = []  # the app, while it is up: SIGUSR1 says where in it
+
+    def tell(text: str) -> None:
+        if shown and shown[0].is_running:
+            shown[0].call_from_thread(shown[0].notify, text.strip(), timeout=8)
+        else:
+            sys.stderr.write(rank_prefixed(text))
+
+    with hang_view(run, tell):
+        return _run_script(run, events, post_mortem or claim is not None, claim, shown)
+
+
+def _run_script(
+    run: ScriptRun,
+    events: EventRelay,
+    started: bool,
+    claim: TerminalClaim | None,
+    shown: list[InspectorApp],
+) -> int:
     if started:
         run.start()
         try:
@@ -63,6 +82,7 @@ def run_script(
         interrupt=run.interrupt,
     )  # fmt: skip
     app = make_app(control, title=run.path, frontend=SCRIPT)
+    shown.append(app)
     try:
         app.run()
     finally:

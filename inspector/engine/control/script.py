@@ -8,13 +8,15 @@ the UI can own the main thread; its exit code and its traceback are kept for the
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import runpy
+import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,6 +167,23 @@ class ScriptRun:
         self.recorder.release()
         self.on_event(self.finished)
 
+    def where(self) -> str:
+        """Where the script is now, in module terms: the hang view's line."""
+        stepper, passes = self.stepper, self.recorder.pass_index + 1
+        if stepper.paused is not None:
+            pause = stepper.paused
+            return f"paused at {pause.where} in the debugger ({pause.reason}), pass {passes}"
+        last = stepper.last
+        if last is None:
+            return "no module called yet"
+        call, phase = last
+        what = f"{call.name} ({call.type})"
+        if phase == "forward":
+            return f"in the forward of {what}, pass {passes}"
+        if phase == "backward":
+            return f"in the backward pass, last at {what}, pass {passes}"
+        return f"outside any module, last returned from {what}, pass {passes}"
+
     def _breakpoint(self, *args: object, **kwargs: object) -> None:
         self.stepper.stop_next()
 
@@ -175,6 +194,33 @@ class ScriptRun:
         while tb is not None and tb.tb_frame.f_code.co_filename != self.path:
             tb = tb.tb_next
         return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+
+
+@contextlib.contextmanager
+def hang_view(run: ScriptRun, write: Callable[[str], object]) -> Iterator[None]:
+    """While `run` runs, SIGUSR1 (`kill -USR1 PID`, or to every rank of a stuck torchrun job)
+    writes where the script is: the module, forward or backward, the pass. A desync reads as
+    "rank 0 in the backward pass, rank 1 in the forward of fc1". Only in the main thread, and
+    only when the program has no SIGUSR1 handler of its own."""
+    usr1 = getattr(signal, "SIGUSR1", None)
+    if (
+        usr1 is None
+        or threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(usr1) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def on_signal(signum: int, frame: object) -> None:
+        with contextlib.suppress(Exception):  # the view must not break the program
+            write(f"torch-inspector: {run.where()}\n")
+
+    signal.signal(usr1, on_signal)
+    try:
+        yield
+    finally:
+        if signal.getsignal(usr1) is on_signal:  # unless the script set its own meanwhile
+            signal.signal(usr1, signal.SIG_DFL)
 
 
 def exit_code(code: object) -> int:

@@ -90,10 +90,12 @@ class Stepper:
         self._once: set[int] = set()  # once-per-pass breakpoints (ids) that stopped this pass
         self._spread: Breakpoint | None = None  # the NaN/Inf breakpoint of the coming pause
         self.paused: Pause | None = None
+        self.last: tuple[Call, str] | None = None  # the latest call event, and its phase
 
     # -- called in the model's thread --------------------------------------------------------
 
     def call_started(self, call: Call) -> None:
+        self.last = (call, "forward")  # where the program is: the hang view reads it
         if call.parent is None:
             x = first_tensor(call.inputs)
             self._batch = x.shape[0] if x is not None and x.ndim >= 2 else None
@@ -107,6 +109,7 @@ class Stepper:
             self._pause(call, "enter", reason)
 
     def call_finished(self, call: Call) -> None:
+        self.last = (call, "returned")
         reason = self._stop_reason(call, "exit")
         if reason is not None:
             self._pause(call, "exit", reason)
@@ -116,6 +119,7 @@ class Stepper:
         call, where stepping stops) or a parameter's (checked against breakpoints only)."""
         if self._abort:
             raise Stop("the debugger quit")
+        self.last = (call, "backward")
         if self._quit:
             return
         first = call.seq not in self._grad_seen

@@ -1,0 +1,27 @@
+"""The hang view on a real torchrun job: SIGUSR1 to each rank says where each one is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.distributed.torchrun import run_job
+
+pytestmark = pytest.mark.torchrun
+
+
+def test_each_rank_says_where_it_is(tmp_path: Path) -> None:
+    job = run_job("desync.py", via_inspector=["run"], timeout_s=60,
+                  env={"DESYNC_DIR": str(tmp_path)})  # fmt: skip
+    job.assert_ended()
+    assert job.returncode == 0, job.describe()
+    rank0, rank1 = job.stderr.get(0, ""), job.stderr.get(1, "")
+    assert "[rank0]: torch-inspector: in the forward of model.module.1 (Slow), pass 1" in rank0, (
+        job.describe()
+    )
+    # rank 1 finished its forward and waits in DDP's gradient all-reduce
+    assert "[rank1]: torch-inspector: outside any module, last returned from model" in rank1, (
+        job.describe()
+    )
+    assert job.lines(0, "done") == [""] and job.lines(1, "done") == [""]
