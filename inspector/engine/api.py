@@ -82,6 +82,11 @@ class explain:  # lower case: used like a function, `with inspector.explain():`
                 across = ranks_disagree(exc)
                 if across is not None:
                     exc.add_note("torch-inspector: " + across)
+                from inspector.engine.distributed.unused import unused_parameters
+
+                unused = unused_parameters(exc)
+                if unused is not None:
+                    exc.add_note("torch-inspector: " + unused)
             except Exception:  # the explanation is a bonus; the user's exception comes first
                 pass
         return False

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import torch
 from torch import nn
 
 from inspector.engine.distributed import (
@@ -91,3 +92,29 @@ def test_the_launchers_rank_labels_files(monkeypatch: pytest.MonkeyPatch) -> Non
     assert per_rank_path("trace", 2) == "trace.rank2"
     assert per_rank_path(".trace", 2) == ".trace.rank2"
     assert per_rank_path("out/trace.json", None) == "out/trace.json"
+
+
+def test_ddp_parameter_numbers_map_to_names_in_the_reducers_order(one_rank_group: None) -> None:
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from inspector.engine.distributed.unused import reducer_parameter_names
+
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(2, 3)
+            self.frozen = nn.Linear(3, 3).requires_grad_(False)
+            self.b = nn.Linear(3, 2)
+            self.tied = self.a  # the same parameters again: counted once
+            self.c = nn.Linear(2, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.c(self.b(self.frozen(self.a(x))))
+
+    model = Shared()
+    DDP._set_params_and_buffers_to_ignore_for_model(model, ["c.bias"])
+    ddp = DDP(model)
+    reducer_params, _ = ddp._build_params_for_reducer()
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    assert reducer_parameter_names(ddp) == [by_id[id(p)] for p in reducer_params]
+    assert reducer_parameter_names(ddp) == ["a.weight", "a.bias", "b.weight", "b.bias", "c.weight"]
