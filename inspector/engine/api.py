@@ -128,7 +128,15 @@ def explain_traceback(error: BaseException, model: nn.Module | None = None) -> D
     module, args, kwargs = chain[-1]
     failure = Failure(len(chain) - 1, module, args, kwargs, error)
     modules = [weakref.ref(m) for m, _, _ in chain]
-    return explain_failure(Trace(calls, error=error), failure, error, modules)
+    diag = explain_failure(Trace(calls, error=error), failure, error, modules)
+    from inspector.engine.distributed import rank_info
+
+    ranks = rank_info()
+    if diag is not None and ranks is not None:
+        from inspector.engine.distributed.advice import under_ddp
+
+        diag = under_ddp(diag, chain, ranks[0])
+    return diag
 
 
 def ranks_disagree(error: BaseException) -> str | None:

@@ -50,6 +50,10 @@ def test_explain_ends_the_job_with_the_real_error_and_its_note(explained: Job) -
     assert "torch-inspector:" in rank1
     assert re.search(r"fc1 expects 256 input features but its input \(8, 400\)", rank1), rank1
     assert f"[rank1]: {REAL_ERROR}" in rank1  # torch's rank prefix kept on every line
+    # the layers are the same on every rank (DDP checked): the data of rank 1 comes first
+    fixes = rank1[rank1.index("fix:") :]
+    assert "- look at rank 1's data first" in fixes and "(8, 3, 20, 20)" in fixes, rank1
+    assert "- if every rank's data has this shape: module.fc1 = nn.Linear(400, 32)" in fixes
 
 
 def test_trace_of_the_inner_module_ends_the_job_with_the_real_error(traced: Job) -> None:
