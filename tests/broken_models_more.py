@@ -686,6 +686,24 @@ def build_conv_then_norm():
     return ConvThenNorm(), (torch.randn(4, 8, 64),), {}
 
 
+class BagOfEmbeddings(nn.Module):
+    """A mean-of-embeddings classifier; the data loader yields ids as (seq, batch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(60, 16)
+        self.fc = nn.Linear(16, 3)
+
+    def forward(self, ids):
+        return self.fc(self.emb(ids).mean(1))
+
+
+def build_seq_first_ids():
+    torch.manual_seed(0)
+    ids = torch.randint(0, 60, (20, 4))  # BUG
+    return BagOfEmbeddings(), (ids,), {}
+
+
 def _long_target(*shape: int, high: int) -> torch.Tensor:
     torch.manual_seed(1)
     return torch.randint(0, high, shape)
@@ -1036,5 +1054,17 @@ MORE: list[Broken] = [
         op="batch_norm",
         absent=("transpose",),
         note="(4, 32, 64) from a Conv1d(8, 32): the norm's 64 is the wrong width, not a layout",
+    ),
+    Broken(
+        "seq_first_token_ids",
+        build_seq_first_ids,
+        module="loss_fn",
+        fix_numbers=("20", "4"),
+        op="cross_entropy",
+        loss_fn=nn.CrossEntropyLoss,
+        target=lambda: _long_target(4, high=3),
+        words=("ids.T", "seq-first"),
+        absent=("give the target",),
+        note="ids (20, 4) are (seq, batch): the model reads 20 sequences of 4 tokens",
     ),
 ]

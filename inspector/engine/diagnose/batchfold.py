@@ -10,6 +10,7 @@ one score per sample was expected. Each fix is checked on the recorded shapes.
 from __future__ import annotations
 
 import linecache
+from typing import Any
 
 from torch import nn
 
@@ -22,7 +23,8 @@ from inspector.engine.diagnose.context import (
     product,
     reshape_line,
 )
-from inspector.engine.records import Call, SourceLine, first_tensor
+from inspector.engine.diagnose.inputs import named_inputs
+from inspector.engine.records import Call, SourceLine, TensorInfo, first_tensor
 from inspector.engine.records import format_shape as fmt
 
 
@@ -209,3 +211,20 @@ def _reshape_after(call: Call) -> SourceLine | None:
         if _RESHAPE.search(text) or ".view(" in text:
             return SourceLine(site.file, lineno, text.rstrip("\n"), site.function)
     return None
+
+
+def seq_first_input(ctx: Context, ex: Explanation, data: TensorInfo, target: Any) -> bool:
+    """Token ids given as (seq, batch): the target's batch is the input's dim 1."""
+    n = int(target.shape[0]) if getattr(target, "dim", lambda: 0)() >= 1 else None
+    if n is None or data.ndim != 2 or not data.dtype.startswith(("int", "uint")):
+        return False
+    if data.shape[1] != n or data.shape[0] == n:
+        return False
+    inputs = named_inputs(ctx)
+    name = inputs[0][0] if inputs else "the input"
+    ex.details.append(
+        f"{name} {fmt(data.shape)} looks seq-first (seq, batch): the target has {n} samples, "
+        f"the input's dim 1; the model reads dim 0 ({data.shape[0]}) as the batch"
+    )
+    ex.fixes.append(f"{name}.T gives {fmt((n, data.shape[0]))}, (batch, seq)")
+    return True

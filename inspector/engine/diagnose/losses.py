@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from inspector.engine.diagnose.batchfold import explain_batch_change
+from inspector.engine.diagnose.batchfold import explain_batch_change, seq_first_input
 from inspector.engine.diagnose.context import (
     Context,
     Explanation,
@@ -150,6 +150,8 @@ def _batch_mismatch(
     data = first_tensor(root.inputs) if root is not None else None
     batch = data.shape[0] if data is not None and data.ndim >= 1 else None
     if batch is None or out.shape[0] == batch:
+        if data is not None and seq_first_input(ctx, ex, data, target):
+            return ex
         ex.fixes.append(f"give the target the output's batch size ({out.shape[0]})")
         return ex
     ex.details.append(f"the model's input has a batch of {batch} but its output {out.shape[0]}")
