@@ -704,6 +704,46 @@ def build_seq_first_ids():
     return BagOfEmbeddings(), (ids,), {}
 
 
+class TaggerWithLoss(nn.Module):
+    """A tagger that computes its loss in forward; the labels were cut one token short."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(50, 16)
+        self.head = nn.Linear(16, 7)
+
+    def forward(self, input_ids, labels):
+        logits = self.head(self.emb(input_ids))
+        return F.cross_entropy(logits.view(-1, 7), labels.reshape(-1))
+
+
+def build_tagger_short_labels():
+    torch.manual_seed(0)
+    ids = torch.randint(0, 50, (3, 10))
+    labels = torch.randint(0, 7, (3, 10))[:, 1:]  # BUG
+    return TaggerWithLoss(), (ids, labels), {}
+
+
+class PoolWithMask(nn.Module):
+    """Masked mean pooling; the mask comes from another batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(50, 8)
+
+    def forward(self, ids, attention_mask):
+        h = self.emb(ids)
+        m = attention_mask.unsqueeze(-1).float()
+        return (h * m).sum(1) / m.sum(1)
+
+
+def build_pool_mask_batch():
+    torch.manual_seed(0)
+    ids = torch.randint(0, 50, (2, 9))
+    mask = torch.ones(4, 9, dtype=torch.long)  # BUG
+    return PoolWithMask(), (ids, mask), {}
+
+
 def _long_target(*shape: int, high: int) -> torch.Tensor:
     torch.manual_seed(1)
     return torch.randint(0, high, shape)
@@ -1066,5 +1106,23 @@ MORE: list[Broken] = [
         words=("ids.T", "seq-first"),
         absent=("give the target",),
         note="ids (20, 4) are (seq, batch): the model reads 20 sequences of 4 tokens",
+    ),
+    Broken(
+        "labels_one_token_short",
+        build_tagger_short_labels,
+        module="",
+        fix_numbers=("9", "10", "27", "30"),
+        op="cross_entropy",
+        words=("labels", "input_ids"),
+        note="labels (3, 9) for input_ids (3, 10): 27 targets for 30 logits",
+    ),
+    Broken(
+        "attention_mask_from_another_batch",
+        build_pool_mask_batch,
+        module="",
+        fix_numbers=("4", "2"),
+        op="mul",
+        words=("attention_mask", "ids"),
+        note="a mask of 4 rows for 2 sequences",
     ),
 ]
