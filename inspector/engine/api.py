@@ -133,9 +133,11 @@ def explain_traceback(error: BaseException, model: nn.Module | None = None) -> D
 
     ranks = rank_info()
     if diag is not None and ranks is not None:
-        from inspector.engine.distributed.advice import under_ddp
+        from inspector.engine.distributed.advice import ddp_input_in_chain, under_ddp
 
-        diag = under_ddp(diag, chain, ranks[0])
+        given = ddp_input_in_chain(chain)
+        if given is not None:
+            diag = under_ddp(diag, ranks[0], given)
     return diag
 
 

@@ -2,10 +2,10 @@
 the gradient all-reduce. Under each entry point the job must end (torchrun stops rank 0 when
 rank 1 exits), with rank 1's real error printed by rank 1.
 
-Not asserted: which rank torchrun's summary names as the root cause. Once in about ten runs
-under `run --post-mortem`, rank 0 aborted (SIGABRT) on the closed connection before torchrun
-had seen rank 1 exit, and torchrun named rank 0 with rank 1 as SIGTERM; a test of that would
-be flaky until the failing rank leaves an error file (torchrun's `@record`)."""
+Once in about ten runs under `run --post-mortem`, rank 0 aborted (SIGABRT) on the closed
+connection before torchrun had seen rank 1 exit, and torchrun named rank 0 as the root cause.
+`run` now leaves the failing rank's error file as torch's `@record` does, and torchrun's
+summary names the rank whose error file it has."""
 
 from __future__ import annotations
 
@@ -83,3 +83,19 @@ def test_post_mortem_keeps_torchs_rank_prefix_on_the_traceback(post_mortem: Job)
     # every line once a group exists); under `run` it must read the same.
     post_mortem.assert_ended()
     assert f"[rank1]: {REAL_ERROR}" in post_mortem.stderr.get(1, ""), post_mortem.describe()
+
+
+def test_post_mortem_names_the_real_error_in_torchruns_root_cause(post_mortem: Job) -> None:
+    """Under `run` the rank's error file is written as torch's @record writes it: torchrun's
+    summary shows the real error and its explanation, not "To enable traceback see"."""
+    post_mortem.assert_ended()
+    cause = post_mortem.agent.split("Root Cause (first observed failure):")[-1]
+    assert "rank      : 1 (local_rank: 1)" in cause and "exitcode  : 1" in cause, cause
+    assert REAL_ERROR in cause and "To enable traceback see" not in cause, cause
+    assert "- look at rank 1's data first" in cause, cause
+
+
+def test_post_mortem_explanation_puts_rank_1s_data_first(post_mortem: Job) -> None:
+    explanation = post_mortem.stderr[1].split("Traceback (most recent call last)")[0]
+    assert "look at rank 1's data first" in explanation, post_mortem.describe()
+    assert "(8, 3, 20, 20)" in explanation

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import runpy
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -68,11 +70,12 @@ class ScriptRun:
         self.breakpoints = [as_breakpoint(b) for b in breakpoints]
         self.post_mortem = post_mortem  # run free: only a failure (or a breakpoint) stops
         self.on_event = on_event
+        self._explained: str = ""  # the diagnosis of the last failure the stepper stopped at
         # gradients: the script's own backward passes are recorded and can be stepped through
         self.recorder = Recorder(stats=stats, per_pass=True, gradients=gradients)
         # The script runs free most of the time: shapes only until a stop is near.
         self.stepper = stepping(
-            self.recorder, self.on_event, self.breakpoints,
+            self.recorder, self._event, self.breakpoints,
             stop_at_start=not self.breakpoints and not post_mortem, sessions=True,
         )  # fmt: skip
         self.finished: ScriptFinished | None = None
@@ -153,6 +156,7 @@ class ScriptRun:
             code, text = EXIT_INTERRUPTED, self._traceback(exc)
         except BaseException as exc:  # the script's own failure: reported as Python would
             code, text = 1, self._traceback(exc)
+            record_for_launcher(exc, text, self._explained)
         finally:
             self.recorder.detach()
             _RUNNING.remove(self.stepper)
@@ -166,6 +170,11 @@ class ScriptRun:
         )
         self.recorder.release()
         self.on_event(self.finished)
+
+    def _event(self, event: Pause | ScriptFinished) -> None:
+        if isinstance(event, Pause) and event.reason == "error" and event.diagnosis is not None:
+            self._explained = str(event.diagnosis)
+        self.on_event(event)
 
     def where(self) -> str:
         """Where the script is now, in module terms: the hang view's line."""
@@ -194,6 +203,25 @@ class ScriptRun:
         while tb is not None and tb.tb_frame.f_code.co_filename != self.path:
             tb = tb.tb_next
         return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+
+
+def record_for_launcher(exc: BaseException, text: str, explained: str = "") -> None:
+    """Under torchrun: the script's failure in this rank's error file, as torch's `@record`
+    writes it, so that the launcher's root-cause report shows the real error, its traceback
+    and the explanation (not "To enable traceback see ..."). A file the script's own
+    `@record` already wrote is kept."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path or os.path.exists(path):
+        return
+    callstack = text + (f"\ntorch-inspector:\n{explained}\n" if explained else "")
+    data = {
+        "message": {
+            "message": f"{type(exc).__name__}: {exc}",
+            "extraInfo": {"py_callstack": callstack, "timestamp": str(int(time.time()))},
+        }
+    }
+    with contextlib.suppress(OSError), open(path, "w", encoding="utf-8") as fp:
+        json.dump(data, fp)
 
 
 @contextlib.contextmanager

@@ -23,6 +23,8 @@ from inspector.engine.control.breakpoints import Breakpoint, path_matches
 from inspector.engine.diagnose import explain_failure
 from inspector.engine.diagnose.anomalies import nan_origin
 from inspector.engine.diagnose.context import warning_about
+from inspector.engine.distributed import rank_info
+from inspector.engine.distributed.advice import ddp_input_in_calls, under_ddp
 from inspector.engine.records import (
     Call,
     Diagnosis,
@@ -308,7 +310,13 @@ def explain_recorded(recorder: Recorder, call: Call) -> Diagnosis | None:
         return None
     recorder.settle()
     record = Trace(list(recorder.calls), error=failure.exception)
-    return explain_failure(record, failure, failure.exception, recorder.modules, recorder.lookup)
+    diag = explain_failure(record, failure, failure.exception, recorder.modules, recorder.lookup)
+    ranks = rank_info()
+    if diag is not None and ranks is not None:  # inside DDP: this rank's data first
+        given = ddp_input_in_calls(record.calls, call)
+        if given is not None:
+            diag = under_ddp(diag, ranks[0], given)
+    return diag
 
 
 def stepping(

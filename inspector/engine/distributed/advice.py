@@ -11,30 +11,27 @@ as the change for every rank's data.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
 
-from inspector.engine.records import Diagnosis, format_shape
+from inspector.engine.records import Call, Diagnosis, format_shape, tensors_in
 
 _LAYER_CHANGE = ("nn.", "out_features=", "in_features=", "in_channels=", "num_features=")
 
 
-def under_ddp(diag: Diagnosis, chain: list[tuple[nn.Module, Any, Any]], rank: int) -> Diagnosis:
-    """`diag` for a failure inside a DDP wrapper (the outermost link of `chain`) on `rank`;
-    unchanged when no DDP is in the chain or no fix changes a layer."""
-    from torch.nn.parallel import DistributedDataParallel
-
-    ddp = next((m for m, _, _ in chain if isinstance(m, DistributedDataParallel)), None)
-    if ddp is None or not any(any(k in f for k in _LAYER_CHANGE) for f in diag.fixes):
+def under_ddp(diag: Diagnosis, rank: int, given: list[tuple[int, ...]]) -> Diagnosis:
+    """`diag` for a failure inside a DDP wrapper on `rank`, whose input had the shapes
+    `given`; unchanged when no fix changes a layer."""
+    if not any(any(k in f for k in _LAYER_CHANGE) for f in diag.fixes):
         return diag
-    args = next(a for m, a, _ in chain if m is ddp)
-    shapes = [format_shape(tuple(a.shape)) for a in args if hasattr(a, "shape")]
-    given = f"its input {', '.join(shapes)}" if shapes else "its input"
+    shapes = ", ".join(format_shape(s) for s in given)
+    seen = f"its input {shapes}" if shapes else "its input"
     layer = diag.module or "the model"
     first = (
         f"look at rank {rank}'s data first: under DistributedDataParallel every rank holds "
-        f"the same {layer}, so this step's batch on rank {rank} ({given}) is what differs "
+        f"the same {layer}, so this step's batch on rank {rank} ({seen}) is what differs "
         "from what the model was built for, unless every rank fails alike"
     )
     changed = tuple(f"if every rank's data has this shape: {f}" for f in diag.fixes)
@@ -43,3 +40,26 @@ def under_ddp(diag: Diagnosis, chain: list[tuple[nn.Module, Any, Any]], rank: in
         "shapes; resizing it on one rank makes the ranks' models differ"
     )
     return dataclasses.replace(diag, details=(*diag.details, note), fixes=(first, *changed))
+
+
+def ddp_input_in_chain(chain: list[tuple[nn.Module, Any, Any]]) -> list[tuple[int, ...]] | None:
+    """The input shapes of the DistributedDataParallel among the module calls a traceback
+    unwound (outermost first), or None when there is none."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    for module, args, _ in chain:
+        if isinstance(module, DistributedDataParallel):
+            return [tuple(a.shape) for a in args if hasattr(a, "shape")]
+    return None
+
+
+def ddp_input_in_calls(calls: Sequence[Call], call: Call) -> list[tuple[int, ...]] | None:
+    """The same, from a recorded pass: the input shapes of the DistributedDataParallel call
+    that holds `call`, or None."""
+    seq: int | None = call.seq
+    while seq is not None and seq < len(calls):
+        holder = calls[seq]
+        if holder.type == "DistributedDataParallel":
+            return [t.shape for t in tensors_in(holder.inputs)]
+        seq = holder.parent
+    return None
