@@ -244,6 +244,40 @@ def build_gpt2_given_positions():
     return _gpt2(), (), {"input_ids": ids, "position_ids": positions}
 
 
+class BertTagger(nn.Module):
+    """A token-classification head on BERT, sized for bert-base's 768."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bert = _bert()
+        self.head = nn.Linear(768, 5)
+
+    def forward(self, input_ids):
+        hidden = self.bert(input_ids=input_ids).last_hidden_state
+        return self.head(hidden)  # BUG
+
+
+def build_bert_tagger():
+    return BertTagger(), (_ids(2, 12),), {}
+
+
+class BertPooledClassifier(nn.Module):
+    """A classifier on BERT's pooled output, sized for bert-base's 768."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bert = _bert()
+        self.classifier = nn.Linear(768, 3)
+
+    def forward(self, input_ids):
+        pooled = self.bert(input_ids=input_ids).pooler_output
+        return self.classifier(pooled)  # BUG
+
+
+def build_bert_pooled():
+    return BertPooledClassifier(), (_ids(2, 12),), {}
+
+
 def build_gpt2_seq_first():
     ids = _ids(12, 2)  # BUG
     return _gpt2(), (), {"input_ids": ids, "attention_mask": torch.ones(2, 12, dtype=torch.long)}
@@ -463,5 +497,24 @@ HF: list[Broken] = [
         words=("position_ids", "torch.arange(12)"),
         absent=("vocabulary", "resize_token_embeddings"),
         note="the caller's position_ids start at 10: 12 tokens run past 16 positions",
+    ),
+    Broken(
+        "hf_bert_token_head_sized_for_base",
+        build_bert_tagger,
+        module="head",
+        fix_numbers=("32", "5"),
+        op="linear",
+        words=("config.hidden_size",),
+        absent=("flatten",),
+        note="a per-token head on a 32-wide BERT: nn.Linear(32, 5), from bert's config",
+    ),
+    Broken(
+        "hf_bert_pooled_head_sized_for_base",
+        build_bert_pooled,
+        module="classifier",
+        fix_numbers=("32", "3"),
+        op="linear",
+        words=("config.hidden_size",),
+        note="the pooled output has config.hidden_size=32 features",
     ),
 ]

@@ -21,6 +21,7 @@ from inspector.engine.diagnose.context import (
     producer_call,
     product,
 )
+from inspector.engine.diagnose.inputs import config_value
 from inspector.engine.diagnose.losses import shape_maker
 from inspector.engine.records import Call, TensorInfo, first_tensor
 from inspector.engine.records import format_shape as fmt
@@ -130,7 +131,26 @@ def _width_reason(ctx: Context, base: Call | None, k: int) -> str:
         return f": 2*{module.hidden_size} = {k} (bidirectional, hidden_size={module.hidden_size})"
     if isinstance(module, nn.RNNBase) and module.hidden_size == k:
         return " (its hidden_size)"
-    return ""
+    return _config_width(ctx, base, k)
+
+
+_WIDTHS = ("hidden_size", "d_model", "n_embd", "dim", "embed_dim")
+
+
+def _config_width(ctx: Context, base: Call | None, k: int) -> str:
+    """` (bert's config.hidden_size=32)`: the width set by the config of the outermost model
+    that made the tensor, found by walking up from its producer."""
+    seq = base.seq if base is not None else None
+    found = ""
+    while seq is not None:
+        module = ctx.live_module(seq)
+        config = vars(module).get("config") if isinstance(module, nn.Module) else None
+        if config is not None and hasattr(type(config), "to_dict"):
+            attr = next((a for a in _WIDTHS if config_value(config, a) == k), None)
+            if attr is not None:
+                found = f" ({ctx.trace.calls[seq].name}'s config.{attr}={k})"
+        seq = ctx.trace.calls[seq].parent
+    return found
 
 
 def _per_sample_text(ctx: Context, base: Call | None, info: TensorInfo | None, k: int) -> str:
