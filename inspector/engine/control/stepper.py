@@ -16,23 +16,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from inspector.engine.capture.events import Stop
 from inspector.engine.capture.recorder import Recorder
 from inspector.engine.control.breakpoints import Breakpoint, path_matches
+from inspector.engine.control.origin import pause_origin
 from inspector.engine.diagnose import explain_failure
-from inspector.engine.diagnose.anomalies import nan_origin
-from inspector.engine.diagnose.context import warning_about
 from inspector.engine.distributed import rank_info
 from inspector.engine.distributed.advice import ddp_input_in_calls, under_ddp
 from inspector.engine.records import (
     Call,
     Diagnosis,
-    TensorInfo,
     Trace,
     first_tensor,
-    format_shape,
-    tensors_in,
 )
 
 
@@ -76,6 +73,7 @@ class Stepper:
     explain: Callable[[Call], Diagnosis | None] | None = None  # diagnosis at an error pause
     pass_source: Callable[[], int] | None = None  # the current pass of a session
     enrich: Callable[[Call], Call] | None = None  # statistics for a call about to pause
+    module_of: Callable[[int], Any] | None = None  # the live module of a call (NaN origins)
 
     def __post_init__(self) -> None:
         self._goal = _Goal("into" if self.stop_at_start else "continue")
@@ -211,7 +209,8 @@ class Stepper:
                 diagnosis = None
         elif self._spread is not None:
             self._spread = None
-            diagnosis = _origin(self.calls, call)
+            at = self.pass_source() if self.pass_source is not None else self.pass_index
+            diagnosis = pause_origin(self.calls, call, self.module_of, at)
         if self.enrich is not None:
             call = self.enrich(call)
         if self.pass_source is not None:
@@ -339,37 +338,9 @@ def stepping(
         enrich=recorder.with_stats,
     )
     stepper.explain = lambda call: explain_recorded(recorder, call)
+    stepper.module_of = lambda seq: recorder.modules[seq]() if seq < len(recorder.modules) else None
     if sessions:
         stepper.pass_source = lambda: recorder.pass_index
         recorder.stats_when = stepper.wants_stats
     recorder.listener = stepper
     return stepper
-
-
-def _origin(calls: Sequence[Call], call: Call) -> Diagnosis | None:
-    """Where the NaN/Inf that `call`'s breakpoint stopped at was made, from the calls so far:
-    the innermost call that made it from finite inputs, else (the values were already bad
-    on the way in) the code of the call that holds `call`, between its children."""
-    try:
-        found = nan_origin(Trace(list(calls)))
-        if found:
-            return found[0]
-        bad = next((i for i in tensors_in_call(call) if i.stats and not i.stats.finite), None)
-        if bad is None or bad.stats is None or call.parent is None or call.parent >= len(calls):
-            return None
-        holder = calls[call.parent]
-        return warning_about(
-            holder,
-            f"NaN/Inf first appears in {holder.name}'s own code, before it calls {call.name}",
-            (f"{call.name} receives {format_shape(bad.shape)} with {bad.stats.nan} NaN and "
-             f"{bad.stats.inf} Inf; every call before it in {holder.name} gave finite values",),
-            ("look at the ops in its forward between the module calls (log or sqrt of "
-             "negatives, division by zero, exp overflow)",),
-            "nan-origin",
-        )  # fmt: skip
-    except Exception:  # the pause matters more than its explanation
-        return None
-
-
-def tensors_in_call(call: Call) -> list[TensorInfo]:
-    return [i for v in call.inputs for i in tensors_in(v)]
