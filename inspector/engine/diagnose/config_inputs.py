@@ -62,7 +62,7 @@ def image_channel_fix(
             [f"drop alpha: {given}[:, :3] gives {fmt((n, 3, h, w))} (or "
              "image.convert('RGB') when loading)"],
         )  # fmt: skip
-    if c == 1 and c_in > 1:
+    if c == 1 and c_in == 3:
         return (
             [f"1 channel is a grayscale image; the model was built for {c_in}"],
             [f"{given}.repeat(1, {c_in}, 1, 1) (or .expand(-1, {c_in}, -1, -1)) gives "
