@@ -239,8 +239,10 @@ def explain_position_parameter(ctx: Context) -> Explanation | None:
 
 def _parameter_behind(module: object, t: torch.Tensor) -> tuple[str, torch.Tensor] | None:
     """The parameter or buffer of `module` that `t` is (or is a view of), with its name."""
-    if not isinstance(module, nn.Module) or type(t) not in (torch.Tensor, nn.Parameter):
+    if not isinstance(module, nn.Module) or not isinstance(t, torch.Tensor):
         return None
+    if type(t) not in (torch.Tensor, nn.Parameter) and type(t).__name__ != "FakeTensor":
+        return None  # a subclass of the user's: its _base is not read
     base = t._base if t._base is not None else t
     for name, p in module.named_parameters():
         if p is base or p is t:
