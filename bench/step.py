@@ -5,9 +5,12 @@
    after-refresh callback). Pilot's own waits are not counted: they wait for the process to
    go idle, which with a model thread beside them adds 100+ ms that no user sees.
 2. An attached session whose breakpoint never hits, against a plain forward, side by side
-   (alternating, medians): hooks stay on every module of ResNet-50 (batch 8, 224x224).
+   (alternating, medians): hooks stay on every module of ResNet-50 (batch 8, 224x224). The
+   same with a NaN watch, which reads every output, beside the floor for that: the plain
+   forward with one `torch.sum` of every tensor value a pass with statistics reads
+   (bench/floor.py). Goals: attached <= 1.02x, watching for NaN <= the floor.
 
-    python bench/step.py [--quick]
+    python bench/step.py [--quick] [--sessions]    (--sessions: part 2 only)
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.floor import SumReads
 from bench.models import hidden_states, images, resnet50, transformer_stack
 from inspector.engine.control.breakpoints import Breakpoint
 from inspector.engine.control.session import Session
@@ -64,7 +68,7 @@ class FrameClock:
             on_paused(app, message)  # type: ignore[arg-type]
             paused.append(time.perf_counter())
 
-        Screen._on_timer_update = timed_update  # type: ignore[method-assign]
+        Screen._on_timer_update = timed_update  # type: ignore[method-assign, assignment]
         InspectorApp.on_paused = timed_paused  # type: ignore[method-assign, assignment]
 
 
@@ -164,8 +168,9 @@ def tmux_latency(steps: int) -> list[float] | None:
     return times
 
 
-def session_overhead(repeats: int, batch: int) -> tuple[float, float, float]:
-    """(plain ms, attached ms, attached with a NaN watch ms): medians of alternating runs.
+def session_overhead(repeats: int, batch: int) -> dict[str, list[float]]:
+    """Seconds of each run of plain, attached, watching (attached with a NaN watch) and
+    floor, in rotating order.
 
     Attached: a breakpoint on a module that never runs, so the pass runs free and records
     shapes only. With a NaN watch: `Breakpoint(condition="nan")` reads every output's
@@ -176,6 +181,8 @@ def session_overhead(repeats: int, batch: int) -> tuple[float, float, float]:
     plain: list[float] = []
     attached: list[float] = []
     watched: list[float] = []
+    floor: list[float] = []
+    reads = SumReads(model)
 
     def never(pause: object) -> None:
         raise AssertionError("the breakpoint must not hit")
@@ -188,27 +195,39 @@ def session_overhead(repeats: int, batch: int) -> tuple[float, float, float]:
         Session(never, free, break_on=Breakpoint("no.such.module")),
         Session(never, watching, break_on=Breakpoint(condition="nan")),
     ):
-        runs = [(model, plain), (free, attached), (watching, watched)]
-        for m, _ in runs:
-            m(x)
+
+        def with_reads() -> None:
+            with reads:
+                model(x)
+
+        runs = [(lambda: model(x), plain), (lambda: free(x), attached)]
+        runs += [(lambda: watching(x), watched), (with_reads, floor)]
+        for run, _ in runs:
+            run()
         for r in range(repeats):
-            for m, out in runs[r % 3 :] + runs[: r % 3]:  # rotate: no variant always first
+            k = r % len(runs)
+            for run, out in runs[k:] + runs[:k]:  # rotate: no variant always first
                 start = time.perf_counter()
-                m(x)
+                run()
                 out.append(time.perf_counter() - start)
-    return (
-        statistics.median(plain) * 1e3,
-        statistics.median(attached) * 1e3,
-        statistics.median(watched) * 1e3,
-    )
+    return {"plain": plain, "attached": attached, "watching": watched, "floor": floor}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer steps and repeats")
+    parser.add_argument("--sessions", action="store_true", help="the sessions' cost only")
+    parser.add_argument("--repeats", type=int, default=None, help="session rounds (9)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
     ns = parser.parse_args()
     steps, repeats, batch = (30, 3, 2) if ns.quick else (150, 9, 8)
+    repeats = ns.repeats or repeats
+    if ns.threads:
+        torch.set_num_threads(ns.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if ns.sessions:
+        print_sessions(repeats, batch)
+        return
     frames, callbacks = keypress_latency(steps)
     for label, times in (("frame drawn", frames), ("after-refresh callback", callbacks)):
         p95 = statistics.quantiles(times, n=20)[-1]
@@ -225,13 +244,22 @@ def main() -> None:
             f"keypress to next call painted in tmux (send-keys to capture-pane, 60 steps): "
             f"median {statistics.median(in_tmux):.1f} ms, p95 {p95:.1f} ms"
         )
-    plain, attached, watched = session_overhead(repeats, batch)
-    print(
-        f"ResNet-50 b{batch}: plain {plain:.0f} ms; attached session, breakpoint not hit "
-        f"(shapes while running free): {attached:.0f} ms ({attached / plain:.2f}x); watching "
-        f"for NaN (statistics of every output): {watched:.0f} ms ({watched / plain:.2f}x) "
-        f"(median of {repeats})"
-    )
+    print_sessions(repeats, batch)
+
+
+def print_sessions(repeats: int, batch: int) -> None:
+    """Attached (breakpoint never hit: shapes while running free), watching for NaN
+    (statistics of every output) and the floor (one torch.sum of each value read), each as
+    the median of its paired ratios to the plain run of the same round, and fastest runs."""
+    times = session_overhead(repeats, batch)
+    plain = times["plain"]
+    median = statistics.median(plain) * 1e3
+    print(f"ResNet-50 b{batch}: plain median {median:.0f} ms, {repeats} rounds")
+    for name in ("attached", "watching", "floor"):
+        paired = statistics.median(a / b for a, b in zip(times[name], plain, strict=True))
+        fastest = min(times[name]) / min(plain)
+        print(f"  {name:<9} paired {paired:.3f}x, fastest runs {fastest:.3f}x")
+    print("  goals: attached <= 1.02x; watching <= the floor")
 
 
 if __name__ == "__main__":
