@@ -48,16 +48,25 @@ def describe_units(module: Any, output: Any, described: Value) -> Units | None:
     count = output.shape[axis]
     if name in DEAD_TYPES and stats.zero_fraction < DEAD_GATE:
         return Units(axis, count)  # a healthy layer: nothing to read
+    if name not in DEAD_TYPES:
+        low, high = BOUNDS[name]
+        middle, half = (low + high) / 2, (high - low) / 2
+        # The exact range says when no value comes near a bound: nothing to read then (the
+        # slack covers the rounding of `x - middle` in the tensor's precision).
+        reach = max(stats.max - middle, middle - stats.min)
+        if reach < (half - SATURATION_MARGIN) * (1 - 1e-6):
+            return Units(axis, count, saturated=0.0)
     with torch.no_grad():
         x = output.detach()
         if name in DEAD_TYPES:
             others = tuple(d for d in range(x.dim()) if d != axis)
             hi = torch.amax(x, dim=others)
-            lo = torch.amin(x, dim=others)
-            dead = torch.nonzero((hi == 0) & (lo == 0)).flatten().tolist()
+            if stats.min >= 0:  # no negative value: a unit whose maximum is 0 is all zeros
+                dead = torch.nonzero(hi == 0).flatten().tolist()
+            else:
+                lo = torch.amin(x, dim=others)
+                dead = torch.nonzero((hi == 0) & (lo == 0)).flatten().tolist()
             return Units(axis, count, dead=tuple(int(i) for i in dead))
-        low, high = BOUNDS[name]
-        middle, half = (low + high) / 2, (high - low) / 2
         near = torch.count_nonzero((x - middle).abs() >= half - SATURATION_MARGIN)
         return Units(axis, count, saturated=int(near) / x.numel())
 
