@@ -134,13 +134,22 @@ class CallTree(ScrollView, can_focus=True, inherit_bindings=False):
         }
 
     def _extend_ends(self, old: int) -> None:
-        del self._ends[old:]
-        self._ends.extend(c.seq for c in self.calls[old:])
-        for call in self.calls[old:]:
-            parent = call.parent
-            while parent is not None and parent < len(self._ends):
-                self._ends[parent] = call.seq
-                parent = self.calls[parent].parent
+        """The last descendant of every call, for the calls from `old` on and their
+        ancestors. In pre-order a subtree is the run of calls from its root to its end: a
+        pass from the last call back gives each parent the end of its last child."""
+        calls, ends = self.calls, self._ends
+        count = len(calls)
+        del ends[old:]
+        ends.extend(range(old, count))
+        for seq in range(count - 1, old - 1, -1):
+            parent = calls[seq].parent
+            if parent is not None and ends[parent] < ends[seq]:
+                if parent >= old:
+                    ends[parent] = ends[seq]
+                else:  # an ancestor recorded before: its own ancestors end there too
+                    while parent is not None and ends[parent] < ends[seq]:
+                        ends[parent] = ends[seq]
+                        parent = calls[parent].parent
 
     def _rebuild_rows(self) -> None:
         self.rows, self.row_of = [], {}
@@ -226,10 +235,13 @@ class CallTree(ScrollView, can_focus=True, inherit_bindings=False):
         self._refresh_rows({self.row_of[s] for s in seqs if s in self.row_of})
 
     def _refresh_rows(self, rows: set[int]) -> None:
-        top = self.scroll_offset.y
-        for row in rows:
-            if top <= row < top + self.size.height:
-                self.refresh(Region(0, row - top, self.size.width, 1))
+        top, (width, height) = self.scroll_offset.y, self.size  # each read costs microseconds
+        visible = [row for row in rows if top <= row < top + height]
+        if len(visible) > height // 2:  # most of the view: one refresh, not one per line
+            self.refresh()
+            return
+        for row in visible:
+            self.refresh(Region(0, row - top, width, 1))
 
     def render_lines(self, crop: Region) -> list[Strip]:
         # The widget's style costs ~0.1 ms to compute: once per repaint, not once per line.
