@@ -8,6 +8,7 @@ from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderR
 from rich.text import Text
 
 from inspector.engine.capture.values import HeatMap
+from inspector.engine.distributed import launched_rank
 from inspector.engine.records import Call, Stats, Struct, TensorInfo, Value, format_shape
 from inspector.render.heatmap import HeatMapView
 from inspector.render.text import count, number
@@ -69,6 +70,11 @@ def gradient_line(call: Call) -> Text | None:
     if call.grad is None or not call.grad.params:
         return None
     line = Text("param grads  ", style="bold")
+    rank = launched_rank()
+    if rank is not None:  # the hooks saw them before the all-reduce: this rank's own
+        line = Text.assemble(
+            ("param grads", "bold"), (f" (rank {rank}'s, before the all-reduce)  ", "dim")
+        )
     for i, (name, grad, size) in enumerate(call.grad.params):
         if i:
             line.append(" · ", style="dim")

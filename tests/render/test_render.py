@@ -124,6 +124,20 @@ def test_call_detail_shows_gradients_units_and_the_heat_map() -> None:
     assert "dead units: 3 of 8" in relu
 
 
+def test_under_torchrun_parameter_gradients_say_they_are_the_ranks_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The hooks see a parameter's gradient before DDP averages it across the ranks."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    t = inspector.trace(model, torch.randn(2, 4), loss_fn=nn.CrossEntropyLoss(),
+                        target=torch.tensor([0, 2]), backward=True)  # fmt: skip
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    text = "\n".join(draw(CallDetail(t.find("0")), 120))
+    assert "param grads (rank 1's, before the all-reduce)  weight |g|" in text
+
+
 def test_a_running_call_shows_a_placeholder_row_that_does_not_widen_the_table() -> None:
     import dataclasses
 
