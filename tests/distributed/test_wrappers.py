@@ -118,3 +118,29 @@ def test_ddp_parameter_numbers_map_to_names_in_the_reducers_order(one_rank_group
     by_id = {id(p): n for n, p in model.named_parameters()}
     assert reducer_parameter_names(ddp) == [by_id[id(p)] for p in reducer_params]
     assert reducer_parameter_names(ddp) == ["a.weight", "a.bias", "b.weight", "b.bias", "c.weight"]
+
+
+@pytest.mark.parametrize("per_layer", [True, False], ids=["per-layer", "root-only"])
+def test_fsdp2_parameter_gradients_are_recorded(one_rank_group: None, per_layer: bool) -> None:
+    """Under fully_shard autograd fills the unsharded parameters: their gradients are the
+    ones recorded (a hook on the sharded DTensor never runs)."""
+    from torch.distributed.fsdp import fully_shard
+
+    import inspector
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    if per_layer:
+        fully_shard(model[0])
+        fully_shard(model[2])
+    fully_shard(model)
+    t = inspector.trace(model, torch.randn(3, 4), loss_fn=nn.CrossEntropyLoss(),
+                        target=torch.tensor([0, 1, 0]), backward=True)  # fmt: skip
+    for path in ("0", "2"):
+        grad = t.find(path).grad
+        assert grad is not None and [p[0] for p in grad.params] == ["weight", "bias"], path
+        layer = model[int(path)]
+        for (name, norm, size), param in zip(grad.params, (layer.weight, layer.bias), strict=True):
+            # one rank: the reduce-scatter leaves the full gradient, as the hook saw it
+            assert norm == pytest.approx(float(param.grad.full_tensor().norm()), rel=1e-5), name
+            assert size == pytest.approx(float(param.full_tensor().norm()), rel=1e-5), name

@@ -27,6 +27,7 @@ from inspector.engine.capture.device_stats import (
     on_device,
     stats_from_packet,
 )
+from inspector.engine.capture.fsdp import UnshardedParameters
 from inspector.engine.capture.hooks import TensorHooks
 from inspector.engine.capture.pass_record import PassRecord
 from inspector.engine.capture.stats import can_have_stats, compute_stats
@@ -51,6 +52,7 @@ class GradientRecorder:
         device: DeviceBatch | None = None,
     ) -> None:
         self.record = record
+        self._fsdp = UnshardedParameters()
         self.calls = record.calls  # read; every write goes through the record
         self.on_gradient = on_gradient
         self.on_fault = on_fault
@@ -107,7 +109,9 @@ class GradientRecorder:
             return
         self._module_calls[mid] = [seq]
         names = self._param_order[mid] = []
-        for name, param in module.named_parameters(recurse=False):
+        if self.record.modules:  # FSDP2: the gradient goes to the unsharded parameters
+            self._fsdp.learn(self.record.modules[0]())
+        for name, param in self._fsdp.own_parameters(module):
             if not param.requires_grad:
                 continue
             names.append(name)
