@@ -73,7 +73,8 @@ def gradient_line(call: Call) -> Text | None:
     rank = launched_rank()
     if rank is not None:  # the hooks saw them before the all-reduce: this rank's own
         line = Text.assemble(
-            ("param grads", "bold"), (f" (rank {rank}'s, before the all-reduce)  ", "dim")
+            ("param grads", "bold"),
+            (f" (rank {rank}'s own, before the ranks are averaged)  ", "dim"),
         )
     for i, (name, grad, size) in enumerate(call.grad.params):
         if i:

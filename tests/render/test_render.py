@@ -135,7 +135,7 @@ def test_under_torchrun_parameter_gradients_say_they_are_the_ranks_own(
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     text = "\n".join(draw(CallDetail(t.find("0")), 120))
-    assert "param grads (rank 1's, before the all-reduce)  weight |g|" in text
+    assert "param grads (rank 1's own, before the ranks are averaged)  weight |g|" in text
 
 
 def test_a_running_call_shows_a_placeholder_row_that_does_not_widen_the_table() -> None:
