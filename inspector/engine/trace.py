@@ -191,10 +191,18 @@ def check_module(model: Any, what: str) -> None:
 
 
 def save_modes(*roots: Any) -> list[tuple[weakref.ref[nn.Module], bool]]:
+    """Each module's train/eval mode (each module once), walked through `_modules` (what
+    `modules()` walks, without building every dotted name on the way)."""
     modes: list[tuple[weakref.ref[nn.Module], bool]] = []
-    for root in roots:
-        if isinstance(root, nn.Module):
-            modes.extend((weakref.ref(m), m.training) for m in root.modules())
+    seen: set[int] = set()
+    todo = [root for root in roots if isinstance(root, nn.Module)]
+    while todo:
+        module = todo.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        modes.append((weakref.ref(module), module.training))
+        todo.extend([m for m in module._modules.values() if m is not None])
     return modes
 
 
