@@ -108,11 +108,11 @@ def _start(
                               stop_next=False, stats=stats, gradients=gradients)  # fmt: skip
             session.stepper.on_pause = functools.partial(_log_and_go, session)
         _active = session
+        return session  # inside the try: an interrupt on the way out detaches too
     except BaseException:  # an interrupt before the caller holds the session: no hook stays
         if session is not None:
             session.detach()
         raise
-    return session
 
 
 def _log_pause(pause: Pause) -> None:
