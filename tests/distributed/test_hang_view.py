@@ -25,3 +25,15 @@ def test_each_rank_says_where_it_is(tmp_path: Path) -> None:
         job.describe()
     )
     assert job.lines(0, "done") == [""] and job.lines(1, "done") == [""]
+
+
+def test_a_collective_timeout_says_where_the_rank_was() -> None:
+    job = run_job("timeout.py", via_inspector=["run"], timeout_s=60, env={"PG_TIMEOUT": "3"})
+    job.assert_ended()
+    assert job.returncode != 0
+    rank1 = job.stderr.get(1, "")
+    assert "Timed out" in rank1 or "timed out" in rank1, job.describe()
+    assert (
+        "[rank1]: torch-inspector: when the collective timed out: outside any module, "
+        "last returned from model (DistributedDataParallel), pass 1" in rank1
+    ), job.describe()

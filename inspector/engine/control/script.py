@@ -156,6 +156,8 @@ class ScriptRun:
             code, text = EXIT_INTERRUPTED, self._traceback(exc)
         except BaseException as exc:  # the script's own failure: reported as Python would
             code, text = 1, self._traceback(exc)
+            if _timed_out(exc):  # a desync: where this rank was, beside where the others were
+                text += f"torch-inspector: when the collective timed out: {self.where()}\n"
             record_for_launcher(exc, text, self._explained)
         finally:
             self.recorder.detach()
@@ -203,6 +205,12 @@ class ScriptRun:
         while tb is not None and tb.tb_frame.f_code.co_filename != self.path:
             tb = tb.tb_next
         return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """A collective that waited past the process group's timeout (gloo, NCCL)."""
+    text = str(exc).lower()
+    return "timed out" in text or (type(exc).__name__.startswith("Dist") and "timeout" in text)
 
 
 def record_for_launcher(exc: BaseException, text: str, explained: str = "") -> None:
