@@ -20,11 +20,7 @@ from inspector.engine.diagnose.checkpoints_report import StateDictCheck
 T = pytest.importorskip("transformers")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _quiet_transformers() -> None:
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
+pytestmark = pytest.mark.usefixtures("quiet_transformers")
 
 
 # -- models ------------------------------------------------------------------------------------

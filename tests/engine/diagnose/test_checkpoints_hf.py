@@ -22,11 +22,7 @@ ARCHS = ["bert", "distilbert", "gpt2", "llama", "qwen2", "t5", "bart", "whisper"
 HIDDEN = ("hidden_size", "n_embd", "d_model", "dim")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _quiet_transformers() -> None:
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
+pytestmark = pytest.mark.usefixtures("quiet_transformers")
 
 
 def _rebuilt(model: nn.Module, **changes: Any) -> nn.Module:

@@ -25,11 +25,7 @@ from tests.engine.diagnose.test_checkpoints import (
 T = pytest.importorskip("transformers")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _quiet_transformers() -> None:
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
+pytestmark = pytest.mark.usefixtures("quiet_transformers")
 
 
 # -- widths ------------------------------------------------------------------------------------

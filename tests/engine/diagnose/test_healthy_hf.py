@@ -19,11 +19,7 @@ pytest.importorskip("transformers")
 CASES = hf_cases()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _quiet_transformers() -> None:
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
+pytestmark = pytest.mark.usefixtures("quiet_transformers")
 
 
 def _shown(t: inspector.Trace) -> str:
