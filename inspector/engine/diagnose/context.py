@@ -151,6 +151,24 @@ def describe_origin(trace: Trace, info: TensorInfo | None, consumer: Call | None
     return "a tensor computed between module calls"
 
 
+def is_model_input(trace: Trace, info: TensorInfo | None, consumer: Call) -> bool:
+    """Whether `info`, an input of `consumer`, is the model's own input, handed down
+    unchanged: no call made it, and each call that holds `consumer` received a tensor of
+    that shape before any of its children ran."""
+    if info is None or info.producer is not None or info.view_of is not None:
+        return False
+    call = consumer
+    while call.parent is not None:
+        if previous_sibling(trace, call) is not None:
+            return False
+        parent = trace.calls[call.parent]
+        parent_in = first_tensor(parent.inputs)
+        if parent_in is None or parent_in.shape != info.shape:
+            return False
+        call = parent
+    return True
+
+
 def previous_sibling(trace: Trace, consumer: Call) -> Call | None:
     """The last call that finished in the same forward before `consumer` started."""
     for call in reversed(trace.calls[: consumer.seq]):

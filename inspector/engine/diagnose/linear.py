@@ -18,6 +18,7 @@ from inspector.engine.diagnose.context import (
     Context,
     Explanation,
     dims_product_text,
+    is_model_input,
     producer_call,
     product,
 )
@@ -54,6 +55,11 @@ def explain_linear(ctx: Context) -> Explanation | None:
         and info.producer is not None
     ):
         ex.fixes.append(f"or make {base.name} produce {in_f} features (out_features={in_f})")
+    elif base is None and is_model_input(ctx.trace, info, ctx.call):
+        ex.fixes.append(
+            f"or, if {name} is right (in_features={in_f}), the data is wrong: the model's "
+            f"input {fmt(shape)} should have {in_f} features per sample"
+        )
     return ex
 
 
