@@ -40,6 +40,18 @@ def _torchrun(tmp_path: Path, *inspector_args: str) -> str:
     )
 
 
+def _ended_well(terminal: Terminal, timeout: float = 60) -> None:
+    """Both ranks ran their script to its end, and torchrun exited 0. One exception, outside
+    the inspector: gloo sometimes aborts a rank that tears its group down while the peer still
+    talks to it ("terminate called without an active exception", jobs/jobkit.py's finish()),
+    after the script's last line; then the job's exit status is torchrun's 1."""
+    code = terminal.exit_code(timeout=timeout)
+    out = terminal.screen(history=True)
+    assert out.count("seconds plain") == 2, out  # each rank's last line (they may interleave)
+    if code != 0:
+        assert "terminate called without an active exception" in out, out
+
+
 def _status(screen: str) -> str:
     return next((line for line in screen.splitlines() if "paused" in line), "")
 
@@ -56,7 +68,7 @@ def test_the_first_rank_to_stop_gets_the_terminal(terminal: Terminal, tmp_path: 
         terminal.keys("c")
         terminal.wait_for(lambda s, n=n: f"pass {n}" in _status(s), timeout=30)
     terminal.keys("c")
-    assert terminal.exit_code(timeout=60) == 0, terminal.screen(history=True)
+    _ended_well(terminal)
     other = 1 - owner
     log = (tmp_path / f"inspector-rank{other}.log").read_text()
     assert (
@@ -76,7 +88,7 @@ def test_rank_option_picks_the_rank(terminal: Terminal, tmp_path: Path) -> None:
     screen = terminal.wait_for(lambda s: "breakpoint fc2" in s, timeout=60)
     assert _status(screen).lstrip().startswith("[rank 1] paused before"), screen
     terminal.keys("q")  # the debugger closes; rank 1 runs on with no more stops
-    assert terminal.exit_code(timeout=60) == 0, terminal.screen(history=True)
+    _ended_well(terminal)
     assert (tmp_path / "inspector-rank0.log").read_text().count("breakpoint fc2") == 3
 
 
