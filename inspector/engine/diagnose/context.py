@@ -56,6 +56,12 @@ class Context:
     lookup: Callable[[Any], TensorInfo | None] | None = None  # live tensor -> its record
 
     @property
+    def name(self) -> str:
+        """The failing module as a fix names it: its path, or `model` for the root (the
+        user's own variable, most often)."""
+        return self.call.path or "model"
+
+    @property
     def message(self) -> str:
         return exception_message(self.error)
 

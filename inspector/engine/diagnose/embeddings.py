@@ -33,7 +33,7 @@ def explain_embedding(ctx: Context) -> Explanation | None:
     x = ctx.tensor_arg(0)
     if not isinstance(m, (nn.Embedding, nn.EmbeddingBag)) or x is None:
         return None
-    name = ctx.call.path
+    name = ctx.name
     if x.is_floating_point() or x.dtype == torch.bool:
         dtype = str(x.dtype).removeprefix("torch.")
         return Explanation(
@@ -98,7 +98,7 @@ def position_span(x: torch.Tensor) -> tuple[int, int] | None:
 
 
 def _too_long(ctx: Context, x: torch.Tensor, hi: int, n: int) -> Explanation:
-    name, dim = ctx.call.path, ctx.module.embedding_dim
+    name, dim = ctx.name, ctx.module.embedding_dim
     start, length = position_span(x) or (0, hi + 1)
     usable = n - start
     offset = f", positions start at {start}" if start else ""
@@ -137,7 +137,7 @@ def _too_long(ctx: Context, x: torch.Tensor, hi: int, n: int) -> Explanation:
 
 def _given_positions(ctx: Context, given: str, x: torch.Tensor, hi: int, n: int) -> Explanation:
     """Position ids the caller passed in, past the table."""
-    name = ctx.call.path
+    name = ctx.name
     start, length = position_span(x) or (0, hi + 1)
     ex = Explanation(
         summary=f"{given} {fmt(tuple(x.shape))} runs to {hi} but {name} has {n} positions "
@@ -157,7 +157,7 @@ def _given_positions(ctx: Context, given: str, x: torch.Tensor, hi: int, n: int)
 
 
 def _bad_input(ctx: Context, given: str, x: torch.Tensor, hi: int, n: int) -> Explanation:
-    name, dim = ctx.call.path, ctx.module.embedding_dim
+    name, dim = ctx.name, ctx.module.embedding_dim
     count = int((x >= n).sum())
     config = config_of(ctx)
     shape = fmt(tuple(x.shape))

@@ -29,7 +29,7 @@ def explain_conv(ctx: Context) -> Explanation | None:
     if not isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) or x is None:
         return None
     rank = _CONV_RANK[type(m)] if type(m) in _CONV_RANK else x.dim()
-    name, kind = ctx.call.path, type(m).__name__
+    name, kind = ctx.name, type(m).__name__
     c_in, c_out = m.in_channels, m.out_channels
     shape = tuple(x.shape)
     spatial = rank - 2
@@ -86,7 +86,7 @@ def explain_conv(ctx: Context) -> Explanation | None:
 
 def _conv_rank(ctx: Context, shape: tuple[int, ...], rank: int, layout: str) -> Explanation:
     m = ctx.module
-    name, kind = ctx.call.path, type(m).__name__
+    name, kind = ctx.name, type(m).__name__
     c_in = m.in_channels
     ex = Explanation(
         summary=f"{name} ({kind}) expects a {rank}-D input {layout} but got {fmt(shape)}",
@@ -125,7 +125,7 @@ def explain_batchnorm(ctx: Context) -> Explanation | None:
     x = ctx.tensor_arg(0)
     if not isinstance(m, nn.modules.batchnorm._BatchNorm) or x is None or x.dim() < 2:
         return None
-    channels, nf, name = x.shape[1], m.num_features, ctx.call.path
+    channels, nf, name = x.shape[1], m.num_features, ctx.name
     if channels == nf:
         return None
     shape = tuple(x.shape)
@@ -199,7 +199,7 @@ def explain_layernorm(ctx: Context) -> Explanation | None:
     tail = shape[-len(ns) :] if len(shape) >= len(ns) else shape
     if tail == ns:
         return None
-    name = ctx.call.path
+    name = ctx.name
     ex = Explanation(
         summary=f"{name} normalizes the trailing dims {fmt(ns)} but its input {fmt(shape)} "
         f"ends in {fmt(tail)}",
@@ -226,7 +226,7 @@ def explain_rnn(ctx: Context) -> Explanation | None:
     x = ctx.tensor_arg(0)
     if not isinstance(m, nn.RNNBase) or x is None or isinstance(ctx.args[0], tuple):
         return None
-    name, kind = ctx.call.path, type(m).__name__
+    name, kind = ctx.name, type(m).__name__
     shape = tuple(x.shape)
     if x.dim() not in (2, 3):
         order = "(batch, seq, feature)" if m.batch_first else "(seq, batch, feature)"
@@ -286,7 +286,7 @@ def explain_mha(ctx: Context) -> Explanation | None:
     q = ctx.tensor_arg(0)
     if not isinstance(m, nn.MultiheadAttention) or q is None:
         return None
-    name, shape = ctx.call.path, tuple(q.shape)
+    name, shape = ctx.name, tuple(q.shape)
     if shape[-1] != m.embed_dim:
         ex = Explanation(
             summary=f"{name} has embed_dim={m.embed_dim} but the query {fmt(shape)} has "

@@ -33,7 +33,7 @@ def explain_linear(ctx: Context) -> Explanation | None:
     x = ctx.tensor_arg(0)
     if not isinstance(m, nn.Linear) or x is None or x.dim() == 0:
         return None
-    in_f, out_f, name = m.in_features, m.out_features, ctx.call.path or "the model"
+    in_f, out_f, name = m.in_features, m.out_features, ctx.name
     k = x.shape[-1]
     if k == in_f:
         return None
@@ -73,7 +73,7 @@ def _linear_nd(
     """A Linear on a 3-D+ input: per position, unless the layer was sized for a flattened
     sample (its in_features is the product of the non-batch dims) or the input is a conv map."""
     m = ctx.module
-    in_f, out_f, name, k = m.in_features, m.out_features, ctx.call.path or "the model", shape[-1]
+    in_f, out_f, name, k = m.in_features, m.out_features, ctx.name, shape[-1]
     per_sample = product(shape[1:])
     if per_sample == in_f:
         ex.details.append(

@@ -45,3 +45,15 @@ def test_an_input_changed_before_the_layer_gets_no_data_alternative() -> None:
     diag = inspector.diagnose(Scales(), torch.randn(4, 10))
     assert diag is not None and diag.module == "fc"
     assert not any("the data is wrong" in f for f in diag.fixes)
+
+
+def test_a_layer_that_is_the_whole_model_is_named_model_in_its_fix() -> None:
+    """The root's path is empty: its fix read ` = nn.LSTM(8, 16, ...)`."""
+    cases = [
+        (nn.LSTM(10, 16, batch_first=True), torch.randn(4, 5, 8), "model = nn.LSTM(8, 16, ...)"),
+        (nn.BatchNorm1d(10), torch.randn(4, 8), "model = nn.BatchNorm1d(8)"),
+        (nn.Linear(10, 2), torch.randn(4, 8), "model = nn.Linear(8, 2)"),
+    ]
+    for model, x, fix in cases:
+        diag = inspector.diagnose(model, x)
+        assert diag is not None and diag.module == "" and diag.fixes[0] == fix, str(diag)
