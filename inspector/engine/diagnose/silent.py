@@ -60,7 +60,7 @@ def silent_findings(trace: Trace, modules: Sequence[Any] = ()) -> list[Diagnosis
     found.extend(loss_broadcasts(trace))
     found.extend(sequence_batch_first(trace, modules))
     found.extend(linear_on_feature_map(trace))
-    found.extend(mask_mismatch(trace))
+    found.extend(mask_mismatch(trace, modules))
     return found
 
 

@@ -3,12 +3,15 @@
 A Hugging Face model given an `attention_mask` of another batch or a shorter length than
 `input_ids` may run on: the mask is broadcast or sliced where it is built, and the tokens it
 does not cover are attended to (or masked) by accident. The premise is read from the root
-call's recorded inputs only; a mask longer than the ids is legitimate (cached past tokens).
+call's recorded inputs only; a mask longer than the ids is legitimate when past tokens are
+cached (`past_key_values` or `cache_position` given), and a bug otherwise.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import inspect
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from inspector.engine.diagnose.context import warning_about
 from inspector.engine.records import Diagnosis, TensorInfo
@@ -20,17 +23,24 @@ if TYPE_CHECKING:
 PAIRS = (("attention_mask", "input_ids"), ("decoder_attention_mask", "decoder_input_ids"))
 
 
-def mask_mismatch(trace: Trace) -> list[Diagnosis]:
+def mask_mismatch(trace: Trace, modules: Sequence[Any] = ()) -> list[Diagnosis]:
     root = trace.calls[0] if trace.calls else None
-    if root is None or root.kwargs is None:
+    if root is None:
         return []
-    given = {name: v for name, v in root.kwargs.fields if isinstance(v, TensorInfo)}
+    fields = list(root.kwargs.fields) if root.kwargs is not None else []
+    fields += _positional(root, modules)  # model(ids, attention_mask=...): ids by position
+    given = {name: v for name, v in fields if isinstance(v, TensorInfo)}
+    cached = any(
+        name in ("past_key_values", "cache_position") and v is not None for name, v in fields
+    )
     found: list[Diagnosis] = []
     for mask_name, ids_name in PAIRS:
         mask, ids = given.get(mask_name), given.get(ids_name)
         if mask is None or ids is None or mask.ndim != 2 or ids.ndim != 2:
             continue
-        if mask.shape[0] == ids.shape[0] and mask.shape[1] >= ids.shape[1]:
+        if mask.shape == ids.shape or (
+            mask.shape[0] == ids.shape[0] and mask.shape[1] > ids.shape[1] and cached
+        ):
             continue
         expected = fmt(ids.shape)
         if mask.shape == ids.shape[::-1]:
@@ -51,6 +61,9 @@ def mask_mismatch(trace: Trace) -> list[Diagnosis]:
             continue
         if mask.shape[0] != ids.shape[0]:
             what = f"a batch of {mask.shape[0]} masks for {ids.shape[0]} sequences"
+        elif mask.shape[1] > ids.shape[1]:
+            what = (f"{mask.shape[1]} entries for {ids.shape[1]} tokens, and no past tokens "
+                    "are cached (no past_key_values)")  # fmt: skip
         else:
             what = f"it covers {mask.shape[1]} of the {ids.shape[1]} tokens"
         found.append(
@@ -67,3 +80,17 @@ def mask_mismatch(trace: Trace) -> list[Diagnosis]:
             )
         )
     return found
+
+
+def _positional(root: Any, modules: Sequence[Any]) -> list[tuple[str, Any]]:
+    """The root call's positional inputs under the names its forward gives them."""
+    live = modules[root.seq]() if root.seq < len(modules) else None
+    forward = getattr(live, "forward", None)
+    if forward is None or not root.inputs:
+        return []
+    try:
+        params = list(inspect.signature(forward).parameters.values())
+    except (TypeError, ValueError):
+        return []
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return list(zip(names, root.inputs, strict=False))
