@@ -86,6 +86,21 @@ class Job:
         parts.append(f"--- torchrun ---\n{self.agent[-3000:]}")
         return "\n".join(parts)
 
+    def assert_succeeded(self, last: str) -> None:
+        """Every rank printed its `last` line and the job exited 0. One exception, outside
+        the inspector: gloo sometimes aborts a rank that tears its group down while the peer
+        still talks to it ("terminate called without an active exception", after jobkit's
+        finish()); then torchrun exits 1 though every rank did its work."""
+        self.assert_ended()
+        for rank in range(2):
+            assert self.lines(rank, last), self.describe()
+        if self.returncode != 0:
+            aborted = any(
+                "terminate called without an active exception" in self.stderr.get(rank, "")
+                for rank in self.stderr
+            )
+            assert aborted and "SIGABRT" in self.agent, self.describe()
+
     def assert_ended(self) -> None:
         """The job ended by itself, inside its time limit."""
         assert not self.timed_out, f"the job hung: stopped at {self.timeout_s} s\n{self.describe()}"
