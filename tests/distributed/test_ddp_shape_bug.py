@@ -90,7 +90,9 @@ def test_post_mortem_names_the_real_error_in_torchruns_root_cause(post_mortem: J
     summary shows the real error and its explanation, not "To enable traceback see"."""
     post_mortem.assert_ended()
     cause = post_mortem.agent.split("Root Cause (first observed failure):")[-1]
-    assert "rank      : 1 (local_rank: 1)" in cause and "exitcode  : 1" in cause, cause
+    # rank 1's exit code there is 1, or -15 when rank 0 aborted on the closed connection
+    # first and torchrun stopped rank 1: its error file still makes it the root cause
+    assert "rank      : 1 (local_rank: 1)" in cause, cause
     assert REAL_ERROR in cause and "To enable traceback see" not in cause, cause
     assert "- look at rank 1's data first" in cause, cause
 
