@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from inspector.engine.diagnose.config_inputs import explain_conv_input, first_layer, input_rank
-from inspector.engine.diagnose.context import Context, Explanation, producer_call
+from inspector.engine.diagnose.context import Context, Explanation, is_model_input, producer_call
 from inspector.engine.diagnose.inputs import name_of
 from inspector.engine.diagnose.losses import shape_maker
 from inspector.engine.records import first_tensor
@@ -241,8 +241,14 @@ def explain_rnn(ctx: Context) -> Explanation | None:
             f"per step: input {fmt(shape)}",
             code="rnn-input-size",
         )
-        ex.details.append(f"{shape[-1]} comes from {ctx.origin(ctx.input_info(0))}")
+        info = ctx.input_info(0)
+        ex.details.append(f"{shape[-1]} comes from {ctx.origin(info)}")
         ex.fixes.append(f"{name} = nn.{kind}({shape[-1]}, {m.hidden_size}, ...)")
+        if is_model_input(ctx.trace, info, ctx.call):
+            ex.fixes.append(
+                f"or, if {name} is right (input_size={m.input_size}), the data is wrong: the "
+                f"model's input {fmt(shape)} should have {m.input_size} features per step"
+            )
         return ex
     return _rnn_hidden(ctx, x)
 
@@ -269,8 +275,7 @@ def _rnn_hidden(ctx: Context, x: torch.Tensor) -> Explanation | None:
         which = ("h0", "c0")[i] if len(states) == 2 else "h0"
         layers = f"num_layers*num_directions = {m.num_layers}*{dirs} = {m.num_layers * dirs}"
         return Explanation(
-            summary=f"{ctx.call.path}: {which} must be {fmt(expected)} "
-            f"but is {fmt(tuple(h.shape))}",
+            summary=f"{ctx.name}: {which} must be {fmt(expected)} but is {fmt(tuple(h.shape))}",
             details=[
                 f"the state is ({layers}, batch={batch}, hidden={size}); "
                 f"batch_first={m.batch_first} does not apply to it"

@@ -57,3 +57,23 @@ def test_a_layer_that_is_the_whole_model_is_named_model_in_its_fix() -> None:
     for model, x, fix in cases:
         diag = inspector.diagnose(model, x)
         assert diag is not None and diag.module == "" and diag.fixes[0] == fix, str(diag)
+
+
+def test_a_first_rnn_fed_the_model_input_names_the_data_too() -> None:
+    diag = inspector.diagnose(nn.LSTM(10, 16, batch_first=True), torch.randn(4, 5, 8))
+    assert diag is not None and diag.fixes[1] == (
+        "or, if model is right (input_size=10), the data is wrong: the model's input "
+        "(4, 5, 8) should have 10 features per step"
+    )
+
+    class Embedded(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(8, 12)
+            self.rnn = nn.GRU(10, 16, batch_first=True)
+
+        def forward(self, x: torch.Tensor) -> object:
+            return self.rnn(self.proj(x))
+
+    diag = inspector.diagnose(Embedded(), torch.randn(4, 5, 8))
+    assert diag is not None and diag.module == "rnn" and len(diag.fixes) == 1, str(diag)
