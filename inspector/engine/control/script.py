@@ -26,6 +26,8 @@ from inspector.engine.capture.events import Stop
 from inspector.engine.capture.recorder import Recorder
 from inspector.engine.control.breakpoints import Breakpoint, as_breakpoint
 from inspector.engine.control.stepper import Pause, Stepper, stepping
+from inspector.engine.distributed import launched_rank
+from inspector.engine.distributed.advice import post_root_inputs
 from inspector.engine.records import Call
 
 EXIT_QUIT = 130  # the debugger stopped the script before it finished (as Ctrl+C would)
@@ -78,6 +80,8 @@ class ScriptRun:
             self.recorder, self._event, self.breakpoints,
             stop_at_start=not self.breakpoints and not post_mortem, sessions=True,
         )  # fmt: skip
+        if launched_rank() is not None:  # under torchrun: each pass's input on the store
+            self.stepper.on_root = self._post_inputs
         self.finished: ScriptFinished | None = None
         self._lock = threading.Lock()
         self._done = threading.Event()
@@ -177,6 +181,12 @@ class ScriptRun:
         if isinstance(event, Pause) and event.reason == "error" and event.diagnosis is not None:
             self._explained = str(event.diagnosis)
         self.on_event(event)
+
+    def _post_inputs(self, call: Call) -> None:
+        if call.type != "DistributedDataParallel":  # the model's input, not a loss's
+            return
+        with contextlib.suppress(Exception):  # a look at the job never stops it
+            post_root_inputs(call, self.recorder.pass_index)
 
     def where(self) -> str:
         """Where the script is now, in module terms: the hang view's line."""

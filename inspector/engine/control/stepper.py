@@ -24,7 +24,7 @@ from inspector.engine.control.breakpoints import Breakpoint, path_matches
 from inspector.engine.control.origin import pause_origin
 from inspector.engine.diagnose import explain_failure
 from inspector.engine.distributed import rank_info
-from inspector.engine.distributed.advice import ddp_input_in_calls, under_ddp
+from inspector.engine.distributed.advice import ddp_input_in_calls, peer_inputs, under_ddp
 from inspector.engine.records import (
     Call,
     Diagnosis,
@@ -74,6 +74,7 @@ class Stepper:
     pass_source: Callable[[], int] | None = None  # the current pass of a session
     enrich: Callable[[Call], Call] | None = None  # statistics for a call about to pause
     module_of: Callable[[int], Any] | None = None  # the live module of a call (NaN origins)
+    on_root: Callable[[Call], None] | None = None  # each pass's first call (runs under torchrun)
 
     def __post_init__(self) -> None:
         self._goal = _Goal("into" if self.stop_at_start else "continue")
@@ -97,6 +98,8 @@ class Stepper:
     def call_started(self, call: Call) -> None:
         self.last = (call, "forward")  # where the program is: the hang view reads it
         if call.parent is None:
+            if self.on_root is not None:
+                self.on_root(call)
             x = first_tensor(call.inputs)
             self._batch = x.shape[0] if x is not None and x.ndim >= 2 else None
             self._in_error = False
@@ -314,7 +317,7 @@ def explain_recorded(recorder: Recorder, call: Call) -> Diagnosis | None:
     if diag is not None and ranks is not None:  # inside DDP: this rank's data first
         given = ddp_input_in_calls(record.calls, call)
         if given is not None:
-            diag = under_ddp(diag, ranks[0], given)
+            diag = under_ddp(diag, ranks[0], given, peer_inputs(*ranks))
     return diag
 
 

@@ -21,9 +21,44 @@ from inspector.engine.records import Call, Diagnosis, format_shape, tensors_in
 _LAYER_CHANGE = ("nn.", "out_features=", "in_features=", "in_channels=", "num_features=")
 
 
-def under_ddp(diag: Diagnosis, rank: int, given: list[tuple[int, ...]]) -> Diagnosis:
+INPUTS_KEY = "run/inputs"
+
+
+def post_root_inputs(call: Call, pass_index: int) -> None:
+    """Under a process group: the shapes of a pass's root input, on the job's store (a store
+    write, no collective), for a rank whose forward fails to compare with."""
+    from inspector.engine.distributed import default_store, post_summary, rank_info
+
+    ranks = rank_info()
+    store = default_store() if ranks is not None else None
+    if ranks is None or store is None:
+        return
+    shapes = [list(t.shape) for t in tensors_in(call.inputs)]
+    post_summary(store, INPUTS_KEY, ranks[0], {"pass": pass_index + 1, "shapes": shapes})
+
+
+def peer_inputs(rank: int, world: int) -> list[str]:
+    """What the other ranks fed their model last, as posted (waiting a moment at most)."""
+    from inspector.engine.distributed import default_store, read_summaries
+
+    store = default_store()
+    if store is None:
+        return []
+    posted = read_summaries(store, INPUTS_KEY, world, timeout_s=1.0)
+    return [
+        f"rank {r}'s input in pass {s.get('pass')}: "
+        + ", ".join(format_shape(tuple(shape)) for shape in s.get("shapes", []))
+        for r, s in sorted(posted.items())
+        if r != rank and isinstance(s, dict)
+    ]
+
+
+def under_ddp(
+    diag: Diagnosis, rank: int, given: list[tuple[int, ...]], peers: Sequence[str] = ()
+) -> Diagnosis:
     """`diag` for a failure inside a DDP wrapper on `rank`, whose input had the shapes
-    `given`; unchanged when no fix changes a layer."""
+    `given` (and the other ranks', `peers`, when they posted them); unchanged when no fix
+    changes a layer."""
     if not any(any(k in f for k in _LAYER_CHANGE) for f in diag.fixes):
         return diag
     shapes = ", ".join(format_shape(s) for s in given)
@@ -39,7 +74,9 @@ def under_ddp(diag: Diagnosis, rank: int, given: list[tuple[int, ...]]) -> Diagn
         f"rank {rank}: DDP checked at construction that every rank's {layer} has these "
         "shapes; resizing it on one rank makes the ranks' models differ"
     )
-    return dataclasses.replace(diag, details=(*diag.details, note), fixes=(first, *changed))
+    details = (*diag.details, note, *(f"{p} (rank {rank}'s: {seen.removeprefix('its input ')})"
+                                       for p in peers))  # fmt: skip
+    return dataclasses.replace(diag, details=details, fixes=(first, *changed))
 
 
 def ddp_input_in_chain(chain: list[tuple[nn.Module, Any, Any]]) -> list[tuple[int, ...]] | None:
