@@ -43,30 +43,22 @@ _told: set[int] = set()  # this process posted its first NaN already (per rank)
 
 
 def _tell_peers(found: Diagnosis, pass_index: int) -> None:
-    from inspector.engine.distributed import default_store, post_summary
+    from inspector.engine.distributed.store import post_own
 
     rank = rank_info()
     if rank is None or rank[0] in _told:
         return
-    store = default_store()
-    if store is None:
-        return
-    post_summary(store, PEERS_KEY, rank[0], {"pass": pass_index + 1, "summary": found.summary})
-    _told.add(rank[0])
+    if post_own(PEERS_KEY, {"pass": pass_index + 1, "summary": found.summary}) is not None:
+        _told.add(rank[0])
 
 
-def _peers_first(rank: int, world: int) -> list[str]:
+def _peers_first() -> list[str]:
     """What the other ranks posted about their first NaN/Inf (waiting a moment at most)."""
-    from inspector.engine.distributed import default_store, read_summaries
+    from inspector.engine.distributed.store import peers_posted
 
-    store = default_store()
-    if store is None:
-        return []
-    posted = read_summaries(store, PEERS_KEY, world, timeout_s=1.0)
     return [
         f"rank {r} saw it first, in pass {s.get('pass')}: {s.get('summary')}"
-        for r, s in sorted(posted.items())
-        if r != rank and isinstance(s, dict)
+        for r, s in peers_posted(PEERS_KEY).items()
     ]
 
 
@@ -124,7 +116,7 @@ def _weights_origin(calls: Sequence[Call], module_of: ModuleOf | None) -> Diagno
                  "'* if grad-nan'`) or check the loss before optimizer.step()"]  # fmt: skip
         rank = rank_info()
         if rank is not None:
-            details.extend(_peers_first(*rank))
+            details.extend(_peers_first())
             details.append(
                 f"under DistributedDataParallel the gradient all-reduce averages every rank's "
                 f"gradients: one rank's NaN gradient makes every rank's weights NaN, so rank "

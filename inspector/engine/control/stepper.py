@@ -317,7 +317,7 @@ def explain_recorded(recorder: Recorder, call: Call) -> Diagnosis | None:
     if diag is not None and ranks is not None:  # inside DDP: this rank's data first
         given = ddp_input_in_calls(record.calls, call)
         if given is not None:
-            diag = under_ddp(diag, ranks[0], given, peer_inputs(*ranks))
+            diag = under_ddp(diag, ranks[0], given, peer_inputs())
     return diag
 
 

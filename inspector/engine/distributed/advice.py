@@ -27,29 +27,20 @@ INPUTS_KEY = "run/inputs"
 def post_root_inputs(call: Call, pass_index: int) -> None:
     """Under a process group: the shapes of a pass's root input, on the job's store (a store
     write, no collective), for a rank whose forward fails to compare with."""
-    from inspector.engine.distributed import default_store, post_summary, rank_info
+    from inspector.engine.distributed.store import post_own
 
-    ranks = rank_info()
-    store = default_store() if ranks is not None else None
-    if ranks is None or store is None:
-        return
     shapes = [list(t.shape) for t in tensors_in(call.inputs)]
-    post_summary(store, INPUTS_KEY, ranks[0], {"pass": pass_index + 1, "shapes": shapes})
+    post_own(INPUTS_KEY, {"pass": pass_index + 1, "shapes": shapes})
 
 
-def peer_inputs(rank: int, world: int) -> list[str]:
+def peer_inputs() -> list[str]:
     """What the other ranks fed their model last, as posted (waiting a moment at most)."""
-    from inspector.engine.distributed import default_store, read_summaries
+    from inspector.engine.distributed.store import peers_posted
 
-    store = default_store()
-    if store is None:
-        return []
-    posted = read_summaries(store, INPUTS_KEY, world, timeout_s=1.0)
     return [
         f"rank {r}'s input in pass {s.get('pass')}: "
         + ", ".join(format_shape(tuple(shape)) for shape in s.get("shapes", []))
-        for r, s in sorted(posted.items())
-        if r != rank and isinstance(s, dict)
+        for r, s in peers_posted(INPUTS_KEY).items()
     ]
 
 

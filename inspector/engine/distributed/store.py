@@ -109,3 +109,29 @@ def read_summaries(
         if isinstance(value, dict):
             found[rank] = value
     return found
+
+
+def post_own(key: str, summary: Mapping[str, Any]) -> int | None:
+    """Under a process group: this rank's `summary` under `key`; the rank, or None when there
+    is no group or store (then nothing is posted)."""
+    from inspector.engine.distributed.ranks import rank_info
+
+    ranks = rank_info()
+    store = default_store() if ranks is not None else None
+    if ranks is None or store is None:
+        return None
+    post_summary(store, key, ranks[0], summary)
+    return ranks[0]
+
+
+def peers_posted(key: str, timeout_s: float = 1.0) -> dict[int, dict[str, Any]]:
+    """The other ranks' summaries under `key` (waiting `timeout_s` at most); {} outside a
+    group. A rank that posted nothing is left out."""
+    from inspector.engine.distributed.ranks import rank_info
+
+    ranks = rank_info()
+    store = default_store() if ranks is not None else None
+    if ranks is None or store is None:
+        return {}
+    posted = read_summaries(store, key, ranks[1], timeout_s=timeout_s)
+    return {r: s for r, s in sorted(posted.items()) if r != ranks[0] and isinstance(s, dict)}
