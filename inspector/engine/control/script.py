@@ -26,7 +26,7 @@ from inspector.engine.capture.events import Stop
 from inspector.engine.capture.recorder import Recorder
 from inspector.engine.control.breakpoints import Breakpoint, as_breakpoint
 from inspector.engine.control.stepper import Pause, Stepper, stepping
-from inspector.engine.distributed import launched_rank
+from inspector.engine.distributed import launched_rank, rank_info
 from inspector.engine.distributed.advice import post_root_inputs
 from inspector.engine.records import Call
 
@@ -218,7 +218,10 @@ class ScriptRun:
 
 
 def _timed_out(exc: BaseException) -> bool:
-    """A collective that waited past the process group's timeout (gloo, NCCL)."""
+    """A collective that waited past the process group's timeout (gloo, NCCL): only with a
+    process group (a socket or HTTP timeout in a plain script is no desync)."""
+    if rank_info() is None:
+        return False
     text = str(exc).lower()
     return "timed out" in text or (type(exc).__name__.startswith("Dist") and "timeout" in text)
 

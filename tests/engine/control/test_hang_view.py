@@ -56,3 +56,14 @@ def test_sigusr1_says_which_module_the_script_is_in(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert "torch-inspector: in the forward of model.1 (Waits), pass 1" in err
     assert out == "done\n"  # the signal did not end or disturb the script
+
+
+def test_a_timeout_outside_a_process_group_gets_no_collective_line(tmp_path: Path) -> None:
+    script = tmp_path / "socket_timeout.py"
+    script.write_text("raise TimeoutError('timed out reading from the server')\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "inspector", "run", str(script)], cwd=ROOT,
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1 and "TimeoutError: timed out" in result.stderr
+    assert "when the collective timed out" not in result.stderr
