@@ -99,13 +99,15 @@ def _weights_origin(calls: Sequence[Call], module_of: ModuleOf | None) -> Diagno
     """A module whose parameters are already non-finite: the NaN came from an update."""
     if module_of is None:
         return None
+    read: set[int] = set()  # a module called many times has its parameters read once
     for call in calls:
         inputs = tensors_in_call(call)
         if any(t.stats is None or not t.stats.finite for t in inputs):
             continue  # "its input was finite" must hold for the module named
         module = module_of(call.seq)
-        if module is None:
+        if module is None or id(module) in read:
             continue
+        read.add(id(module))
         bad = _bad_parameters(module)
         if not bad:
             continue
