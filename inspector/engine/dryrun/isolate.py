@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import logging
 import operator
 import types
 from collections.abc import Callable, Iterable, Iterator
@@ -58,6 +59,11 @@ _OPAQUE = (
     staticmethod,
     # weakref.ref and its subclasses (KeyedRef)
     type(__import__("weakref").ref(nn.Module)),
+    # The logging tree: a forward's `logger` global leads through its manager to every
+    # logger of the process (hundreds, with their handlers), which a forward only reads.
+    logging.Logger,
+    logging.PlaceHolder,
+    logging.Manager,
 )
 
 _ATOM_TYPES = frozenset(_ATOMS)
@@ -109,14 +115,24 @@ class Snapshot:
     # -- saving ------------------------------------------------------------------------------
 
     def _walk(self, pending: list[Any], records: _Records, outside: list[Any]) -> None:
-        seen, keep = self._seen, self._keep
+        seen, keep, dicts = self._seen, self._keep, records.dicts
         while pending:
             obj = pending.pop()
-            if type(obj) in _ATOM_TYPES or id(obj) in seen or isinstance(obj, _ATOMS):
+            kind = type(obj)
+            if kind in _ATOM_TYPES or id(obj) in seen:
                 continue
             if len(seen) >= _LIMIT:
                 self.truncated = True
                 return
+            if kind is dict:  # most of what a model holds: its modules' tables and __dict__s
+                seen.add(id(obj))
+                keep.append(obj)
+                values = list(obj.values())
+                dicts.append((obj, list(obj), values))
+                pending.extend(values)
+                continue
+            if isinstance(obj, _ATOMS):
+                continue
             seen.add(id(obj))
             keep.append(obj)
             if isinstance(obj, torch.Tensor):
@@ -254,9 +270,14 @@ class _Records:
         def holds(*values: Any) -> bool:
             return only is None or any(_holds(v, only) for v in values)
 
+        is_ = operator.is_
         for table, keys, values in self.dicts:
-            if len(table) == len(keys) and _same(table.values(), values) and _same(table, keys):
-                continue
+            if (
+                len(table) == len(keys)
+                and all(map(is_, table.values(), values))
+                and all(map(is_, table, keys))
+            ):
+                continue  # unchanged (the lengths match, so the views can be walked live)
             if holds(*table.values()):
                 _guarded(_put_dict, table, keys, values)
         for seq, members in self.lists:
@@ -333,6 +354,8 @@ def _put_dict_entry(table: dict[str, Any], name: str, value: Any) -> None:
 
 
 def _put_set(bag: set[Any], members: set[Any]) -> None:
+    if bag == members:  # the same members (a set finds its own by identity first)
+        return
     bag.clear()
     bag.update(members)
 
