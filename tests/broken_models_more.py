@@ -749,6 +749,110 @@ def _long_target(*shape: int, high: int) -> torch.Tensor:
     return torch.randint(0, high, shape)
 
 
+class GRUClassifierLoss(nn.Module):
+    """A 2-layer GRU's final hidden state viewed to (-1, H): its layers fold into the batch,
+    and the loss inside forward sees 2x the labels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(8, 16, num_layers=2, batch_first=True)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x, labels):
+        _, h = self.rnn(x)
+        h = h.view(-1, 16)  # BUG
+        return F.cross_entropy(self.head(h), labels)
+
+
+def build_gru_hidden_folded():
+    torch.manual_seed(0)
+    return GRUClassifierLoss(), (torch.randn(4, 7, 8), torch.randint(0, 3, (4,))), {}
+
+
+class BiLSTMEncoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(10, 12, batch_first=True, bidirectional=True)
+
+    def forward(self, x):
+        _, (h, _) = self.lstm(x)
+        return h.reshape(-1, 12)  # BUG
+
+
+class BiLSTMClassifier(nn.Module):
+    """A bidirectional LSTM's h_n reshaped to (-1, H): both directions become samples."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = BiLSTMEncoder()
+        self.out = nn.Linear(12, 2)
+
+    def forward(self, x, y):
+        logits = self.out(self.encoder(x))
+        return F.cross_entropy(logits, y)
+
+
+def build_bilstm_hidden_folded():
+    torch.manual_seed(0)
+    return BiLSTMClassifier(), (torch.randn(5, 6, 10), torch.randint(0, 2, (5,))), {}
+
+
+class DCGANDiscriminator(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.Conv2d(3, 8, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(8, 1, 4, 1, 0),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x):
+        return self.main(x).view(-1)  # BUG
+
+
+class DiscriminatorStep(nn.Module):
+    """The discriminator's loss computed in one module: the conv stack leaves 5x5 scores per
+    image, which view(-1) turns into 25 'samples' each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.netD = DCGANDiscriminator()
+
+    def forward(self, real):
+        out = self.netD(real)
+        return F.binary_cross_entropy(out, torch.ones(real.size(0)))
+
+
+def build_discriminator_step():
+    torch.manual_seed(0)
+    return DiscriminatorStep(), (torch.randn(4, 3, 16, 16),), {}
+
+
+class TokenFoldClassifier(nn.Module):
+    """Per-token features reshaped to rows before a sentence classifier: every token of
+    every sentence becomes a sample."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(50, 32)
+        self.encoder = nn.TransformerEncoder(
+            nn.TransformerEncoderLayer(32, 4, 64, batch_first=True), num_layers=1
+        )
+        self.classify = nn.Linear(32, 5)
+
+    def forward(self, ids, labels):
+        h = self.encoder(self.embed(ids))
+        h = h.reshape(-1, h.size(-1))  # BUG
+        return F.cross_entropy(self.classify(h), labels)
+
+
+def build_token_fold():
+    torch.manual_seed(0)
+    ids = torch.randint(0, 50, (3, 9))
+    return TokenFoldClassifier().eval(), (ids, torch.randint(0, 5, (3,))), {}
+
+
 MORE: list[Broken] = [
     # per-token heads
     Broken(
@@ -1016,7 +1120,7 @@ MORE: list[Broken] = [
     Broken(
         "patch_scores_per_sample",
         build_patch_discriminator,
-        module="loss_fn",
+        module="",  # the view in its forward, not the loss that noticed
         fix_numbers=("48", "3", "16"),
         op="binary_cross_entropy",
         loss_fn=nn.BCELoss,
@@ -1124,5 +1228,45 @@ MORE: list[Broken] = [
         op="mul",
         words=("attention_mask", "ids"),
         note="a mask of 4 rows for 2 sequences",
+    ),
+    Broken(
+        "gru_hidden_state_folded_in_forward",
+        build_gru_hidden_folded,
+        module="",
+        fix_numbers=("2", "4", "8", "16"),
+        op="cross_entropy",
+        words=("h_n[-1]", "head (Linear) then gives (4, 3)"),
+        absent=("give the target",),
+        note="h_n (2, 4, 16) viewed to (8, 16): layers folded into the batch",
+    ),
+    Broken(
+        "bilstm_hidden_state_folded_in_encoder",
+        build_bilstm_hidden_folded,
+        module="encoder",
+        fix_numbers=("2", "5", "10", "24"),
+        op="cross_entropy",
+        words=("torch.cat([h_n[-2], h_n[-1]], dim=1)",),
+        absent=("give the target",),
+        note="h_n (2, 5, 12) of both directions reshaped to (10, 12)",
+    ),
+    Broken(
+        "discriminator_scores_map_in_forward",
+        build_discriminator_step,
+        module="netD",
+        fix_numbers=("4", "25", "100"),
+        op="binary_cross_entropy",
+        words=(".mean((2, 3)).view(-1) gives (4,)",),
+        absent=("target.size() must be",),
+        note="a 5x5 map of scores per image viewed as 100 samples",
+    ),
+    Broken(
+        "token_features_folded_before_classifier",
+        build_token_fold,
+        module="",
+        fix_numbers=("3", "9", "27"),
+        op="cross_entropy",
+        words=("x[:, -1]", "(3, 32)"),
+        absent=("give the target",),
+        note="(3, 9, 32) token features reshaped to 27 rows for 3 labels",
     ),
 ]

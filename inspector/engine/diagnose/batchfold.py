@@ -14,6 +14,7 @@ from typing import Any
 
 from torch import nn
 
+from inspector.engine.diagnose.batchflow import explain_from_flow
 from inspector.engine.diagnose.context import (
     _RESHAPE,
     Context,
@@ -28,14 +29,18 @@ from inspector.engine.records import Call, SourceLine, TensorInfo, first_tensor
 from inspector.engine.records import format_shape as fmt
 
 
-def explain_batch_change(ctx: Context, ex: Explanation, batch: int, wrong: int) -> bool:
-    """Add what changed the batch from `batch` (the model input's) to `wrong` (the output's);
-    False when the record does not say."""
+def explain_batch_change(ctx: Context, ex: Explanation, batch: int, wrong: int,
+                         output: Any = None) -> bool:  # fmt: skip
+    """Add what changed the batch from `batch` (the model input's) to `wrong` (the output's,
+    `output` when the live tensor is at hand); False when the record does not say."""
     changed = _first_with_batch(ctx, wrong)
     if changed is not None:
         rnn = _seq_first_rnn(ctx, changed, batch, wrong)
         if rnn is not None:
             return _read_as_time(ctx, ex, rnn, batch, wrong)
+    if output is not None and explain_from_flow(ctx, ex, output, batch, wrong):
+        return True
+    if changed is not None:
         return _folded(ctx, ex, changed, batch, wrong)
     return _map_flattened(ctx, ex, batch, wrong)
 

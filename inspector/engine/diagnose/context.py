@@ -38,6 +38,7 @@ class Explanation:
     code: str = ""
     line: SourceLine | None = None  # overrides the traceback's line (e.g. the view that folded)
     module: str | None = None  # overrides the failing call's path (e.g. the root that viewed)
+    module_type: str | None = None  # that module's class, when it is not the failing call's
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Context:
     line: SourceLine | None
     modules: list[Any] = field(default_factory=list)  # weak references, by call seq
     lookup: Callable[[Any], TensorInfo | None] | None = None  # live tensor -> its record
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)  # walks, once per failure
 
     @property
     def name(self) -> str:

@@ -105,7 +105,7 @@ def explain_failure(
     return Diagnosis(
         kind="error",
         module=call.path if explanation.module is None else explanation.module,
-        module_type=call.type,
+        module_type=explanation.module_type or call.type,
         call=call.seq,
         summary=explanation.summary,
         line=explanation.line or line,
@@ -133,7 +133,7 @@ def explain_context(
     return Diagnosis(
         kind="error",
         module=call.path if explanation.module is None else explanation.module,
-        module_type=call.type,
+        module_type=explanation.module_type or call.type,
         call=seq,
         summary=explanation.summary,
         line=explanation.line or failed.line,

@@ -22,6 +22,7 @@ from inspector.engine.diagnose.context import (
     product,
     reshape_line,
 )
+from inspector.engine.diagnose.history import op_operands
 from inspector.engine.records import Call, TensorInfo, first_tensor
 from inspector.engine.records import format_shape as fmt
 
@@ -55,6 +56,10 @@ def loss_kind(ctx: Context) -> str | None:
 def explain_loss(ctx: Context) -> Explanation | None:
     kind = loss_kind(ctx)
     out, target = ctx.tensor_arg(0), ctx.tensor_arg(1)
+    if kind is not None and not isinstance(ctx.module, nn.modules.loss._Loss):
+        # a loss function called inside a forward: its operands, not the forward's inputs
+        operands = op_operands(ctx)
+        out, target = [*operands, None, None][:2]
     if kind is None or out is None or target is None:
         return None
     if kind in CLASS_LOSSES:
@@ -155,7 +160,7 @@ def _batch_mismatch(
         ex.fixes.append(f"give the target the output's batch size ({out.shape[0]})")
         return ex
     ex.details.append(f"the model's input has a batch of {batch} but its output {out.shape[0]}")
-    if explain_batch_change(ctx, ex, batch, out.shape[0]):
+    if explain_batch_change(ctx, ex, batch, out.shape[0], out):
         return ex
     ex.details.append("a reshape inside the model moved features into the batch dim")
     fold = find_fold(ctx.trace, batch)

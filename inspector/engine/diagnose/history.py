@@ -1,0 +1,133 @@
+"""A tensor of the failing op with its history: the lines that gave it its shape.
+
+Two ways, both without running user code: the frame the error went through is walked up to
+its failing line (`dataflow.Walk.frame`) and the failing expression's operands evaluated
+there; or, for a tensor a recorded call returned, that call's forward is walked from its
+recorded inputs (`dataflow.Walk.output`).
+"""
+
+from __future__ import annotations
+
+from types import FunctionType, TracebackType
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from inspector.engine.capture.naming import is_library_file
+from inspector.engine.diagnose.dataflow import (
+    Stopped,
+    Tensor,
+    Walk,
+    inputs_as_values,
+)
+
+if TYPE_CHECKING:
+    from inspector.engine.diagnose.context import Context
+    from inspector.engine.records import Call
+
+
+def history(ctx: Context, tensor: Any) -> Tensor | None:
+    """`tensor`, a live operand of the failure, as the walk knows it (None: not known)."""
+    if not isinstance(tensor, torch.Tensor):
+        return None
+    shape = tuple(tensor.shape)
+    try:
+        for value in _frame_operands(ctx):
+            if isinstance(value, Tensor) and value.shape == shape and value.step is not None:
+                return value
+        return _from_record(ctx, tensor, shape)
+    except Exception:  # a history is a bonus: never in the way of the diagnosis
+        return None
+
+
+def _frame_operands(ctx: Context) -> list[Any]:
+    if "operands" in ctx.cache:
+        return list(ctx.cache["operands"])
+    found: list[Any] = []
+    ctx.cache["operands"] = found
+    tb = _user_entry(ctx.error.__traceback__)
+    if tb is None:
+        return found
+    frame = tb.tb_frame
+    call, args, kwargs = _frame_call(ctx, frame.f_code)
+    walk = Walk(ctx.trace, ctx.modules)
+    stopped = walk.frame(frame, tb.tb_lineno, call, args, kwargs)
+    if stopped is None:
+        return found
+    ctx.cache["stopped"] = stopped
+    node = stopped.expression(frame.f_code, tb.tb_lasti)
+    if node is None:
+        return found
+    parts = list(getattr(node, "args", ())) + [k.value for k in getattr(node, "keywords", ())]
+    for attr in ("left", "right", "value"):  # a @, +, [] that raised
+        if hasattr(node, attr) and not parts:
+            parts.append(getattr(node, attr))
+    found.extend(stopped.value(p) for p in parts)
+    return found
+
+
+def op_operands(ctx: Context) -> list[Any]:
+    """The failing op's tensor operands, in order: the live tensor where the traceback gives
+    it, else a meta tensor of the shape the walk found (an operand written as an expression,
+    `torch.ones(x.shape[0])`, is not kept by any frame)."""
+    if ctx.op is None:
+        return []
+    live = list(ctx.op.args) + list(ctx.op.kwargs.values())
+    walked = _frame_operands(ctx) if any(not isinstance(a, torch.Tensor) for a in live) else []
+    out: list[Any] = []
+    for i, value in enumerate(live):
+        if isinstance(value, torch.Tensor):
+            out.append(value)
+        elif i < len(walked) and isinstance(walked[i], Tensor) and len(walked) == len(live):
+            out.append(walked[i].meta())
+    return out
+
+
+def stopped_walk(ctx: Context) -> Stopped | None:
+    _frame_operands(ctx)
+    return ctx.cache.get("stopped")
+
+
+def _user_entry(tb: TracebackType | None) -> TracebackType | None:
+    found = None
+    while tb is not None:
+        if not is_library_file(tb.tb_frame.f_code.co_filename):
+            found = tb
+        tb = tb.tb_next
+    return found
+
+
+def _frame_call(ctx: Context, code: Any) -> tuple[Call | None, Any, Any]:
+    """The recorded call whose forward the frame runs (its inputs, when known), or the
+    innermost call of the user's own module that holds it."""
+    seq: int | None = ctx.call.seq
+    holder = None
+    while seq is not None:
+        call = ctx.trace.calls[seq]
+        module = ctx.live_module(seq)
+        forward = getattr(type(module), "forward", None)
+        if isinstance(forward, FunctionType) and forward.__code__ is code:
+            if seq == ctx.call.seq:
+                args, kwargs = inputs_as_values(ctx.args, ctx.kwargs)
+                return call, args, kwargs
+            return call, None, None
+        if holder is None and module is not None and not _library(module):
+            holder = call
+        seq = call.parent
+    return holder, None, None
+
+
+def _library(module: Any) -> bool:
+    return (type(module).__module__ or "").startswith("torch.")
+
+
+def _from_record(ctx: Context, tensor: torch.Tensor, shape: tuple[int, ...]) -> Tensor | None:
+    info = ctx.lookup(tensor) if ctx.lookup is not None else None
+    seq = getattr(info, "producer", None)
+    if seq is None or seq >= len(ctx.trace.calls):
+        return None
+    out = Walk(ctx.trace, ctx.modules).output(ctx.trace.calls[seq])
+    for value in out if isinstance(out, (tuple, list)) else (out,):
+        if isinstance(value, Tensor) and value.shape == shape:
+            return value
+    return None
