@@ -33,7 +33,7 @@ from inspector.engine.dryrun.inputs import (
     scripted,
     swap_in_stand_ins,
 )
-from inspector.engine.dryrun.isolate import Snapshot
+from inspector.engine.dryrun.isolate import Snapshot, collector_paused
 from inspector.engine.dryrun.run import DryRun, Stop, exc_text
 from inspector.engine.records import Call, Diagnosis, Trace
 from inspector.engine.trace import call_recorded, check_module, inspectable
@@ -100,6 +100,20 @@ def check(
     refused = _refusal(model, loss_fn)
     if refused is not None:
         return refused
+    # Fakes hold no memory, and each collection the run's allocations would trigger scans
+    # the whole heap (a tenth of the time of a 70B model's check): collected afterwards.
+    with collector_paused():
+        return _check(model, unwrapped, args_or_shapes, loss_fn, target, kwargs)
+
+
+def _check(
+    model: nn.Module,
+    unwrapped: str | None,
+    args_or_shapes: tuple[Any, ...],
+    loss_fn: Callable[..., Any] | None,
+    target: Any,
+    kwargs: dict[str, Any],
+) -> CheckResult:
     device = device_of(model)
     recorder = Recorder(stats=False)
     run = DryRun(recorder)

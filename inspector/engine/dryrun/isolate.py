@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import gc
 import logging
 import operator
 import types
@@ -67,6 +68,7 @@ _OPAQUE = (
 )
 
 _ATOM_TYPES = frozenset(_ATOMS)
+_ORDERED = collections.OrderedDict
 
 _LIMIT = 200_000  # objects walked at most: past that, deeper objects are left as they are
 
@@ -108,9 +110,10 @@ class Snapshot:
         self._seen: set[int] = set()
         self._keep: list[Any] = []  # objects made while walking stay alive (ids stay unique)
         outside: list[Any] = []
-        self._walk(list(roots), self._inside, outside)
-        if leaked is not None:
-            self._walk(outside, self._outside, outside)
+        with collector_paused():
+            self._walk(list(roots), self._inside, outside)
+            if leaked is not None:
+                self._walk(outside, self._outside, outside)
 
     # -- saving ------------------------------------------------------------------------------
 
@@ -124,12 +127,19 @@ class Snapshot:
             if len(seen) >= _LIMIT:
                 self.truncated = True
                 return
-            if kind is dict:  # most of what a model holds: its modules' tables and __dict__s
+            if kind is dict or kind is _ORDERED:  # most of a model: its modules' tables
                 seen.add(id(obj))
                 keep.append(obj)
                 values = list(obj.values())
                 dicts.append((obj, list(obj), values))
                 pending.extend(values)
+                if kind is _ORDERED:  # an OrderedDict takes attributes
+                    pending.append(vars(obj))
+                continue
+            if kind is set:  # a module's _non_persistent_buffers_set
+                seen.add(id(obj))
+                keep.append(obj)
+                records.sets.append((obj, set(obj)))
                 continue
             if isinstance(obj, _ATOMS):
                 continue
@@ -395,6 +405,22 @@ def _put_values(tensor: torch.Tensor, version: int, saved: torch.Tensor) -> None
             tensor.copy_(saved)
         else:  # resized in place
             tensor.data = saved.clone()
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused, then on again if it was on: a walk makes a
+    record for each of tens of thousands of containers and no garbage, and each collection
+    those allocations would trigger scans the whole heap (0.17 s of a 0.2 s walk over a 70B
+    model's 1,000 modules)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @contextmanager

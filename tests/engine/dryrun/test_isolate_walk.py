@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import torch
@@ -56,3 +57,28 @@ def test_a_set_left_unchanged_is_not_rebuilt() -> None:
     members.add("c")
     snapshot.restore()
     assert members == saved
+
+
+COLLECTING: list[bool] = []
+
+
+class Fails(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        COLLECTING.append(gc.isenabled())  # outside the model: stays as the run left it
+        raise ValueError("boom")
+
+
+def test_check_leaves_the_garbage_collector_as_it_found_it() -> None:
+    assert gc.isenabled()
+    assert inspector.check(Logs(), (4, 3)).ok
+    assert gc.isenabled()
+    COLLECTING.clear()
+    assert not inspector.check(Fails(), (4, 3)).ok
+    assert gc.isenabled()
+    assert COLLECTING == [False]  # paused for the run
+    gc.disable()
+    try:
+        inspector.check(Logs(), (4, 3))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
