@@ -8,12 +8,15 @@
 3. A 70B-parameter Llama-style configuration built on the meta device (no memory for
    weights), checked on real token ids: seconds and peak RSS, in a fresh process.
 
-`python bench/check.py` (all), `--first`, `--tiny`, `--70b`.
+`python bench/check.py` (all), `--first`, `--tiny`, `--70b`; `--compare DIR` also runs each
+measurement on an older copy of the package, side by side in the same run (alternating), where
+DIR holds its `inspector` folder: `git archive <rev> inspector | tar -x -C DIR`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -25,11 +28,22 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _child(flag: str) -> dict[str, Any]:
+def _child(flag: str, older: str | None = None) -> Any:
+    """Run one measurement in a fresh process; with `older`, on the package found there."""
+    env = dict(os.environ)
+    if older is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (older, env.get("PYTHONPATH")) if p)
     out = subprocess.run(
-        [sys.executable, __file__, flag], capture_output=True, text=True, check=True, cwd=ROOT
-    )
+        [sys.executable, __file__, flag], capture_output=True, text=True, check=True, cwd=ROOT,
+        env=env,
+    )  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def where() -> str:
+    import inspector
+
+    return str(Path(inspector.__file__).parent)
 
 
 def first_breakdown() -> dict[str, float]:
@@ -69,7 +83,11 @@ def first_breakdown() -> dict[str, float]:
 
 
 def first_check() -> dict[str, float]:
-    """In a fresh process: the first check as a user meets it (after the imports)."""
+    """In a fresh process: the first check as a user meets it (after the imports), and one
+    full garbage collection after it: check pauses the collector, so the collections of
+    what its first call imports come after it; a full one bounds what was left."""
+    import gc
+
     import torch
     from torch import nn
 
@@ -78,7 +96,10 @@ def first_check() -> dict[str, float]:
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
     t = time.perf_counter()
     inspector.check(model, torch.randn(2, 8))
-    return {"first check": time.perf_counter() - t}
+    seconds = time.perf_counter() - t
+    t = time.perf_counter()
+    gc.collect()
+    return {"first check": seconds, "full collection after": time.perf_counter() - t}
 
 
 def _tiny_models() -> dict[str, tuple[Any, tuple[Any, ...], dict[str, Any]]]:
@@ -181,26 +202,52 @@ def llama_70b() -> dict[str, float]:
 
 
 def main() -> None:
-    flags = set(sys.argv[1:]) or {"--first", "--tiny", "--70b"}
+    args = sys.argv[1:]
+    if "--help" in args or "-h" in args:
+        print(__doc__)
+        return
+    older = None
+    if "--compare" in args:
+        at = args.index("--compare")
+        older = str(Path(args[at + 1]).resolve())
+        del args[at : at + 2]
+    flags = set(args) or {"--first", "--tiny", "--70b"}
+    runs: list[tuple[str, str | None]] = [("now", None)]
+    if older is not None:
+        runs = [("before", older), ("now", None)]
+        for label, path in runs:
+            print(f"{label}: {_child('--child-where', path)}")
     if "--first" in flags:
         breakdown = _child("--child-breakdown")
         print("first check in a fresh process, each first-use cost paid alone:")
         for name, seconds in breakdown.items():
             print(f"  {name:45s} {seconds:6.2f} s")
-        alone = [_child("--child-first")["first check"] for _ in range(3)]
-        print(f"first check as a user meets it (3 fresh processes): "
-              f"{', '.join(f'{s:.2f}' for s in alone)} s")  # fmt: skip
+        alone: dict[str, list[dict[str, float]]] = {label: [] for label, _ in runs}
+        for _ in range(3):  # alternating, so a change of load hits both
+            for label, path in runs:
+                alone[label].append(_child("--child-first", path))
+        for label, results in alone.items():
+            checks = ", ".join(f"{r['first check']:.2f}" for r in results)
+            after = ", ".join(f"{r['full collection after']:.2f}" for r in results)
+            print(f"first check as a user meets it, {label} (3 fresh processes): {checks} s; "
+                  f"a full collection after it: {after} s")  # fmt: skip
     if "--tiny" in flags:
         print("tiny models, check over a plain forward (medians of 25, rotating, 1 thread):")
-        for name, r in _child("--child-tiny").items():
-            print(f"  {name:50s} plain {r['plain_ms']:7.2f} ms  check {r['check_ms']:7.2f} ms  "
-                  f"{r['ratio']:5.1f}x (fastest runs {r['fastest_ratio']:.1f}x)")  # fmt: skip
+        tiny_runs = {label: _child("--child-tiny", path) for label, path in runs}
+        for name in tiny_runs["now"]:
+            for label, results in tiny_runs.items():
+                r = results[name]
+                print(f"  {name:50s} {label:6s} plain {r['plain_ms']:7.2f} ms  check "
+                      f"{r['check_ms']:7.2f} ms  {r['ratio']:5.1f}x (fastest runs "
+                      f"{r['fastest_ratio']:.1f}x)")  # fmt: skip
     if "--70b" in flags:
-        r = _child("--child-70b")
-        print(f"70B Llama-style config on meta ({r['params_billion']:.1f}B params, 1x512 ids): "
-              f"check {r['check_s']:.2f} s ({r['calls']:.0f} calls, {r['findings']:.0f} "
-              f"findings), peak RSS {r['peak_rss_mb']:.0f} MB (before building: "
-              f"{r['rss_before_mb']:.0f} MB); building on meta {r['build_s']:.2f} s")  # fmt: skip
+        for label, path in runs:
+            r = _child("--child-70b", path)
+            print(f"70B Llama-style config on meta ({r['params_billion']:.1f}B params, 1x512 ids), "
+                  f"{label}: check {r['check_s']:.2f} s ({r['calls']:.0f} calls, "
+                  f"{r['findings']:.0f} findings), peak RSS {r['peak_rss_mb']:.0f} MB (before "
+                  f"building: {r['rss_before_mb']:.0f} MB); building on meta "
+                  f"{r['build_s']:.2f} s")  # fmt: skip
 
 
 if __name__ == "__main__":
@@ -209,6 +256,7 @@ if __name__ == "__main__":
         "--child-first": first_check,
         "--child-tiny": tiny,
         "--child-70b": llama_70b,
+        "--child-where": where,
     }
     if len(sys.argv) == 2 and sys.argv[1] in children:
         print(json.dumps(children[sys.argv[1]]()))
