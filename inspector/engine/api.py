@@ -126,9 +126,16 @@ def explain_traceback(error: BaseException, model: nn.Module | None = None) -> D
             )
         )
     module, args, kwargs = chain[-1]
-    failure = Failure(len(chain) - 1, module, args, kwargs, error)
-    modules = [weakref.ref(m) for m, _, _ in chain]
-    diag = explain_failure(Trace(calls, error=error), failure, error, modules)
+    record: Trace = Trace(calls, error=error)
+    modules: list[Any] = [weakref.ref(m) for m, _, _ in chain]
+    seq = len(chain) - 1
+    lookup = None
+    walked = _walked(error, chain, root)
+    if walked is not None:  # the calls each forward made before it failed, walked
+        record, modules, lookup = walked.trace, list(walked.modules), walked.lookup
+        seq = max(c.seq for c in record.calls if c.status == "error")
+    failure = Failure(seq, module, args, kwargs, error)
+    diag = explain_failure(record, failure, error, modules, lookup)
     from inspector.engine.distributed import rank_info
 
     ranks = rank_info()
@@ -139,6 +146,15 @@ def explain_traceback(error: BaseException, model: nn.Module | None = None) -> D
         if given is not None:
             diag = under_ddp(diag, ranks[0], given)
     return diag
+
+
+def _walked(error: BaseException, chain: list[Any], root: nn.Module) -> Any:
+    try:
+        from inspector.engine.diagnose.walked import walked_trace
+
+        return walked_trace(error, chain, root)
+    except Exception:  # the walk is a bonus: the chain alone still explains
+        return None
 
 
 def ranks_disagree(error: BaseException) -> str | None:

@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from inspector.engine.capture.naming import is_library_file
+from inspector.engine.capture.naming import is_library_file, source_line
 from inspector.engine.diagnose.dataflow_values import (
     MAX_DEPTH,
     UNKNOWN,
+    Fields,
     Obj,
     Step,
     Tensor,
@@ -67,8 +68,10 @@ class Walk:
     def __init__(self, trace: Trace, modules: list[Any]) -> None:
         self.trace = trace
         self.modules = modules  # weak references to each recorded call's module, by seq
-        self.steps = 0
+        self.steps = 0  # statements walked in the current function
+        self.total = 0  # statements walked in all
         self.used: set[int] = set()  # recorded calls already matched to a walked call
+        self.recorder: Any = None  # walked.Recorder: calls the record lacks are added to it
 
     # -- entry points -----------------------------------------------------------------
 
@@ -143,25 +146,48 @@ class Walk:
     def module_call(self, scope: Scope, module: nn.Module, args: list[Any],
                     kwargs: dict[str, Any], step: Step) -> Any:  # fmt: skip
         recorded = self._recorded(scope, module, step)
+        if recorded is None and self.recorder is not None:
+            site = source_line(step.file, step.lineno, step.function)
+            pending = self.recorder.start(module, scope.call, site, tuple(args), dict(kwargs))
+            out = self._evaluate(scope, module, args, kwargs, step, None, pending)
+            if pending is not None:
+                pending.outputs = _with_call(out, pending)
+            return out
+        return self._evaluate(scope, module, args, kwargs, step, recorded, recorded)
+
+    def _evaluate(self, scope: Scope, module: nn.Module, args: list[Any],
+                  kwargs: dict[str, Any], step: Step, recorded: Call | None,
+                  within: Any) -> Any:  # fmt: skip
+        """A module call's output: recorded, or worked out on meta / by walking its forward.
+        `within` is the call the walk's own record holds for it (its children's parent)."""
         sources = tensors_in(args, kwargs)
         if recorded is not None and recorded.status != "ok":
             return UNKNOWN
         known = None
         if recorded is not None:
             known = from_info(recorded.outputs, step, sources, recorded, module)
+        forward = getattr(type(module), "forward", None)
         if is_library(type(module)):
             if known is not None:
                 return known
+            container = module._modules and self.recorder is not None and within is not None
+            if container and isinstance(forward, FunctionType):
+                # a container's children are recorded one by one, as a trace records them
+                size = len(self.recorder.pending)
+                out = self.walk_function(forward, (Obj(module), *args), kwargs, scope.depth + 1,
+                                         within)  # fmt: skip
+                if _all_known(out):
+                    return retag(out, step, sources, module, keep_history=True)
+                self.recorder.rollback(size)
             return retag(layer_on_meta(module, args, kwargs), step, sources, module)
-        forward = getattr(type(module), "forward", None)
         if isinstance(forward, FunctionType) and scope.depth < MAX_DEPTH:
             out = self.walk_function(forward, (Obj(module), *args), kwargs, scope.depth + 1,
-                                     recorded)  # fmt: skip
+                                     within)  # fmt: skip
             if known is not None:
                 _fill(out, known)
             if out is not UNKNOWN and (known is None or _same_shapes(out, known)):
                 out = retag(out, step, sources, module, keep_history=True)
-                return _with_call(out, recorded)
+                return _with_call(out, recorded) if recorded is not None else out
         return UNKNOWN if known is None else known
 
     def _recorded(self, scope: Scope, module: nn.Module, step: Step) -> Call | None:
@@ -185,6 +211,7 @@ class Walk:
         depth: int,
         call: Call | None = None,
     ) -> Any:
+        function = _unwrapped(function)
         fn = parse_function(function.__code__)
         if fn is None:
             return UNKNOWN
@@ -194,6 +221,7 @@ class Walk:
             return UNKNOWN
         scope = Scope(self, fn, call, depth)
         scope.globals = function.__globals__
+        scope.closure = _closure(function)
         if args and isinstance(args[0], Obj):
             scope.owner = args[0].value
         spent, self.steps = self.steps, 0  # each forward walked has its own budget
@@ -242,6 +270,37 @@ class Stopped:
             return UNKNOWN
 
 
+def _unwrapped(function: FunctionType) -> FunctionType:
+    """The function a decorator wrapped (functools.wraps keeps it as `__wrapped__`): a
+    forward under `@can_return_tuple` is walked as written, not the wrapper's *args."""
+    for _ in range(8):
+        inner = function.__dict__.get("__wrapped__")
+        if type(inner) is not FunctionType:
+            break
+        function = inner
+    return function
+
+
+def _closure(function: FunctionType) -> dict[str, Any]:
+    names = function.__code__.co_freevars
+    cells = function.__closure__ or ()
+    found: dict[str, Any] = {}
+    for name, cell in zip(names, cells, strict=False):
+        try:
+            found[name] = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+    return found
+
+
+def _all_known(out: Any) -> bool:
+    if isinstance(out, Tensor):
+        return out.known
+    if isinstance(out, (tuple, list)):
+        return bool(out) and all(_all_known(o) for o in out)
+    return False
+
+
 def _fill(walked: Any, known: Any) -> None:
     """Shapes the record gives, into the tensors the walk could not work out."""
     if isinstance(walked, Tensor) and isinstance(known, Tensor):
@@ -259,13 +318,16 @@ def _same_shapes(a: Any, b: Any) -> bool:
     return isinstance(b, (Tensor, tuple, list)) is False
 
 
-def _with_call(out: Any, call: Call | None) -> Any:
+def _with_call(out: Any, call: Any) -> Any:
     if call is None:
         return out
     if isinstance(out, Tensor):
         out.call = call
     elif isinstance(out, (tuple, list)):
         for o in out:
+            _with_call(o, call)
+    elif isinstance(out, Fields):
+        for o in out.values.values():
             _with_call(o, call)
     return out
 

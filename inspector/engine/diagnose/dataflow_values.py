@@ -25,8 +25,9 @@ class _Unknown:
 
 
 UNKNOWN: Any = _Unknown()
-MAX_STEPS = 4000  # statements walked in all, per question
-MAX_DEPTH = 4  # forwards of the user's walked inside one another
+MAX_STEPS = 4000  # statements walked in one function
+MAX_TOTAL = 40000  # statements walked for one question, in all functions
+MAX_DEPTH = 6  # forwards of the user's walked inside one another
 MAX_UNROLL = 256  # iterations of one loop
 PLAIN = (torch.Tensor, nn.Parameter)
 
@@ -54,6 +55,7 @@ class Tensor:
     module: Any = field(default=None, repr=False)  # the live module that made it
     item: int | None = None  # its position in that module's output tuple
     name: str = ""  # the variable that held it, when known
+    view: bool = False  # made by a view or reshape of its first source
     known: bool = True  # False: made from known tensors by a step whose shape the walk could
     # not work out (an argument it cannot read); filled in when a real value shows it
 
@@ -205,12 +207,91 @@ def items_of(value: Any, n: int) -> list[Any]:
     return [UNKNOWN] * n
 
 
+def _static(owner: Any, name: str) -> Any:
+    try:
+        return inspect.getattr_static(owner, name)
+    except AttributeError:
+        return None
+
+
+def introspect(function: Any, args: list[Any]) -> Any:
+    """hasattr, getattr and isinstance on walk values, answered without running the owner's
+    code; UNKNOWN when that cannot be sure."""
+    if function is isinstance and len(args) == 2 and isinstance(args[1], Obj):
+        classes = args[1].value
+        if isinstance(args[0], Tensor):
+            kinds = classes if type(classes) is tuple else (classes,)
+            return any(k is torch.Tensor for k in kinds) or UNKNOWN
+        if isinstance(args[0], Obj) and (type(classes) is type or type(classes) is tuple):
+            try:
+                return is_a(args[0].value, classes)
+            except TypeError:
+                return UNKNOWN
+        if args[0] is None or type(args[0]) in (bool, int, float, str, tuple, list):
+            try:
+                return isinstance(args[0], classes)
+            except TypeError:
+                return UNKNOWN
+        return UNKNOWN
+    if len(args) < 2 or not isinstance(args[0], Obj) or type(args[1]) is not str:
+        return UNKNOWN
+    owner, name = args[0].value, args[1]
+    found = safe_attribute(owner, name)
+    if found is not UNKNOWN:
+        return True if function is hasattr else wrap(found, owner)
+    try:
+        inspect.getattr_static(owner, name)
+        return UNKNOWN  # there, but a property or descriptor: not read
+    except AttributeError:
+        pass
+    fallback = inspect.getattr_static(type(owner), "__getattr__", None)
+    if fallback is not None and fallback is not nn.Module.__getattr__:
+        return UNKNOWN  # a __getattr__ of the user's might answer
+    if function is hasattr:
+        return False
+    return args[2] if len(args) == 3 else UNKNOWN
+
+
+def construct(cls: type, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """A dataclass (a model output) or namedtuple built from walk values, without running
+    its constructor: fields in order, read back by name or position."""
+    if issubclass(cls, tuple) and isinstance(cls.__dict__.get("_fields"), tuple):
+        names = cls.__dict__["_fields"]
+        values = dict(zip(names, args, strict=False))
+        values.update({k: v for k, v in kwargs.items() if k in names})
+        return tuple(values.get(n) for n in names)
+    fields = cls.__dict__.get("__dataclass_fields__")
+    if type(fields) is not dict:
+        return UNKNOWN
+    names = list(fields)
+    values = dict(zip(names, args, strict=False))
+    values.update(kwargs)
+    return Fields(cls, {n: values.get(n) for n in names})
+
+
+@dataclass
+class Fields:
+    """A dataclass instance as the walk holds it (a Hugging Face ModelOutput): `.name` reads
+    a field, `[i]` the i-th field that is not None (as ModelOutput's tuple view does)."""
+
+    cls: type
+    values: dict[str, Any]
+
+    def item(self, index: Any) -> Any:
+        if type(index) is str:
+            return self.values.get(index, UNKNOWN)
+        present = [v for v in self.values.values() if v is not None]
+        if type(index) is int and -len(present) <= index < len(present):
+            return present[index]
+        if type(index) is slice:
+            return tuple(present[index])
+        return UNKNOWN
+
+
 def wrap(found: Any, owner: Any) -> Any:
     if type(found) is FunctionType:
         return Bound(found, owner)
-    if issubclass(type(found), torch.Tensor) and torch_tensor_type(type(found)):
-        return from_real(found, "")
-    return Obj(found)
+    return from_real(found, "")
 
 
 def safe_attribute(owner: Any, attr: str) -> Any:
@@ -224,6 +305,9 @@ def safe_attribute(owner: Any, attr: str) -> Any:
             found = d.get(table, {})
             if attr in found:
                 return found[attr]
+    aliases = _static(type(owner), "attribute_map")  # a config's alias: hidden_size -> n_embd
+    if type(aliases) is dict and type(aliases.get(attr)) is str:
+        attr = aliases[attr]
     try:
         instance = object.__getattribute__(owner, "__dict__")
     except AttributeError:
@@ -328,7 +412,32 @@ def on_meta(function: Any, args: list[Any], kwargs: dict[str, Any], step: Step) 
             out = function(*meta_args, **meta_kwargs)
     except Exception:
         out = UNKNOWN
-    return retag(out, step, tensors_in(args, kwargs))
+    made = retag(out, step, tensors_in(args, kwargs))
+    if isinstance(made, Tensor) and getattr(function, "__name__", "") in VIEWS:
+        made.view = True
+    return made
+
+
+# Ops whose result is a view (or reshape) of their first argument.
+VIEWS = frozenset(
+    [
+        "view",
+        "reshape",
+        "flatten",
+        "unflatten",
+        "permute",
+        "transpose",
+        "squeeze",
+        "unsqueeze",
+        "contiguous",
+        "view_as",
+        "reshape_as",
+        "movedim",
+        "swapaxes",
+        "t",
+        "expand",
+    ]
+)
 
 
 def retag(out: Any, step: Step, sources: tuple[Tensor, ...], module: Any = None,
@@ -336,8 +445,7 @@ def retag(out: Any, step: Step, sources: tuple[Tensor, ...], module: Any = None,
     """Results of a step as walk values: meta tensors become Tensors made by `step`."""
     if isinstance(out, Tensor):
         if keep_history:
-            made = Tensor(out.shape, out.dtype, step, (out,), None, module)
-            return made
+            return Tensor(out.shape, out.dtype, step, (out,), None, module, known=out.known)
         return out
     if isinstance(out, torch.Tensor):
         if out.device.type != "meta":
@@ -353,6 +461,9 @@ def retag(out: Any, step: Step, sources: tuple[Tensor, ...], module: Any = None,
         return tuple(items) if isinstance(out, tuple) else items
     if out is None or isinstance(out, (bool, int, float)):
         return out
+    if isinstance(out, Fields):
+        return Fields(out.cls, {k: retag(v, step, sources, module, keep_history)
+                                for k, v in out.values.items()})  # fmt: skip
     if out is UNKNOWN and sources:  # a tensor made from these, its shape not worked out
         return Tensor((), sources[0].dtype, step, sources, None, module, known=False)
     return UNKNOWN
@@ -382,7 +493,7 @@ def _global_hooks() -> bool:
 
 
 def _meta_twin(module: nn.Module, depth: int) -> nn.Module:
-    if depth > 3 or not is_library(type(module)):
+    if depth > 8 or not is_library(type(module)):
         raise NotMeta()
     twin = copy.copy(module)
     d = twin.__dict__

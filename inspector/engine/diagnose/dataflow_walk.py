@@ -16,18 +16,24 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from inspector.engine.capture.naming import is_library_file
 from inspector.engine.diagnose.dataflow_values import (
     DATA_METHODS,
     MAX_DEPTH,
     MAX_STEPS,
+    MAX_TOTAL,
     MAX_UNROLL,
     PY_BUILTINS,
     UNKNOWN,
     Bound,
+    Fields,
     Method,
     Obj,
     Step,
     Tensor,
+    construct,
+    from_real,
+    introspect,
     is_a,
     is_torch_function,
     items_of,
@@ -112,6 +118,7 @@ class Scope:
         self.globals: dict[str, Any] = {}
         self.stmt: ast.stmt | None = None
         self.owner: Any = None  # the object bound to the function's first parameter
+        self.closure: dict[str, Any] = {}  # the function's free variables
 
     # -- statements ---------------------------------------------------------------------
 
@@ -131,7 +138,8 @@ class Scope:
 
     def statement(self, stmt: ast.stmt, env: dict[str, Any]) -> None:
         self.walk.steps += 1
-        if self.walk.steps > MAX_STEPS:
+        self.walk.total += 1
+        if self.walk.steps > MAX_STEPS or self.walk.total > MAX_TOTAL:
             raise RuntimeError("walk too long")
         compound = isinstance(stmt, (ast.If, ast.For, ast.While, ast.With, ast.Try))
         stop = self._contains_stop(stmt) and not compound
@@ -263,10 +271,21 @@ class Scope:
         if isinstance(node, ast.Name):
             return self.name(node.id, env)
         if isinstance(node, (ast.Tuple, ast.List)):
-            values = [self.expr(e, env) for e in node.elts if not isinstance(e, ast.Starred)]
-            if any(isinstance(e, ast.Starred) for e in node.elts):
-                return UNKNOWN
+            values: list[Any] = []
+            for e in node.elts:
+                if not isinstance(e, ast.Starred):
+                    values.append(self.expr(e, env))
+                    continue
+                spread = self.expr(e.value, env)
+                if not isinstance(spread, (tuple, list)):
+                    return UNKNOWN
+                values.extend(spread)
             return tuple(values) if isinstance(node, ast.Tuple) else list(values)
+        if isinstance(node, ast.Dict):
+            keys = [self.expr(k, env) if k is not None else None for k in node.keys]
+            if not all(type(k) is str for k in keys):
+                return UNKNOWN
+            return {k: self.expr(v, env) for k, v in zip(keys, node.values, strict=True)}
         if isinstance(node, ast.Attribute):
             return self.attribute(self.expr(node.value, env), node.attr)
         if isinstance(node, ast.Call):
@@ -302,6 +321,8 @@ class Scope:
     def name(self, name: str, env: dict[str, Any]) -> Any:
         if name in env:
             return env[name]
+        if name in self.closure:
+            return from_real(self.closure[name], name)
         if name in self.globals:
             return Obj(self.globals[name])
         if hasattr(builtins, name):
@@ -325,8 +346,8 @@ class Scope:
         if isinstance(owner, Obj):
             found = safe_attribute(owner.value, attr)
             return UNKNOWN if found is UNKNOWN else wrap(found, owner.value)
-        if isinstance(owner, tuple) and attr in ("count", "index"):
-            return UNKNOWN
+        if isinstance(owner, Fields):
+            return owner.item(attr)
         return UNKNOWN
 
     def call_expr(self, node: ast.Call, env: dict[str, Any]) -> Any:
@@ -342,8 +363,12 @@ class Scope:
                 args.append(self.expr(a, env))
         kwargs: dict[str, Any] = {}
         for k in node.keywords:
-            if k.arg is None:
-                return UNKNOWN
+            if k.arg is None:  # **spread
+                spread = self.expr(k.value, env)
+                if type(spread) is not dict:
+                    return UNKNOWN
+                kwargs.update(spread)
+                continue
             kwargs[k.arg] = self.expr(k.value, env)
         step = self.step(node)
         if isinstance(callee, Method):
@@ -360,8 +385,31 @@ class Scope:
             return self.walk.module_call(self, target, args, kwargs, step)
         if any(target is b for b in PY_BUILTINS):
             return py_builtin(target, args)
+        if target is hasattr or target is getattr or target is isinstance:
+            return introspect(target, args)
+        if target is enumerate or target is zip or target is reversed:
+            found = [iterate(a) for a in args]
+            sequences = [s for s in found if s is not None]
+            if not args or len(sequences) != len(found):
+                return UNKNOWN
+            if target is enumerate:
+                start = kwargs.get("start", args[1] if len(args) > 1 else 0)
+                return tuple((start + i, v) for i, v in enumerate(sequences[0]))
+            if target is reversed:
+                return tuple(reversed(sequences[0]))
+            return tuple(zip(*sequences, strict=False))
+        if type(target) is type:
+            made = construct(target, args, kwargs)
+            if made is not UNKNOWN:
+                return made
         if is_torch_function(target):
             return on_meta(target, args, kwargs, step)
+        if type(target) is FunctionType and self.depth < MAX_DEPTH:
+            if is_library_file(target.__code__.co_filename):
+                return UNKNOWN
+            # a plain function of the user's (a helper such as rotate_half): walked too
+            return self.walk.walk_function(target, tuple(args), kwargs, self.depth + 1,
+                                           self.call)  # fmt: skip
         return UNKNOWN
 
     def tensor_method(self, method: Method, args: list[Any], kwargs: dict[str, Any],
@@ -398,6 +446,8 @@ class Scope:
                 self._slice(e, env) if isinstance(e, ast.Slice) else self.expr(e, env)
                 for e in node.slice.elts
             )
+        if isinstance(value, Fields):
+            return value.item(index)
         if isinstance(value, Tensor):
             if not plain_index(index):
                 return UNKNOWN
@@ -517,7 +567,7 @@ def bind(node: ast.FunctionDef | ast.AsyncFunctionDef, args: tuple[Any, ...],
         else:
             extra[k] = v
     if a.kwarg is not None:
-        env[a.kwarg.arg] = UNKNOWN
+        env[a.kwarg.arg] = extra  # exactly the keywords no parameter took
     elif extra:
         raise TypeError("unexpected keyword")
     for name in [*positional, *(p.arg for p in a.kwonlyargs)]:

@@ -12,6 +12,8 @@ import warnings
 import pytest
 
 import inspector
+from inspector.engine.api import explain_traceback
+from inspector.engine.records import Diagnosis
 from tests.broken_models import CORPUS, Broken
 from tests.broken_models_more import MORE
 
@@ -76,7 +78,26 @@ def check_words(case: Broken, text: str) -> None:
 def test_error_is_localized_and_fixed(case: Broken) -> None:
     t = diagnose_case(case)
     assert t.error is not None, "the case must fail"
-    diag = t.diagnosis
+    check_diagnosis(case, t.diagnosis)
+
+
+EXPLAINED = [c for c in ERRORS if c.loss_fn is None]
+
+
+@pytest.mark.parametrize("case", EXPLAINED, ids=[c.name for c in EXPLAINED])
+def test_explain_gives_the_same_diagnosis(case: Broken) -> None:
+    """`with inspector.explain()` records nothing while the model runs: its diagnosis comes
+    from the traceback and the walk of each failing forward, and must be as right as the
+    trace's."""
+    model, args, kwargs = case.build()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(Exception) as raised:
+            model(*args, **kwargs)
+    check_diagnosis(case, explain_traceback(raised.value, model))
+
+
+def check_diagnosis(case: Broken, diag: Diagnosis | None) -> None:
     assert diag is not None and diag.kind == "error"
     assert diag.module == case.module, str(diag)
     if case.op is not None:
