@@ -232,11 +232,18 @@ def main() -> None:
             print(f"first check as a user meets it, {label} (3 fresh processes): {checks} s; "
                   f"a full collection after it: {after} s")  # fmt: skip
     if "--tiny" in flags:
-        print("tiny models, check over a plain forward (medians of 25, rotating, 1 thread):")
-        tiny_runs = {label: _child("--child-tiny", path) for label, path in runs}
+        print("tiny models, check over a plain forward (medians of 25, rotating, 1 thread; "
+              "the lower of 2 fresh processes, alternating):")  # fmt: skip
+        tiny_runs: dict[str, dict[str, dict[str, float]]] = {label: {} for label, _ in runs}
+        for _ in range(2):
+            for label, path in runs:
+                for name, r in _child("--child-tiny", path).items():
+                    kept = tiny_runs[label].get(name)
+                    if kept is None or r["check_ms"] < kept["check_ms"]:
+                        tiny_runs[label][name] = r
         for name in tiny_runs["now"]:
-            for label, results in tiny_runs.items():
-                r = results[name]
+            for label, by_model in tiny_runs.items():
+                r = by_model[name]
                 print(f"  {name:50s} {label:6s} plain {r['plain_ms']:7.2f} ms  check "
                       f"{r['check_ms']:7.2f} ms  {r['ratio']:5.1f}x (fastest runs "
                       f"{r['fastest_ratio']:.1f}x)")  # fmt: skip
