@@ -364,8 +364,8 @@ def _put_dict_entry(table: dict[str, Any], name: str, value: Any) -> None:
 
 
 def _put_set(bag: set[Any], members: set[Any]) -> None:
-    if bag == members:  # the same members (a set finds its own by identity first)
-        return
+    if len(bag) == len(members) and {id(m) for m in bag} == {id(m) for m in members}:
+        return  # the very same members
     bag.clear()
     bag.update(members)
 

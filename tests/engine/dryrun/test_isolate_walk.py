@@ -82,3 +82,14 @@ def test_check_leaves_the_garbage_collector_as_it_found_it() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_set_holding_an_equal_but_other_member_is_put_back() -> None:
+    first, other = tuple([1]), tuple([1])
+    assert first is not other
+    members = {first}
+    snapshot = Snapshot(({"s": members},))
+    members.clear()
+    members.add(other)  # equal, not the same
+    snapshot.restore()
+    assert next(iter(members)) is first
