@@ -853,6 +853,25 @@ def build_token_fold():
     return TokenFoldClassifier().eval(), (ids, torch.randint(0, 5, (3,))), {}
 
 
+class SquareMapConvs(nn.Module):
+    """conv2 built for 8 channels after a conv that makes 16, on an 8x8 map: the map's width
+    equals in_channels, which must not read as a channels-last input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3)
+        self.conv2 = nn.Conv2d(8, 32, 3)
+        self.bn = nn.BatchNorm2d(32)
+
+    def forward(self, x):
+        return self.bn(self.conv2(self.conv1(x)))  # BUG
+
+
+def build_square_map_convs():
+    torch.manual_seed(0)
+    return SquareMapConvs(), (torch.randn(2, 3, 10, 10),), {}
+
+
 MORE: list[Broken] = [
     # per-token heads
     Broken(
@@ -1268,5 +1287,15 @@ MORE: list[Broken] = [
         words=("x[:, -1]", "(3, 32)"),
         absent=("give the target",),
         note="(3, 9, 32) token features reshaped to 27 rows for 3 labels",
+    ),
+    Broken(
+        "conv_after_conv_on_a_square_map",
+        build_square_map_convs,
+        module="conv2",
+        fix_numbers=("16", "32"),
+        op="conv2d",
+        words=("in_channels=16", "checked on the recorded shapes"),
+        absent=("permute", "channels-last"),
+        note="16 channels into a conv built for 8; the 8x8 map is not channels-last",
     ),
 ]

@@ -39,6 +39,15 @@ class Explanation:
     line: SourceLine | None = None  # overrides the traceback's line (e.g. the view that folded)
     module: str | None = None  # overrides the failing call's path (e.g. the root that viewed)
     module_type: str | None = None  # that module's class, when it is not the failing call's
+    replacements: list[Any] = field(default_factory=list)  # verify.Replacement: fixes to check
+
+    def replace_layer(self, fix: str, module: Any, **changes: int) -> None:
+        """Offer `fix`, a new layer in the place of `module` with `changes`; it is checked on
+        the walked pass before it is shown."""
+        from inspector.engine.diagnose.verify import Replacement, resized
+
+        self.fixes.append(fix)
+        self.replacements.append(Replacement(fix, module, lambda: resized(module, **changes)))
 
 
 @dataclass

@@ -72,6 +72,8 @@ class Walk:
         self.total = 0  # statements walked in all
         self.used: set[int] = set()  # recorded calls already matched to a walked call
         self.recorder: Any = None  # walked.Recorder: calls the record lacks are added to it
+        self.overrides: dict[int, nn.Module] = {}  # id of a live layer -> the layer in its place
+        self.verifying = False  # past the failure: calls that failed are walked again
 
     # -- entry points -----------------------------------------------------------------
 
@@ -145,6 +147,9 @@ class Walk:
 
     def module_call(self, scope: Scope, module: nn.Module, args: list[Any],
                     kwargs: dict[str, Any], step: Step) -> Any:  # fmt: skip
+        if id(module) in self.overrides:  # a fix being checked: the fixed layer, on meta
+            made = layer_on_meta(self.overrides[id(module)], args, kwargs, step)
+            return retag(made, step, tensors_in(args, kwargs), module)
         recorded = self._recorded(scope, module, step)
         if recorded is None and self.recorder is not None:
             site = source_line(step.file, step.lineno, step.function)
@@ -162,7 +167,10 @@ class Walk:
         `within` is the call the walk's own record holds for it (its children's parent)."""
         sources = tensors_in(args, kwargs)
         if recorded is not None and recorded.status != "ok":
-            return UNKNOWN
+            if not self.verifying:
+                return UNKNOWN
+            recorded = None  # it failed in the real pass: worked out afresh, its children
+            # still matched to what the record holds of them
         known = None
         if recorded is not None:
             known = from_info(recorded.outputs, step, sources, recorded, module)
@@ -170,16 +178,18 @@ class Walk:
         if is_library(type(module)):
             if known is not None:
                 return known
-            container = module._modules and self.recorder is not None and within is not None
+            walkable = self.recorder is not None or self.verifying
+            container = module._modules and walkable and within is not None
             if container and isinstance(forward, FunctionType):
                 # a container's children are recorded one by one, as a trace records them
-                size = len(self.recorder.pending)
+                size = len(self.recorder.pending) if self.recorder is not None else 0
                 out = self.walk_function(forward, (Obj(module), *args), kwargs, scope.depth + 1,
                                          within)  # fmt: skip
                 if _all_known(out):
                     return retag(out, step, sources, module, keep_history=True)
-                self.recorder.rollback(size)
-            return retag(layer_on_meta(module, args, kwargs), step, sources, module)
+                if self.recorder is not None:
+                    self.recorder.rollback(size)
+            return retag(layer_on_meta(module, args, kwargs, step), step, sources, module)
         if isinstance(forward, FunctionType) and scope.depth < MAX_DEPTH:
             out = self.walk_function(forward, (Obj(module), *args), kwargs, scope.depth + 1,
                                      within)  # fmt: skip

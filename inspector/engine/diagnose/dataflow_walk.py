@@ -38,6 +38,7 @@ from inspector.engine.diagnose.dataflow_values import (
     is_torch_function,
     items_of,
     iterate,
+    note_failure,
     on_meta,
     plain_index,
     py_builtin,
@@ -181,7 +182,10 @@ class Scope:
         elif isinstance(stmt, ast.Continue):
             raise Continue()
         elif isinstance(stmt, ast.Raise):
+            note_failure(self.step(stmt), RuntimeError(f"raises: {self.step(stmt).expr}"))
             raise Return(UNKNOWN)
+        elif isinstance(stmt, ast.Assert) and self.expr(stmt.test, env) is False:
+            note_failure(self.step(stmt), RuntimeError(f"fails: {self.step(stmt).expr}"))
 
     def assign(self, target: ast.expr, value: Any, env: dict[str, Any]) -> None:
         if isinstance(target, ast.Name):

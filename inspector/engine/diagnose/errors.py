@@ -27,6 +27,7 @@ from inspector.engine.diagnose import (
 from inspector.engine.diagnose.context import Context, Explanation
 from inspector.engine.diagnose.locate import FailedOp, failing_op, user_line
 from inspector.engine.diagnose.operands import UNKNOWN, stand_in
+from inspector.engine.diagnose.verify import check_fixes
 from inspector.engine.records import Diagnosis, TensorInfo, exception_message, exception_text
 
 if TYPE_CHECKING:
@@ -176,6 +177,8 @@ def _explain(ctx: Context) -> Explanation | None:
             except Exception:  # an explainer must never hide the user's error
                 continue
             if found is not None:
+                if found.replacements:
+                    check_fixes(ctx, found)
                 return found
     return None
 

@@ -55,7 +55,7 @@ def explain_conv(ctx: Context) -> Explanation | None:
         f"has {channels}",
         code="conv-in-channels",
     )
-    if spatial == 2 and shape[-1] == c_in and channels != c_in:
+    if spatial == 2 and shape[-1] == c_in and not _channels_first_made(ctx, shape):
         ex.details.append(
             f"the input looks channels-last (N, H, W, C) = {fmt(shape)}; {kind} reads {layout}"
         )
@@ -75,7 +75,11 @@ def explain_conv(ctx: Context) -> Explanation | None:
         )
         return ex
     ex.details.append(f"{channels} channels come from {ctx.origin(ctx.input_info(0))}")
-    ex.fixes.append(f"{name} = nn.{kind}({channels}, {c_out}, ...) (in_channels={channels})")
+    ex.replace_layer(
+        f"{name} = nn.{kind}({channels}, {c_out}, ...) (in_channels={channels})",
+        m,
+        in_channels=channels,
+    )
     if channels == 1 and c_in == 3:
         ex.fixes.append("or repeat grayscale images to 3 channels: x = x.repeat(1, 3, 1, 1)")
     base = producer_call(ctx.trace, ctx.input_info(0))
@@ -138,7 +142,7 @@ def explain_batchnorm(ctx: Context) -> Explanation | None:
     if x.dim() >= 3 and shape[-1] == nf and not _channels_first_made(ctx, shape):
         return _channels_last_norm(ex, name, shape, nf)
     ex.details.append("torch words this as a running_mean size error")
-    ex.fixes.append(f"{name} = nn.{type(m).__name__}({channels})")
+    ex.replace_layer(f"{name} = nn.{type(m).__name__}({channels})", m, num_features=channels)
     return ex
 
 

@@ -47,7 +47,9 @@ def explain_linear(ctx: Context) -> Explanation | None:
     ex.details.append(f"{k} comes from {ctx.origin(info)}{_width_reason(ctx, base, k)}")
     if x.dim() > 2:
         return _linear_nd(ctx, ex, shape, base)
-    ex.fixes.append(f"{name} = nn.Linear({k}, {out_f}){_per_sample_text(ctx, base, info, k)}")
+    ex.replace_layer(
+        f"{name} = nn.Linear({k}, {out_f}){_per_sample_text(ctx, base, info, k)}", m, in_features=k
+    )
     if (
         base is not None
         and base.type == "Linear"

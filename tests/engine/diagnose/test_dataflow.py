@@ -162,3 +162,49 @@ def test_a_seq_first_hidden_state_is_named() -> None:
     assert "num_layers*directions=3" in note, note
     assert "h_n[-1] gives (5, 16)" in note, note
     assert "head (Linear) then gives (5, 4)" in note, note
+
+
+class TwoHeads(nn.Module):
+    """fc1 is sized for 100 features but gets 80, and fc2 is sized for 64 while fc1 makes 50:
+    resizing fc1 alone leaves the pass failing at fc2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(100, 50)
+        self.fc2 = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def test_a_fix_that_leaves_the_pass_failing_is_not_offered() -> None:
+    diag = inspector.trace(TwoHeads(), torch.randn(2, 80)).diagnosis
+    assert diag is not None and diag.module == "fc1"
+    assert not any("nn.Linear(80, 50)" in f for f in diag.fixes), str(diag)
+    text = str(diag)
+    assert "nn.Linear(80, 50) alone does not make the pass run" in text
+    assert "[2, 50] X [64, 10]" in text  # what fails next: fc2, in numbers
+    try:
+        with inspector.explain():
+            TwoHeads()(torch.randn(2, 80))
+    except RuntimeError as error:
+        note = "\n".join(error.__notes__)
+    assert "alone does not make the pass run" in note, note
+
+
+def test_a_fix_that_holds_says_so_with_the_output() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 20, 5)
+            self.fc1 = nn.Linear(500, 50)
+            self.fc2 = nn.Linear(50, 10)
+
+        def forward(self, x):
+            x = F.max_pool2d(self.conv(x), 2).flatten(1)
+            return self.fc2(F.relu(self.fc1(x)))
+
+    diag = inspector.trace(Net(), torch.randn(4, 1, 12, 12)).diagnosis
+    assert diag is not None
+    assert "fc1 = nn.Linear(320, 50)" in diag.fixes[0]
+    assert "with fc1 = nn.Linear(320, 50) the forward runs to its output (4, 10)" in str(diag)
