@@ -128,10 +128,10 @@ def resized(module: nn.Module, **changes: int) -> nn.Module | None:
             return type(module)(
                 changes.get("in_channels", module.in_channels),
                 module.out_channels,
-                module.kernel_size,  # type: ignore[arg-type]
-                stride=module.stride,  # type: ignore[arg-type]
-                padding=module.padding,  # type: ignore[arg-type]
-                dilation=module.dilation,  # type: ignore[arg-type]
+                module.kernel_size,
+                stride=module.stride,
+                padding=module.padding,
+                dilation=module.dilation,
                 bias=module.bias is not None,
                 padding_mode=module.padding_mode,
                 device=meta,
