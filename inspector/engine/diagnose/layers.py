@@ -221,7 +221,7 @@ def explain_layernorm(ctx: Context) -> Explanation | None:
         ex.fixes.append(f"or normalize (C, H, W): nn.LayerNorm({list(shape[1:])})")
     else:
         ex.details.append(f"{shape[-1]} comes from {ctx.origin(ctx.input_info(0))}")
-        ex.fixes.append(f"{name} = nn.LayerNorm({shape[-1]})")
+        ex.replace_layer(f"{name} = nn.LayerNorm({shape[-1]})", m, normalized_shape=shape[-1])
     return ex
 
 
@@ -247,7 +247,9 @@ def explain_rnn(ctx: Context) -> Explanation | None:
         )
         info = ctx.input_info(0)
         ex.details.append(f"{shape[-1]} comes from {ctx.origin(info)}")
-        ex.fixes.append(f"{name} = nn.{kind}({shape[-1]}, {m.hidden_size}, ...)")
+        ex.replace_layer(
+            f"{name} = nn.{kind}({shape[-1]}, {m.hidden_size}, ...)", m, input_size=shape[-1]
+        )
         if is_model_input(ctx.trace, info, ctx.call):
             ex.fixes.append(
                 f"or, if {name} is right (input_size={m.input_size}), the data is wrong: the "
