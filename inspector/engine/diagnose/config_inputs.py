@@ -9,6 +9,7 @@ named by the config attribute the expectation comes from when the model has a `c
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -41,11 +42,15 @@ def numbers_seen(ctx: Context) -> set[int]:
     return found
 
 
+Change = Callable[[torch.Tensor], torch.Tensor]
+
+
 def image_channel_fix(
     given: str, shape: tuple[int, ...], c_in: int
-) -> tuple[list[str], list[str]] | None:
+) -> tuple[list[str], list[tuple[str, Change]]] | None:
     """What makes an (N, C, H, W) input with the wrong C fit a layer built for `c_in`
-    channels, checked on the shapes; None when no change of the input fits."""
+    channels: the words and, for each fix, the change it makes to the input (checked on the
+    walked pass); None when no change of the input fits."""
     if len(shape) != 4:
         return None
     n, c, h, w = shape
@@ -53,26 +58,27 @@ def image_channel_fix(
         return (
             [f"{given} {fmt(shape)} looks channels-last (N, H, W, C); the model reads "
              "(N, C, H, W)"],
-            [f"{given} = {given}.permute(0, 3, 1, 2) gives {fmt((n, w, c, h))} with {c_in} "
-             "channels"],
+            [(f"{given} = {given}.permute(0, 3, 1, 2) gives {fmt((n, w, c, h))} with {c_in} "
+              "channels", lambda t: t.permute(0, 3, 1, 2))],
         )  # fmt: skip
     if c == 4 and c_in == 3:
         return (
             ["4 channels are RGBA: the alpha channel is extra"],
-            [f"drop alpha: {given}[:, :3] gives {fmt((n, 3, h, w))} (or "
-             "image.convert('RGB') when loading)"],
+            [(f"drop alpha: {given}[:, :3] gives {fmt((n, 3, h, w))} (or "
+              "image.convert('RGB') when loading)", lambda t: t[:, :3])],
         )  # fmt: skip
     if c == 1 and c_in == 3:
         return (
             [f"1 channel is a grayscale image; the model was built for {c_in}"],
-            [f"{given}.repeat(1, {c_in}, 1, 1) (or .expand(-1, {c_in}, -1, -1)) gives "
-             f"{fmt((n, c_in, h, w))}"],
+            [(f"{given}.repeat(1, {c_in}, 1, 1) (or .expand(-1, {c_in}, -1, -1)) gives "
+              f"{fmt((n, c_in, h, w))}", lambda t: t.repeat(1, c_in, 1, 1))],
         )  # fmt: skip
     if c_in == 1 and c == 3:
         return (
             ["3 channels are RGB; the model was built for grayscale"],
-            [f"{given}.mean(1, keepdim=True) gives {fmt((n, 1, h, w))}"],
-        )
+            [(f"{given}.mean(1, keepdim=True) gives {fmt((n, 1, h, w))}",
+              lambda t: t.mean(1, keepdim=True))],
+        )  # fmt: skip
     return None
 
 
@@ -151,7 +157,8 @@ def explain_pixel_values(ctx: Context) -> Explanation | None:
         )
         if found is not None:
             ex.details.extend(found[0])
-            ex.fixes.extend(found[1])
+            for text, change in found[1]:
+                ex.change_input(text, "pixel_values", change)
         else:
             ex.fixes.append(f"feed {channels}-channel images (the model's image processor)")
         return ex
@@ -218,7 +225,9 @@ def explain_conv_input(ctx: Context, x: torch.Tensor, given: str | None) -> Expl
                 "W and C"
             )
         ex.details.extend(fix[0])
-        ex.fixes.extend(f + " before anything else" if given is None else f for f in fix[1])
+        for text, change in fix[1]:
+            ex.change_input(text + (" before anything else" if given is None else ""), in_name,
+                            change)  # fmt: skip
         return ex
     if x.dim() == 3 and given is not None and shape[2] == c_in and channels != c_in:
         return _sequence_channels_last(name, given, shape, c_in)

@@ -49,6 +49,14 @@ class Explanation:
         self.fixes.append(fix)
         self.replacements.append(Replacement(fix, module, lambda: resized(module, **changes)))
 
+    def change_input(self, fix: str, name: str, change: Callable[[Any], Any]) -> None:
+        """Offer `fix`, a change of the model's input `name` (`change` maps a meta tensor of
+        its shape to the changed one); it is checked on the walked pass before it is shown."""
+        from inspector.engine.diagnose.verify import InputChange
+
+        self.fixes.append(fix)
+        self.replacements.append(InputChange(fix, name, change))
+
 
 @dataclass
 class Context:

@@ -39,6 +39,15 @@ class Replacement:
     build: Callable[[], nn.Module | None]  # the fixed layer, on meta (None: cannot build)
 
 
+@dataclass
+class InputChange:
+    """A fix that changes one of the model's inputs (its layout, its channels)."""
+
+    fix: str
+    name: str  # the input, as the model's forward names it
+    change: Callable[[torch.Tensor], torch.Tensor]  # on a meta tensor of the input's shape
+
+
 def check_fixes(ctx: Context, ex: Explanation) -> None:
     """Check each layer replacement of `ex` on the walked pass; drop those after which the
     pass still fails, and say what the first one that holds gives."""
@@ -57,9 +66,14 @@ def check_fixes(ctx: Context, ex: Explanation) -> None:
             if ex.fixes and ex.fixes[0].startswith("or "):  # the alternative is now the fix
                 ex.fixes[0] = ex.fixes[0].removeprefix("or ").removeprefix(", ")
         elif output is not None and not any(d.startswith("checked") for d in ex.details):
+            change = (
+                _layer_text(replacement.fix)
+                if isinstance(replacement, Replacement)
+                else f"{replacement.name} changed so"
+            )
             ex.details.append(
-                f"checked on the recorded shapes: with {_layer_text(replacement.fix)} the "
-                f"forward runs to its output {output}"
+                f"checked on the recorded shapes: with {change} the forward runs to its "
+                f"output {output}"
             )
 
 
@@ -77,7 +91,9 @@ def _layer_text(fix: str) -> str:
     return fix
 
 
-def _walk_with(ctx: Context, replacement: Replacement) -> tuple[str | None, str | None] | None:
+def _walk_with(
+    ctx: Context, fix: Replacement | InputChange
+) -> tuple[str | None, str | None] | None:
     """(what fails next or None, the output's shape or None); None when the walk cannot
     follow the model from its inputs."""
     if not ctx.trace.calls:
@@ -85,15 +101,20 @@ def _walk_with(ctx: Context, replacement: Replacement) -> tuple[str | None, str 
     root_call = ctx.trace.calls[0]
     root = ctx.live_module(0)
     forward = getattr(type(root), "forward", None)
-    built = replacement.build()
-    if not isinstance(root, nn.Module) or not isinstance(forward, FunctionType) or built is None:
+    if not isinstance(root, nn.Module) or not isinstance(forward, FunctionType):
         return None
     inputs = [from_info(v, None, (), None, None) for v in root_call.inputs]
     kwargs: dict[str, Any] = {}
     if isinstance(root_call.kwargs, Struct):
         kwargs = {k: from_info(v, None, (), None, None) for k, v in root_call.kwargs.fields}
     walk = Walk(ctx.trace, ctx.modules)
-    walk.overrides = {id(replacement.module): built}
+    if isinstance(fix, Replacement):
+        built = fix.build()
+        if built is None:
+            return None
+        walk.overrides = {id(fix.module): built}
+    elif not _change_input(forward, inputs, kwargs, fix):
+        return None
     walk.verifying = True
     found: list[Any] = []
     previous, Failures.active = Failures.active, found
@@ -112,6 +133,29 @@ def _walk_with(ctx: Context, replacement: Replacement) -> tuple[str | None, str 
     if isinstance(out, Tensor) and out.known:
         return None, fmt(out.shape)
     return None
+
+
+def _change_input(forward: FunctionType, inputs: list[Any], kwargs: dict[str, Any],
+                  fix: InputChange) -> bool:  # fmt: skip
+    """Apply `fix` to the walk's copy of the named input; False when it is not there."""
+    code = forward.__code__
+    names = code.co_varnames[1 : code.co_argcount]  # after self
+    index = names.index(fix.name) if fix.name in names else len(inputs)
+    if fix.name in kwargs:
+        value = kwargs[fix.name]
+    elif index < len(inputs):
+        value = inputs[index]
+    else:
+        return False
+    if not isinstance(value, Tensor) or not value.known:
+        return False
+    changed = fix.change(value.meta())
+    made = Tensor(tuple(changed.shape), changed.dtype, name=fix.name)
+    if fix.name in kwargs:
+        kwargs[fix.name] = made
+    else:
+        inputs[index] = made
+    return True
 
 
 def resized(module: nn.Module, **changes: int) -> nn.Module | None:
@@ -160,4 +204,4 @@ def resized(module: nn.Module, **changes: int) -> nn.Module | None:
     return None
 
 
-__all__ = ["UNKNOWN", "Replacement", "check_fixes", "resized"]
+__all__ = ["UNKNOWN", "InputChange", "Replacement", "check_fixes", "resized"]
