@@ -118,6 +118,13 @@ def build_gpt2_added_tokens():
     return _gpt2(), (), {"input_ids": ids}
 
 
+def build_gpt2_labels_beyond_vocab():
+    ids = _ids(2, 8)
+    labels = ids.clone()
+    labels[1, 3] = 150  # BUG
+    return _gpt2(), (), {"input_ids": ids, "labels": labels}
+
+
 def build_gpt2_short_labels():
     ids = _ids(2, 12)
     return _gpt2(), (), {"input_ids": ids, "labels": ids[:, :10]}  # BUG
@@ -516,5 +523,15 @@ HF: list[Broken] = [
         op="linear",
         words=("config.hidden_size",),
         note="the pooled output has config.hidden_size=32 features",
+    ),
+    Broken(
+        "hf_gpt2_labels_beyond_vocab",
+        build_gpt2_labels_beyond_vocab,
+        module="",
+        fix_numbers=("150", "100"),
+        op="cross_entropy",
+        words=("labels holds class 150", "config.vocab_size=100", "-100"),
+        absent=("the last layer must output",),
+        note="a label id past the vocabulary: the labels are wrong, not the LM head",
     ),
 ]

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from inspector.engine.diagnose.batchfold import explain_batch_change, seq_first_input
+from inspector.engine.diagnose.config_inputs import expectation
 from inspector.engine.diagnose.context import (
     Context,
     Explanation,
@@ -22,7 +23,8 @@ from inspector.engine.diagnose.context import (
     product,
     reshape_line,
 )
-from inspector.engine.diagnose.history import op_operands
+from inspector.engine.diagnose.history import history, op_operands
+from inspector.engine.diagnose.inputs import config_name, config_of, named_inputs
 from inspector.engine.records import Call, TensorInfo, first_tensor
 from inspector.engine.records import format_shape as fmt
 
@@ -137,15 +139,84 @@ def _class_loss(
             code="loss-batch",
         )
         return _batch_mismatch(ctx, ex, out, target)
-    if not target.is_floating_point() and target.numel() and target.device.type != "meta":
-        hi, classes = int(target.max()), out.shape[1] if out.dim() > 1 else out.shape[0]
-        if hi >= classes:
-            return Explanation(
-                summary=f"{kind}: target class {hi} but the output has only {classes} classes",
-                fixes=[f"the last layer must output {hi + 1} classes (out_features={hi + 1})"],
-                code="loss-class-range",
-            )
+    if not target.is_floating_point() and target.numel():
+        return _class_range(ctx, kind, out, target)
     return None
+
+
+def _class_range(
+    ctx: Context, kind: str, out: torch.Tensor, target: torch.Tensor
+) -> Explanation | None:
+    """A target class the output has no logit for. When the targets are the model's own
+    input (`labels`), the labels are wrong for the model: say so, with the config."""
+    classes = out.shape[1] if out.dim() > 1 else out.shape[0]
+    name, given = _labels_input(ctx, target)
+    values = target if plain_values(target) else given
+    if values is None or not plain_values(values):
+        return None
+    hi = _largest_class(values)
+    if hi < classes:
+        return None
+    if name is None:
+        return Explanation(
+            summary=f"{kind}: target class {hi} but the output has only {classes} classes",
+            fixes=[f"the last layer must output {hi + 1} classes (out_features={hi + 1})"],
+            code="loss-class-range",
+        )
+    config = config_of(ctx)
+    expects = expectation(config, classes, ("vocab_size", "num_labels"))
+    setting = config_name(config, "num_labels") if "num_labels" in expects else "out_features"
+    return Explanation(
+        summary=f"{name} holds class {hi} but the model predicts {classes} classes{expects}: "
+        f"{name} does not fit this model",
+        details=[f"{kind} reads {name} as class indices into the {classes} logits"],
+        fixes=[
+            f"{name} must hold values in [0, {classes}) (-100 marks a position to ignore): "
+            "map the labels, or use the tokenizer or label set that goes with this model",
+            f"or, if the model is meant to predict {hi + 1} classes, build it for them "
+            f"({setting}={hi + 1})",
+        ],
+        code="input-labels",
+    )
+
+
+def _labels_input(ctx: Context, target: torch.Tensor) -> tuple[str | None, Any]:
+    """The model input the target is (or is cut from), with its live value when at hand:
+    `labels` of a Hugging Face model, or the forward's own argument the loss reads."""
+    inputs = dict(named_inputs(ctx))
+    live = dict(zip(_parameter_names(ctx), ctx.args, strict=False)) | dict(ctx.kwargs)
+    value = history(ctx, target)
+    if value is not None:
+        root = list(value.lineage())[-1]
+        if root.step is None and root.name in inputs and ctx.call.parent is None:
+            return root.name, live.get(root.name)
+    info = inputs.get("labels")
+    if info is not None and info.dtype.startswith("int"):
+        return "labels", live.get("labels")
+    return None, None
+
+
+def _parameter_names(ctx: Context) -> list[str]:
+    forward = getattr(type(ctx.module), "forward", None)
+    code = getattr(forward, "__code__", None)
+    return list(code.co_varnames[1 : code.co_argcount]) if code is not None else []
+
+
+def _largest_class(values: torch.Tensor) -> int:
+    """The largest class index (-100, the ignored position, left out), read outside any
+    dispatch mode a dry run holds (a fake mode cannot read values)."""
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    with _disable_current_modes(), torch.no_grad():
+        flat = values.flatten()
+        if not flat.numel():
+            return -1
+        return int(torch.where(flat == -100, torch.zeros_like(flat), flat).max())
+
+
+def plain_values(t: Any) -> bool:
+    """A tensor whose values can be read: a plain tensor off the meta device."""
+    return type(t) in (torch.Tensor, nn.Parameter) and t.device.type != "meta"
 
 
 def _batch_mismatch(
