@@ -182,11 +182,18 @@ class FakeRun:
     def run_real(self, func: Callable[..., Any], args: tuple[Any, ...],
                  kwargs: dict[str, Any]) -> Any:  # fmt: skip
         """Run an op of owned operands for real; first on fakes where its result may be
-        large or not an integer tensor (a factory), and stay fake when it is."""
+        large or not an integer tensor (a factory), and stay fake when it is.
+
+        The rehearsal is handed fakes of the owned operands (their shapes, strides and
+        dtypes): handed the real ones, the fake mode converts each anew, a millisecond apiece.
+        """
         name = getattr(func, "__name__", "")
         if name not in _SCALAR_READS:
+            made: dict[int, torch.Tensor] = {}
+            fake_args = self._stand_ins(args, made)
+            fake_kwargs = dict(zip(kwargs, self._stand_ins(kwargs.values(), made), strict=True))
             try:
-                rehearsal = func(*args, **kwargs)
+                rehearsal = func(*fake_args, **fake_kwargs)
             except Exception:  # a value-dependent op, or the op's own error: ask the real one
                 rehearsal = None
             if not _fits(rehearsal, factory=name in _REAL_FACTORIES):
@@ -194,6 +201,27 @@ class FakeRun:
         with self.real():
             out = func(*args, **kwargs)
         return self._own(out)
+
+    def _stand_ins(self, values: Any, made: dict[int, torch.Tensor]) -> list[Any]:
+        """`values` with each owned tensor (alone or in a list or tuple, as `runs_real` finds
+        them) replaced by a fake of it; the same tensor twice by the same fake."""
+
+        def fake_of(value: Any) -> Any:
+            if type(value) is not torch.Tensor or not self.owns(value):
+                return value
+            if id(value) not in made:
+                made[id(value)] = self.empty_strided(
+                    tuple(value.shape), tuple(value.stride()), value.dtype, value.device
+                )
+            return made[id(value)]
+
+        out = []
+        for value in values:
+            if isinstance(value, (list, tuple)) and value and isinstance(value[0], torch.Tensor):
+                items = [fake_of(v) for v in value]
+                value = items if isinstance(value, list) else type(value)(items)
+            out.append(fake_of(value))
+        return out
 
     def empty(self, shape: Any, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
         """A fake tensor; call inside the context."""

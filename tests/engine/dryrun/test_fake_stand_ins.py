@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -46,3 +47,40 @@ def test_check_finds_the_same_mismatch_with_direct_stand_ins() -> None:
     result = inspector.check(model, (2, 8))
     assert [f.module for f in result.errors] == ["2"]
     assert model[0].weight is weight and not is_fake(weight)
+
+
+def test_ops_on_owned_integer_tensors_run_for_real_after_a_rehearsal_on_fakes() -> None:
+    ids, pair = torch.tensor([[1, 2, 3]]), torch.ones(2, 2, dtype=torch.long)
+    with FakeRun() as fake:
+        owned = fake.tensor(ids, "cpu")
+        assert fake.owns(owned)
+        doubled = fake.run_real(torch.add, (owned, owned), {})
+        assert fake.owns(doubled) and doubled.tolist() == [[2, 4, 6]]
+        joined = fake.run_real(torch.cat, ([owned, doubled],), {"dim": 1})
+        assert fake.owns(joined) and joined.tolist() == [[1, 2, 3, 2, 4, 6]]
+        # a result past the limit of real values stays fake, as the rehearsal made it
+        big = fake.run_real(torch.Tensor.expand, (owned, 1 << 21, 3), {})
+        assert is_fake(big) and big.shape == (1 << 21, 3) and big.dtype == torch.int64
+        # the op's own error comes from the real op
+        other = fake.tensor(pair, "cpu")
+        assert fake.owns(other)
+        with pytest.raises(RuntimeError, match="must match the size"):
+            fake.run_real(torch.add, (owned, other), {})
+    assert ids.tolist() == [[1, 2, 3]]
+
+
+class Shifted(nn.Module):
+    """Ids computed from the input ids for real, then looked up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(10, 4)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.emb(ids + 5)
+
+
+def test_ids_computed_from_ids_are_still_checked_for_real() -> None:
+    assert inspector.check(Shifted(), torch.tensor([[1, 2, 4]])).ok
+    result = inspector.check(Shifted(), torch.tensor([[1, 2, 5]]))  # 5 + 5 is out of range
+    assert not result.ok
