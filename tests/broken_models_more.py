@@ -872,6 +872,60 @@ def build_square_map_convs():
     return SquareMapConvs(), (torch.randn(2, 3, 10, 10),), {}
 
 
+class TinyPositionLM(nn.Module):
+    """A position table indexed with arange(batch): every token of sample b gets position b."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tok = nn.Embedding(50, 16)
+        self.pos = nn.Embedding(32, 16)
+        self.head = nn.Linear(16, 50)
+
+    def forward(self, ids):
+        positions = torch.arange(ids.size(0))  # BUG
+        h = self.tok(ids) + self.pos(positions).unsqueeze(1)
+        return self.head(h)
+
+
+def build_position_by_batch():
+    torch.manual_seed(0)
+    return TinyPositionLM(), (torch.randint(0, 50, (4, 10)),), {}
+
+
+class FlooredHeads(nn.Module):
+    """A hand-written attention whose head size is floored: 30 // 4 = 7, 28 of 30 used."""
+
+    def __init__(self, embed_dim: int = 30, num_heads: int = 4) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.head_dim = embed_dim // num_heads  # BUG
+        self.qkv = nn.Linear(embed_dim, 3 * num_heads * self.head_dim)
+        self.proj = nn.Linear(num_heads * self.head_dim, embed_dim)
+
+    def forward(self, x):
+        b, t, _ = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).unbind(2)
+        att = torch.softmax(q.transpose(1, 2) @ k.transpose(1, 2).transpose(-1, -2), -1)
+        out = (att @ v.transpose(1, 2)).transpose(1, 2).reshape(b, t, -1)
+        return self.proj(out)
+
+
+class FlooredHeadsBlock(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = FlooredHeads()
+        self.norm = nn.LayerNorm(30)
+
+    def forward(self, x):
+        return self.norm(x + self.attn(x))
+
+
+def build_floored_heads():
+    torch.manual_seed(0)
+    return FlooredHeadsBlock(), (torch.randn(2, 5, 30),), {}
+
+
 MORE: list[Broken] = [
     # per-token heads
     Broken(
@@ -1297,5 +1351,22 @@ MORE: list[Broken] = [
         words=("in_channels=16", "checked on the recorded shapes"),
         absent=("permute", "channels-last"),
         note="16 channels into a conv built for 8; the 8x8 map is not channels-last",
+    ),
+    Broken(
+        "position_table_indexed_by_batch",
+        build_position_by_batch,
+        module="pos",
+        kind="warning",
+        fix_numbers=("4", "10", "9"),
+        words=("torch.arange(x.size(1))",),
+        note="arange(ids.size(0)) indexes the position table: positions 0..3 for 10 tokens",
+    ),
+    Broken(
+        "attention_heads_floor_the_width",
+        build_floored_heads,
+        module="attn",
+        kind="warning",
+        fix_numbers=("30", "4", "7", "28"),
+        note="30 features in 4 heads of 30 // 4 = 7: 28 used, 2 dropped",
     ),
 ]

@@ -74,6 +74,7 @@ class Walk:
         self.recorder: Any = None  # walked.Recorder: calls the record lacks are added to it
         self.overrides: dict[int, nn.Module] = {}  # id of a live layer -> the layer in its place
         self.verifying = False  # past the failure: calls that failed are walked again
+        self.seen: list[tuple[nn.Module, list[Any]]] = []  # each module call met, its args
 
     # -- entry points -----------------------------------------------------------------
 
@@ -147,6 +148,7 @@ class Walk:
 
     def module_call(self, scope: Scope, module: nn.Module, args: list[Any],
                     kwargs: dict[str, Any], step: Step) -> Any:  # fmt: skip
+        self.seen.append((module, args))
         if id(module) in self.overrides:  # a fix being checked: the fixed layer, on meta
             made = layer_on_meta(self.overrides[id(module)], args, kwargs, step)
             return retag(made, step, tensors_in(args, kwargs), module)

@@ -21,6 +21,7 @@ from inspector.engine.diagnose.context import dims_product_text, product, warnin
 from inspector.engine.diagnose.losses import find_fold
 from inspector.engine.diagnose.ops import broadcast_mismatch
 from inspector.engine.diagnose.silent_inputs import mask_mismatch
+from inspector.engine.diagnose.silent_shapes import heads_floor, position_by_batch
 from inspector.engine.records import Call, Diagnosis, TensorInfo, first_tensor, tensors_in
 from inspector.engine.records import format_shape as fmt
 
@@ -61,6 +62,8 @@ def silent_findings(trace: Trace, modules: Sequence[Any] = ()) -> list[Diagnosis
     found.extend(sequence_batch_first(trace, modules))
     found.extend(linear_on_feature_map(trace))
     found.extend(mask_mismatch(trace, modules))
+    found.extend(position_by_batch(trace, modules))
+    found.extend(heads_floor(trace, modules))
     return found
 
 

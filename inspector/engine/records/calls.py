@@ -125,7 +125,8 @@ class Diagnosis:
 # other than what it means (a silent shape bug, a NaN), not a statistic of its weights.
 ERROR_CLASS = frozenset(
     {"batch-changed", "loss-broadcast", "batch-first", "linear-on-map", "nan-origin",
-     "nan-gradient", "nan-input", "nan-weights", "input-mask-shape", "input-seq-first"}
+     "nan-gradient", "nan-input", "nan-weights", "input-mask-shape", "input-seq-first",
+     "position-by-batch", "heads-floor"}
 )  # fmt: skip
 
 
