@@ -160,8 +160,9 @@ def assignment_line(module: nn.Module, attr: str) -> SourceLine | None:
         if fn is None:
             continue
         for node in ast.walk(fn.node):
-            targets = node.targets if isinstance(node, ast.Assign) else []
-            for target in targets:
+            if not isinstance(node, ast.Assign):
+                continue
+            for target in node.targets:
                 if isinstance(target, ast.Attribute) and target.attr == attr:
                     return source_line(fn.file, node.lineno + fn.offset, code.co_name)
     return None
