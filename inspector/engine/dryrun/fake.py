@@ -101,6 +101,7 @@ class FakeRun:
         self._muted: list[tuple[logging.Logger, bool]] = []
         self._owned: dict[int, torch.Tensor] = {}  # real tensors of the run, by id
         self._direct = True  # stand-ins made without the mode's dispatch (empty_strided)
+        self._looked_up: dict[int, torch.Tensor] = {}  # fakes of owned ids, by the ids' id
 
     def __enter__(self) -> FakeRun:
         # Fake tensors log every failing meta kernel at ERROR level. `disabled`, not a level:
@@ -128,6 +129,24 @@ class FakeRun:
 
     def release(self) -> None:
         self._owned.clear()
+        self._looked_up.clear()
+
+    def lookup_operands(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """A lookup's operands with its owned ids as fakes, once their values are checked:
+        the fake mode converts a real operand anew at each op and skips its dispatch cache
+        for the op; a fake of the same ids is kept for the run (same shape, same fake)."""
+        made = {
+            i: f
+            for i, f in self._looked_up.items()
+            if (t := self._owned.get(i)) is not None
+            and f.shape == t.shape and f.stride() == t.stride() and f.dtype == t.dtype
+        }  # fmt: skip
+        fake_args = self._stand_ins(args, made)
+        fake_kwargs = dict(zip(kwargs, self._stand_ins(kwargs.values(), made), strict=True))
+        self._looked_up.update(made)
+        return tuple(fake_args), fake_kwargs
 
     @contextmanager
     def real(self) -> Iterator[None]:

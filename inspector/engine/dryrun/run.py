@@ -238,6 +238,10 @@ _CHECKED = {
 }
 
 
+# Lookups whose ids, checked for real (`_CHECKED`), are handed to the op as fakes.
+_LOOKUPS = frozenset({"embedding", "embedding_bag"})
+
+
 def _in_place(name: str) -> bool:
     if name.startswith("i") and name[1:] in _IN_PLACE_DUNDERS:
         return True  # __iadd__ and friends (op_name strips the underscores)
@@ -261,6 +265,8 @@ class OpStandIns(TorchFunctionMode):
                 return run.fake.run_real(func, args, kwargs)
             args = run.guard_real(func, args)
             run.check_kernel(func, args, kwargs)
+            if run.fake is not None and getattr(func, "__name__", "") in _LOOKUPS:
+                args, kwargs = run.fake.lookup_operands(args, kwargs)  # the ids are checked
             return func(*args, **kwargs)
         except (Stop, TypeError):
             raise

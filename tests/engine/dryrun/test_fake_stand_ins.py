@@ -84,3 +84,35 @@ def test_ids_computed_from_ids_are_still_checked_for_real() -> None:
     assert inspector.check(Shifted(), torch.tensor([[1, 2, 4]])).ok
     result = inspector.check(Shifted(), torch.tensor([[1, 2, 5]]))  # 5 + 5 is out of range
     assert not result.ok
+
+
+def test_a_lookup_gets_one_fake_of_its_ids_for_the_run() -> None:
+    ids = torch.tensor([[1, 2]])
+    with FakeRun() as fake:
+        owned = fake.tensor(ids, "cpu")
+        weight = fake.empty((5, 3), torch.float32, "cpu")
+        (first, w), _ = fake.lookup_operands((owned, weight), {})
+        _, kw = fake.lookup_operands((), {"input": owned})
+        assert is_fake(first) and w is weight and kw["input"] is first
+        assert first.shape == (1, 2) and first.dtype == torch.int64
+        grown = fake.run_real(torch.cat, ([owned, owned],), {"dim": 1})
+        (other,), _ = fake.lookup_operands((grown,), {})
+        assert other is not first and other.shape == (1, 4)
+
+
+class LooksUpTwice(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(6, 4)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        first = self.emb(ids)
+        ids.add_(3)  # for real, on the run's own copy
+        return first + self.emb(ids)
+
+
+def test_ids_changed_in_place_between_lookups_are_checked_again() -> None:
+    ids = torch.tensor([[0, 1]])
+    assert inspector.check(LooksUpTwice(), ids).ok
+    assert not inspector.check(LooksUpTwice(), torch.tensor([[0, 3]])).ok  # 3 + 3 >= 6
+    assert ids.tolist() == [[0, 1]]
