@@ -100,24 +100,14 @@ def check(
     refused = _refusal(model, loss_fn)
     if refused is not None:
         return refused
-    # Fakes hold no memory, and each collection the run's allocations would trigger scans
-    # the whole heap (a tenth of the time of a 70B model's check): collected afterwards.
-    with collector_paused():
-        return _check(model, unwrapped, args_or_shapes, loss_fn, target, kwargs)
-
-
-def _check(
-    model: nn.Module,
-    unwrapped: str | None,
-    args_or_shapes: tuple[Any, ...],
-    loss_fn: Callable[..., Any] | None,
-    target: Any,
-    kwargs: dict[str, Any],
-) -> CheckResult:
     device = device_of(model)
     recorder = Recorder(stats=False)
     run = DryRun(recorder)
-    fake = FakeRun()
+    # The fake mode's first construction imports torch._dynamo: a third of that import's
+    # time goes to the collections its new objects trigger, each over the whole heap; the
+    # forward itself runs with the collector as the caller has it.
+    with collector_paused():
+        fake = FakeRun()
     error: BaseException | None = None
     explained: Diagnosis | None = None
     roots = (model, loss_fn, args_or_shapes, kwargs, target)
