@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
 
 import torch
 
@@ -20,6 +19,7 @@ from inspector.engine.diagnose.inputs import (
     config_name,
     config_of,
     config_value,
+    expectation,
     input_named,
     named_inputs,
     sequence_input,
@@ -80,14 +80,6 @@ def image_channel_fix(
               lambda t: t.mean(1, keepdim=True))],
         )  # fmt: skip
     return None
-
-
-def expectation(config: Any, value: int, names: tuple[str, ...]) -> str:
-    """` (config.num_channels=3)` when the config holds `value` under one of `names`."""
-    for name in names:
-        if config_value(config, name) == value:
-            return f" ({config_name(config, name)}={value})"
-    return ""
 
 
 def explain_sequence_length(ctx: Context) -> Explanation | None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from inspector.engine.diagnose.fixes import InputChange, Replacement, resized
 from inspector.engine.diagnose.locate import FailedOp
 from inspector.engine.records import (
     Call,
@@ -44,16 +45,12 @@ class Explanation:
     def replace_layer(self, fix: str, module: Any, **changes: int) -> None:
         """Offer `fix`, a new layer in the place of `module` with `changes`; it is checked on
         the walked pass before it is shown."""
-        from inspector.engine.diagnose.verify import Replacement, resized
-
         self.fixes.append(fix)
         self.replacements.append(Replacement(fix, module, lambda: resized(module, **changes)))
 
     def change_input(self, fix: str, name: str, change: Callable[[Any], Any]) -> None:
         """Offer `fix`, a change of the model's input `name` (`change` maps a meta tensor of
         its shape to the changed one); it is checked on the walked pass before it is shown."""
-        from inspector.engine.diagnose.verify import InputChange
-
         self.fixes.append(fix)
         self.replacements.append(InputChange(fix, name, change))
 

@@ -150,7 +150,7 @@ class Walk:
                     kwargs: dict[str, Any], step: Step) -> Any:  # fmt: skip
         self.seen.append((module, args))
         if id(module) in self.overrides:  # a fix being checked: the fixed layer, on meta
-            made = layer_on_meta(self.overrides[id(module)], args, kwargs, step)
+            made = layer_on_meta(self.overrides[id(module)], args, kwargs, step, module)
             return retag(made, step, tensors_in(args, kwargs), module)
         recorded = self._recorded(scope, module, step)
         if recorded is None and self.recorder is not None:

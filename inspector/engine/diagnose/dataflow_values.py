@@ -456,7 +456,7 @@ VIEWS = frozenset(
 )
 
 
-def retag(out: Any, step: Step, sources: tuple[Tensor, ...], module: Any = None,
+def retag(out: Any, step: Step | None, sources: tuple[Tensor, ...], module: Any = None,
            keep_history: bool = False) -> Any:  # fmt: skip
     """Results of a step as walk values: meta tensors become Tensors made by `step`."""
     if isinstance(out, Tensor):
@@ -486,7 +486,7 @@ def retag(out: Any, step: Step, sources: tuple[Tensor, ...], module: Any = None,
 
 
 def layer_on_meta(module: nn.Module, args: list[Any], kwargs: dict[str, Any],
-                  step: Step | None = None) -> Any:  # fmt: skip
+                  step: Step | None = None, stands_for: Any = None) -> Any:  # fmt: skip
     """A torch.nn layer's own forward on meta inputs, run on a shallow copy whose parameters
     and buffers are meta tensors of the same shapes: no hook runs, the module is untouched.
     The inputs are walk values or meta tensors; UNKNOWN when it cannot run."""
@@ -502,7 +502,7 @@ def layer_on_meta(module: nn.Module, args: list[Any], kwargs: dict[str, Any],
         with torch.no_grad():
             return type(module).forward(twin, *meta_args, **meta_kwargs)
     except Exception as error:
-        note_failure(step, error)
+        note_failure(step, error, stands_for if stands_for is not None else module)
         return UNKNOWN
 
 
@@ -510,10 +510,10 @@ class Failures:
     """Ops that fail on meta tensors whose shapes were all known: while a fix is checked,
     the place where the fixed pass would still fail."""
 
-    active: list[tuple[Step | None, str]] | None = None
+    active: list[tuple[Step | None, str, Any]] | None = None  # (where, message, layer)
 
 
-def note_failure(step: Step | None, error: BaseException) -> None:
+def note_failure(step: Step | None, error: BaseException, module: Any = None) -> None:
     found = Failures.active
     if found is None or isinstance(error, (NotImplementedError, NotMeta)):
         return
@@ -521,7 +521,7 @@ def note_failure(step: Step | None, error: BaseException) -> None:
     message = text[0] if text else type(error).__name__
     if "meta" in message.lower():  # a kernel missing for meta tensors, not a shape error
         return
-    found.append((step, message))
+    found.append((step, message, module))
 
 
 def _global_hooks() -> bool:

@@ -49,7 +49,6 @@ from inspector.engine.diagnose.dataflow_values import (
 )
 
 if TYPE_CHECKING:
-    from inspector.engine.diagnose.dataflow import Walk
     from inspector.engine.records import Call
 
 
@@ -109,7 +108,7 @@ def parse_function(code: CodeType) -> Function | None:
 class Scope:
     """One function being walked."""
 
-    def __init__(self, walk: Walk, fn: Function, call: Call | None, depth: int) -> None:
+    def __init__(self, walk: Any, fn: Function, call: Call | None, depth: int) -> None:
         self.walk = walk
         self.fn = fn
         self.call = call

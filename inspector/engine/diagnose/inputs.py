@@ -128,3 +128,11 @@ def sequence_input(ctx: Context) -> tuple[str, TensorInfo] | None:
 
 def described(name: str, info: TensorInfo) -> str:
     return f"{name} {fmt(info.shape)}"
+
+
+def expectation(config: Any, value: int, names: tuple[str, ...]) -> str:
+    """` (config.num_channels=3)` when the config holds `value` under one of `names`."""
+    for name in names:
+        if config_value(config, name) == value:
+            return f" ({config_name(config, name)}={value})"
+    return ""

@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from inspector.engine.diagnose.batchfold import explain_batch_change, seq_first_input
-from inspector.engine.diagnose.config_inputs import expectation
 from inspector.engine.diagnose.context import (
     Context,
     Explanation,
@@ -24,7 +23,7 @@ from inspector.engine.diagnose.context import (
     reshape_line,
 )
 from inspector.engine.diagnose.history import history, op_operands
-from inspector.engine.diagnose.inputs import config_name, config_of, named_inputs
+from inspector.engine.diagnose.inputs import config_name, config_of, expectation, named_inputs
 from inspector.engine.records import Call, TensorInfo, first_tensor
 from inspector.engine.records import format_shape as fmt
 

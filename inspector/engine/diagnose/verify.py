@@ -9,12 +9,9 @@ instead. A fix the walk cannot follow to the output is offered as it was, unchec
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from types import FunctionType
 from typing import Any
 
-import torch
 from torch import nn
 
 from inspector.engine.diagnose.context import Context, Explanation, short_file
@@ -25,32 +22,18 @@ from inspector.engine.diagnose.dataflow_values import (
     Obj,
     Tensor,
     from_info,
+    layer_on_meta,
+    retag,
 )
+from inspector.engine.diagnose.fixes import InputChange, Replacement
 from inspector.engine.records import Struct
 from inspector.engine.records import format_shape as fmt
 
 
-@dataclass
-class Replacement:
-    """A fix that puts another layer in the place of one of the model's."""
-
-    fix: str  # the fix as offered
-    module: nn.Module  # the live layer it replaces
-    build: Callable[[], nn.Module | None]  # the fixed layer, on meta (None: cannot build)
-
-
-@dataclass
-class InputChange:
-    """A fix that changes one of the model's inputs (its layout, its channels)."""
-
-    fix: str
-    name: str  # the input, as the model's forward names it
-    change: Callable[[torch.Tensor], torch.Tensor]  # on a meta tensor of the input's shape
-
-
 def check_fixes(ctx: Context, ex: Explanation) -> None:
-    """Check each layer replacement of `ex` on the walked pass; drop those after which the
-    pass still fails, and say what the first one that holds gives."""
+    """Check each fix of `ex` that can be checked on the walked pass. One after which the
+    same op still fails is dropped (it does not fix this); one after which a later op fails
+    is kept, with that second mismatch named; one that runs through says what it gives."""
     for replacement in list(ex.replacements):
         try:
             verdict = _walk_with(ctx, replacement)
@@ -60,11 +43,21 @@ def check_fixes(ctx: Context, ex: Explanation) -> None:
             continue
         failed, output = verdict
         if failed is not None:
-            if replacement.fix in ex.fixes:
-                ex.fixes.remove(replacement.fix)
-            ex.details.append(f"{replacement.fix} alone does not make the pass run: {failed}")
-            if ex.fixes and ex.fixes[0].startswith("or "):  # the alternative is now the fix
-                ex.fixes[0] = ex.fixes[0].removeprefix("or ").removeprefix(", ")
+            step, message, layer = failed
+            where = _where(step)
+            if _same_failure(ctx, replacement, step, layer):
+                if replacement.fix in ex.fixes:
+                    ex.fixes.remove(replacement.fix)
+                ex.details.append(
+                    f"{replacement.fix} does not fix it: {where} still fails: {message}"
+                )
+                if ex.fixes and ex.fixes[0].startswith("or "):  # the alternative is the fix now
+                    ex.fixes[0] = ex.fixes[0].removeprefix("or ").removeprefix(", ")
+            elif not any(d.startswith("with this fix") for d in ex.details):
+                ex.details.append(
+                    f"with this fix the pass gets further, and then {where} fails: {message} "
+                    "(a second mismatch)"
+                )
         elif output is not None and not any(d.startswith("checked") for d in ex.details):
             change = (
                 _layer_text(replacement.fix)
@@ -75,6 +68,29 @@ def check_fixes(ctx: Context, ex: Explanation) -> None:
                 f"checked on the recorded shapes: with {change} the forward runs to its "
                 f"output {output}"
             )
+
+
+def _where(step: Any) -> str:
+    if step is None:
+        return "a later layer"
+    return f"`{step.expr}` at {short_file(step.file)}:{step.lineno}"
+
+
+def _same_failure(ctx: Context, fix: Replacement | InputChange, step: Any, layer: Any) -> bool:
+    """Whether the fixed pass fails where the real one did: the replaced layer itself, the
+    failing layer, or the failing op's own line when a function failed."""
+    if layer is not None:
+        return layer is ctx.module or (isinstance(fix, Replacement) and layer is fix.module)
+    line = ctx.line
+    return (
+        step is not None
+        and line is not None
+        and (step.file, step.lineno)
+        == (
+            line.file,
+            line.lineno,
+        )
+    )
 
 
 def _layer_text(fix: str) -> str:
@@ -93,9 +109,9 @@ def _layer_text(fix: str) -> str:
 
 def _walk_with(
     ctx: Context, fix: Replacement | InputChange
-) -> tuple[str | None, str | None] | None:
-    """(what fails next or None, the output's shape or None); None when the walk cannot
-    follow the model from its inputs."""
+) -> tuple[tuple[Any, str, Any] | None, str | None] | None:
+    """(the first failure of the fixed pass as (step, message, layer), or None; the output's
+    shape or None); None when the walk cannot follow the model from its inputs."""
     if not ctx.trace.calls:
         return None
     root_call = ctx.trace.calls[0]
@@ -119,17 +135,14 @@ def _walk_with(
     found: list[Any] = []
     previous, Failures.active = Failures.active, found
     try:
-        out = walk.walk_function(forward, (Obj(root), *inputs), kwargs, 1, root_call)
+        if isinstance(fix, Replacement) and fix.module is root:  # the layer is the model
+            out = retag(layer_on_meta(walk.overrides[id(root)], inputs, kwargs), None, ())
+        else:
+            out = walk.walk_function(forward, (Obj(root), *inputs), kwargs, 1, root_call)
     finally:
         Failures.active = previous
     if found:
-        step, message = found[0]
-        where = (
-            f"then `{step.expr}` at {short_file(step.file)}:{step.lineno} fails"
-            if step
-            else ("then a layer after it fails")
-        )
-        return f"{where}: {message}", None
+        return found[0], None
     if isinstance(out, Tensor) and out.known:
         return None, fmt(out.shape)
     return None
@@ -158,50 +171,4 @@ def _change_input(forward: FunctionType, inputs: list[Any], kwargs: dict[str, An
     return True
 
 
-def resized(module: nn.Module, **changes: int) -> nn.Module | None:
-    """The layer as the fix builds it, on meta: the same kind and settings, with `changes`
-    (in_features, in_channels, num_features, normalized_shape, input_size, num_embeddings)."""
-    meta = torch.device("meta")
-    try:
-        if type(module) is nn.Linear:
-            return nn.Linear(changes.get("in_features", module.in_features),
-                             changes.get("out_features", module.out_features),
-                             bias=module.bias is not None, device=meta,
-                             dtype=module.weight.dtype)  # fmt: skip
-        if type(module) in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
-            return type(module)(
-                changes.get("in_channels", module.in_channels),
-                module.out_channels,
-                module.kernel_size,
-                stride=module.stride,
-                padding=module.padding,
-                dilation=module.dilation,
-                bias=module.bias is not None,
-                padding_mode=module.padding_mode,
-                device=meta,
-                dtype=module.weight.dtype,
-            )
-        if type(module) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
-            return type(module)(changes.get("num_features", module.num_features),
-                                eps=module.eps, momentum=module.momentum, affine=module.affine,
-                                track_running_stats=module.track_running_stats,
-                                device=meta)  # fmt: skip
-        if type(module) is nn.LayerNorm and "normalized_shape" in changes:
-            affine = module.elementwise_affine
-            shape = changes["normalized_shape"]
-            return nn.LayerNorm(shape, eps=module.eps, elementwise_affine=affine, device=meta)
-        if type(module) in (nn.RNN, nn.LSTM, nn.GRU):
-            return type(module)(changes.get("input_size", module.input_size),
-                                module.hidden_size, num_layers=module.num_layers,
-                                bias=module.bias, batch_first=module.batch_first,
-                                bidirectional=module.bidirectional, device=meta)  # fmt: skip
-        if type(module) is nn.Embedding:
-            return nn.Embedding(changes.get("num_embeddings", module.num_embeddings),
-                                module.embedding_dim, padding_idx=module.padding_idx,
-                                device=meta)  # fmt: skip
-    except Exception:
-        return None
-    return None
-
-
-__all__ = ["UNKNOWN", "InputChange", "Replacement", "check_fixes", "resized"]
+__all__ = ["UNKNOWN", "check_fixes"]

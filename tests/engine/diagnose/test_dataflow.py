@@ -177,19 +177,39 @@ class TwoHeads(nn.Module):
         return self.fc2(torch.relu(self.fc1(x)))
 
 
-def test_a_fix_that_leaves_the_pass_failing_is_not_offered() -> None:
+def test_a_second_mismatch_after_the_fix_is_named_and_the_fix_kept() -> None:
     diag = inspector.trace(TwoHeads(), torch.randn(2, 80)).diagnosis
     assert diag is not None and diag.module == "fc1"
-    assert not any("nn.Linear(80, 50)" in f for f in diag.fixes), str(diag)
+    assert diag.fixes[0] == "fc1 = nn.Linear(80, 50)", str(diag)
     text = str(diag)
-    assert "nn.Linear(80, 50) alone does not make the pass run" in text
-    assert "[2, 50] X [64, 10]" in text  # what fails next: fc2, in numbers
+    assert "the pass gets further, and then `self.fc2(" in text
+    assert "[2, 50] X [64, 10]" in text  # the next mismatch, in numbers
     try:
         with inspector.explain():
             TwoHeads()(torch.randn(2, 80))
     except RuntimeError as error:
         note = "\n".join(error.__notes__)
-    assert "alone does not make the pass run" in note, note
+    assert "(a second mismatch)" in note, note
+
+
+def test_a_fix_after_which_the_same_layer_fails_is_not_offered(monkeypatch) -> None:
+    """A fix whose numbers were wrong would leave the layer failing: the walk with the fixed
+    layer finds it, and the fix is not shown."""
+    from inspector.engine.diagnose import errors, linear
+
+    def wrong(ctx):
+        ex = linear.explain_linear(ctx)
+        if ex is not None:
+            ex.fixes.clear()
+            ex.replacements.clear()
+            ex.replace_layer("fc1 = nn.Linear(81, 50)", ctx.module, in_features=81)
+        return ex
+
+    families = tuple(wrong if f is linear.explain_linear else f for f in errors.FAMILIES)
+    monkeypatch.setattr(errors, "FAMILIES", families)
+    diag = inspector.trace(TwoHeads(), torch.randn(2, 80)).diagnosis
+    assert diag is not None and not diag.fixes, str(diag)
+    assert "fc1 = nn.Linear(81, 50) does not fix it" in str(diag)
 
 
 def test_a_fix_that_holds_says_so_with_the_output() -> None:
