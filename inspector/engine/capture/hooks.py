@@ -170,6 +170,7 @@ class HookSet:
         self._entries: list[tuple[dict[int, Any], tuple[dict[int, bool], ...], int]] = []
         self._global = False
         self._only: set[int] | None = None  # process-wide hooks filtered to these modules
+        self.scripted = False  # the last `add` found ScriptModules below its root
 
     # -- registration --------------------------------------------------------------------------
 
@@ -184,22 +185,30 @@ class HookSet:
             if is_scripted(module):
                 scripted.append(module)
                 continue
-            self._touched.append(module)
-            self._put(
-                module._forward_pre_hooks, (module._forward_pre_hooks_with_kwargs,), self._pre
-            )
-            self._put(
-                module._forward_hooks,
-                (module._forward_hooks_with_kwargs, module._forward_hooks_always_called),
-                self._post,
-            )
+            self._hook(module)
             hooked.append(module)
+        self.scripted = bool(scripted)
         if scripted:
             if self._only is None:
                 self._only = set()
             self._only.update(id(m) for m in scripted)
             self._add_global()
         return hooked
+
+    def add_modules(self, modules: list[nn.Module]) -> None:
+        """Hook exactly these modules, as `add` found them under a root before (none of them
+        a ScriptModule or compiled: the caller checked)."""
+        for module in modules:
+            self._hook(module)
+
+    def _hook(self, module: nn.Module) -> None:
+        self._touched.append(module)
+        self._put(module._forward_pre_hooks, (module._forward_pre_hooks_with_kwargs,), self._pre)
+        self._put(
+            module._forward_hooks,
+            (module._forward_hooks_with_kwargs, module._forward_hooks_always_called),
+            self._post,
+        )
 
     def add_global(self) -> None:
         """Hook every module call in the process."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from torch import nn
 
+from inspector.engine.capture import layout
 from inspector.engine.capture.call_records import finish_call, start_call
 from inspector.engine.capture.describe import Describer
 from inspector.engine.capture.events import InspectorWarning, Listener, Stop, stopped
@@ -98,12 +99,24 @@ class Recorder:
         leaves nothing behind once detach ran. ScriptModules and compiled modules are
         recorded at their boundary, their inside is not.
         """
-        self.names.add_root(model, name)
         # enter(module, args, kwargs) and exit(module, args, kwargs, output) are the hooks
         # themselves: a hook runs right after an op has pushed Python's code and data out of
         # the caches, and every frame on its way costs a few microseconds there.
+        names, facts = self.names, self._facts
+        fresh = not names._by_id and not facts.known
+        if fresh:  # the same model traced again: its walks kept, checked (capture.layout)
+            kept = layout.cached(model, name)
+            modules = kept.modules() if kept is not None else None
+            if kept is not None and modules is not None:
+                names._roots[name] = kept.root
+                self._hooks.add_modules(modules)
+                layout.apply(kept, modules, names._by_id, facts.known)
+                return
+        names.add_root(model, name)
         hooked = self._hooks.add(model)
-        self._facts.learn(hooked)
+        facts.learn(hooked)
+        if fresh:
+            layout.remember(model, name, hooked, facts.known, self._hooks.scripted)
 
     def attach_global(self) -> None:
         """Hook every module call in the process; roots are named after the caller's variables."""

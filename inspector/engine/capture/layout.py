@@ -1,0 +1,135 @@
+"""What attaching to a model works out once and can reuse at the next trace of the same model.
+
+Attaching walks the model three times (paths, the modules that take hooks, each module's
+facts: parameter count, type name, path, whether its units are looked at). Traced again
+unchanged, the model gives the same answers, so they are kept per root module (weakly: the
+cache keeps no module alive) and checked before use: every module still alive, of the same
+type, not compiled since, with the same children under the same names and the same
+parameters (by identity, with the same number of elements). Anything else, and the walk is
+done again. A module's line (`extra_repr`, which may read any attribute) is never kept: it
+is asked anew each time, as before.
+
+Only the plain case is kept: no TorchScript, compiled or lazy module below the root (those
+are described as they run, or at their boundary), and a recorder attaching its first root.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
+
+from inspector.engine.capture.hooks import opaque_kind
+from inspector.engine.capture.naming import module_line
+
+_UNINITIALIZED = nn.parameter.UninitializedParameter
+
+# id(root) -> its layout; checked against the layout's weak reference (an id is given again
+# once its object is gone). Bounded: cleared when it grows past this many roots.
+_LAYOUTS: dict[int, Layout] = {}
+_MAX_LAYOUTS = 64
+
+
+class Layout:
+    """One root's hookable modules in hook order, each with what it was when walked."""
+
+    __slots__ = ("entries", "name", "root")
+
+    def __init__(self, root: nn.Module, name: str, entries: list[tuple[Any, ...]]) -> None:
+        self.root = weakref.ref(root)
+        self.name = name
+        # (weak reference, type, path, children snapshot, parameters snapshot, params,
+        #  type name, unit): the snapshots as `_snapshot` takes them.
+        self.entries = entries
+
+    def modules(self) -> list[nn.Module] | None:
+        """The modules to hook, in order, when nothing below the root changed; else None."""
+        modules: list[nn.Module] = []
+        append = modules.append
+        for ref, kind, _, children, params, *_ in self.entries:
+            module = ref()
+            if module is None or type(module) is not kind:
+                return None
+            stored = module.__dict__
+            if stored.get("_compiled_call_impl") is not None:
+                return None
+            if _children(stored["_modules"]) != children:
+                return None
+            if _parameters(stored["_parameters"]) != params:
+                return None
+            append(module)
+        return modules
+
+
+def _children(table: dict[str, Any]) -> tuple[Any, ...]:
+    return (*table, *map(id, table.values()))
+
+
+def _parameters(table: dict[str, Any]) -> tuple[Any, ...]:
+    # A Parameter's shape can change in place (`p.data = ...`): its size is part of it.
+    return tuple([(id(p), p.numel()) for p in table.values() if p is not None])
+
+
+def cached(root: nn.Module, name: str) -> Layout | None:
+    layout = _LAYOUTS.get(id(root))
+    if layout is None or layout.root() is not root or layout.name != name:
+        return None
+    return layout
+
+
+def remember(
+    root: nn.Module,
+    name: str,
+    hooked: list[nn.Module],
+    known: dict[int, tuple[Any, ...]],
+    scripted: bool,
+) -> None:
+    """Keep the layout of `root` just attached: `hooked` in hook order, `known` the facts
+    learned (id -> (weak reference, line, params, type name, path, unit)). Nothing is kept
+    unless every module is plain and has final facts with a path."""
+    _LAYOUTS.pop(id(root), None)
+    if scripted or not hooked or hooked[0] is not root:
+        return
+    ids = {id(module) for module in hooked}
+    for module in hooked:  # the whole tree, nothing below left unhooked (compiled in place)
+        for child in module._modules.values():
+            if child is not None and id(child) not in ids:
+                return
+    entries: list[tuple[Any, ...]] = []
+    for module in hooked:
+        facts = known.get(id(module))
+        if facts is None or facts[0]() is not module or facts[4] is None:
+            return
+        if isinstance(module, LazyModuleMixin) or opaque_kind(module) is not None:
+            return
+        stored = module.__dict__
+        table = stored["_parameters"]
+        if any(
+            type(p) is not nn.Parameter and isinstance(p, _UNINITIALIZED) for p in table.values()
+        ):
+            return
+        entries.append(
+            (
+                facts[0], type(module), facts[4], _children(stored["_modules"]),
+                _parameters(table), facts[2], facts[3], facts[5],
+            )
+        )  # fmt: skip
+    if len(_LAYOUTS) >= _MAX_LAYOUTS:
+        _LAYOUTS.clear()
+    _LAYOUTS[id(root)] = Layout(root, name, entries)
+
+
+def apply(
+    layout: Layout,
+    modules: list[nn.Module],
+    by_id: dict[int, tuple[Any, str]],
+    known: dict[int, tuple[Any, ...]],
+) -> None:
+    """Fill a fresh recorder's path table and facts from `layout` (each line asked anew)."""
+    for module, (ref, _, path, _, _, params, type_name, unit) in zip(
+        modules, layout.entries, strict=True
+    ):
+        by_id[id(module)] = (ref, path)
+        known[id(module)] = (ref, module_line(module), params, type_name, path, unit)
