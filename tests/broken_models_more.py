@@ -926,6 +926,80 @@ def build_floored_heads():
     return FlooredHeadsBlock(), (torch.randn(2, 5, 30),), {}
 
 
+class LSTMOutputTuple(nn.Module):
+    """The LSTM's (output, (h_n, c_n)) passed on to a Linear as it is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(10, 20, batch_first=True)
+        self.fc = nn.Linear(20, 5)
+
+    def forward(self, x):
+        out = self.lstm(x)  # BUG
+        return self.fc(out)
+
+
+def build_lstm_output_tuple():
+    torch.manual_seed(0)
+    return LSTMOutputTuple(), (torch.randn(2, 7, 10),), {}
+
+
+class FlattenBeforeConv(nn.Module):
+    """The images flattened at the top of forward, as if for an MLP, then given to a conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3)
+        self.fc = nn.Linear(16 * 30 * 30, 10)
+
+    def forward(self, x):
+        x = x.view(x.size(0), -1)  # BUG
+        x = F.relu(self.conv(x))
+        return self.fc(x.view(x.size(0), -1))
+
+
+def build_flatten_before_conv():
+    torch.manual_seed(0)
+    return FlattenBeforeConv(), (torch.randn(2, 3, 32, 32),), {}
+
+
+class ScoreNorm(nn.Module):
+    """A one-sample batch squeezed to a scalar before a BatchNorm1d that reads (N, 1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(10, 1)
+        self.bn = nn.BatchNorm1d(1)
+
+    def forward(self, x):
+        score = self.fc(x).squeeze()  # BUG
+        return self.bn(score)
+
+
+def build_squeezed_batch():
+    torch.manual_seed(0)
+    return ScoreNorm().eval(), (torch.randn(1, 10),), {}
+
+
+class OneHotClassifier(nn.Module):
+    """One-hot targets over 6 classes for a classifier built with 4 outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(12, 16)
+        self.classifier = nn.Linear(16, 4)
+
+    def forward(self, x, y):
+        logits = self.classifier(torch.relu(self.body(x)))
+        return F.cross_entropy(logits, y)  # BUG
+
+
+def build_one_hot_classes():
+    torch.manual_seed(0)
+    y = F.one_hot(torch.tensor([0, 5, 2]), 6).float()
+    return OneHotClassifier(), (torch.randn(3, 12), y), {}
+
+
 MORE: list[Broken] = [
     # per-token heads
     Broken(
@@ -1368,5 +1442,40 @@ MORE: list[Broken] = [
         kind="warning",
         fix_numbers=("30", "4", "7", "28"),
         note="30 features in 4 heads of 30 // 4 = 7: 28 used, 2 dropped",
+    ),
+    Broken(
+        "lstm_output_tuple_into_linear",
+        build_lstm_output_tuple,
+        module="fc",
+        fix_numbers=("2", "20"),
+        words=("out, _ = self.lstm(x)", "(h_n, c_n)"),
+        note="nn.LSTM returns (output, (h_n, c_n)): unpack before the Linear",
+    ),
+    Broken(
+        "flatten_before_the_conv",
+        build_flatten_before_conv,
+        module="conv",
+        fix_numbers=("3", "32", "3072"),
+        op="conv2d",
+        words=("flatten after the conv layers",),
+        absent=("x.view(-1, 3, 32, 32)",),
+        note="x.view(x.size(0), -1) before the conv: flatten after the convs instead",
+    ),
+    Broken(
+        "batch_of_one_squeezed_away",
+        build_squeezed_batch,
+        module="bn",
+        fix_numbers=("1",),
+        words=("no squeeze at all gives (1, 1)", "squeeze()"),
+        note="squeeze() turns (1, 1) into (): BatchNorm1d(1) takes the (1, 1)",
+    ),
+    Broken(
+        "one_hot_targets_for_more_classes",
+        build_one_hot_classes,
+        module="",
+        fix_numbers=("6", "4", "16"),
+        op="cross_entropy",
+        words=("classifier = nn.Linear(16, 6)", "argmax(1)"),
+        note="one-hot targets over 6 classes, logits over 4",
     ),
 ]

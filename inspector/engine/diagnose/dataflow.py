@@ -113,9 +113,9 @@ class Walk:
         names = parameter_names(fn.node)
         assigned = assigned_names(fn.node)
         bound: dict[str, Any] = {}
-        if args is not None and names and names[0] == "self" and "self" in real:
+        if args is not None and names and names[0] in real:  # a method: its `self` first
             try:
-                bound = bind(fn.node, (Obj(real["self"]), *args), kwargs or {})
+                bound = bind(fn.node, (Obj(real[names[0]]), *args), kwargs or {})
             except TypeError:
                 bound = {}
         env: dict[str, Any] = {}

@@ -23,6 +23,8 @@ from inspector.engine.diagnose import (
     misaligned,
     ops,
     spatial,
+    squeezed,
+    tuples,
 )
 from inspector.engine.diagnose.context import Context, Explanation
 from inspector.engine.diagnose.locate import FailedOp, failing_op, user_line
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
 Family = Callable[[Context], "Explanation | None"]
 
 FAMILIES: tuple[Family, ...] = (
+    tuples.explain_tuple_input,
+    squeezed.explain_squeezed_batch,
     ops.explain_dtype_device,
     misaligned.explain_misaligned_input,
     config_inputs.explain_sequence_length,

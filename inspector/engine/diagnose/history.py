@@ -8,7 +8,8 @@ recorded inputs (`dataflow.Walk.output`).
 
 from __future__ import annotations
 
-from types import FunctionType, TracebackType
+import sys
+from types import FrameType, FunctionType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -20,6 +21,8 @@ from inspector.engine.diagnose.dataflow import (
     Walk,
     inputs_as_values,
 )
+from inspector.engine.diagnose.dataflow_values import from_info
+from inspector.engine.records import Struct
 
 if TYPE_CHECKING:
     from inspector.engine.diagnose.context import Context
@@ -40,22 +43,30 @@ def history(ctx: Context, tensor: Any) -> Tensor | None:
         return None
 
 
+def frame_operands(ctx: Context) -> list[Any]:
+    """The failing expression's operands in the user's frame, as the walk knows them."""
+    try:
+        return _frame_operands(ctx)
+    except Exception:  # a history is a bonus
+        return []
+
+
 def _frame_operands(ctx: Context) -> list[Any]:
     if "operands" in ctx.cache:
         return list(ctx.cache["operands"])
     found: list[Any] = []
     ctx.cache["operands"] = found
-    tb = _user_entry(ctx.error.__traceback__)
-    if tb is None:
+    entry = _user_entry(ctx.error.__traceback__) or _running_forward(ctx)
+    if entry is None:
         return found
-    frame = tb.tb_frame
+    frame, lineno, lasti = entry
     call, args, kwargs = _frame_call(ctx, frame.f_code)
     walk = Walk(ctx.trace, ctx.modules)
-    stopped = walk.frame(frame, tb.tb_lineno, call, args, kwargs)
+    stopped = walk.frame(frame, lineno, call, args, kwargs)
     if stopped is None:
         return found
     ctx.cache["stopped"] = stopped
-    node = stopped.expression(frame.f_code, tb.tb_lasti)
+    node = stopped.expression(frame.f_code, lasti)
     if node is None:
         return found
     parts = list(getattr(node, "args", ())) + [k.value for k in getattr(node, "keywords", ())]
@@ -88,13 +99,34 @@ def stopped_walk(ctx: Context) -> Stopped | None:
     return ctx.cache.get("stopped")
 
 
-def _user_entry(tb: TracebackType | None) -> TracebackType | None:
+def _user_entry(tb: TracebackType | None) -> tuple[FrameType, int, int] | None:
+    """The deepest frame of the user's code the error went through: (frame, line, lasti)."""
     found = None
     while tb is not None:
         if not is_library_file(tb.tb_frame.f_code.co_filename):
-            found = tb
+            found = (tb.tb_frame, tb.tb_lineno, tb.tb_lasti)
         tb = tb.tb_next
     return found
+
+
+def _running_forward(ctx: Context) -> tuple[FrameType, int, int] | None:
+    """While the failing call is still open (a dry run records a failure and runs on), the
+    forward that called it is on the live stack, not in the error's traceback: the nearest
+    frame that is the forward of one of the failing call's enclosing calls."""
+    forwards = set()
+    seq = ctx.call.parent
+    while seq is not None:
+        module = ctx.live_module(seq)
+        code = getattr(getattr(type(module), "forward", None), "__code__", None)
+        if code is not None:
+            forwards.add(code)
+        seq = ctx.trace.calls[seq].parent
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code in forwards:
+            return frame, frame.f_lineno, frame.f_lasti
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
 
 
 def _frame_call(ctx: Context, code: Any) -> tuple[Call | None, Any, Any]:
@@ -110,11 +142,20 @@ def _frame_call(ctx: Context, code: Any) -> tuple[Call | None, Any, Any]:
             if seq == ctx.call.seq:
                 args, kwargs = inputs_as_values(ctx.args, ctx.kwargs)
                 return call, args, kwargs
-            return call, None, None
+            return call, *recorded_inputs(call)
         if holder is None and module is not None and not _library(module):
             holder = call
         seq = call.parent
     return holder, None, None
+
+
+def recorded_inputs(call: Call) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """A recorded call's inputs as the walk holds them (shapes, no history)."""
+    args = tuple(from_info(v, None, (), None, None) for v in call.inputs)
+    kwargs: dict[str, Any] = {}
+    if isinstance(call.kwargs, Struct):
+        kwargs = {k: from_info(v, None, (), None, None) for k, v in call.kwargs.fields}
+    return args, kwargs
 
 
 def _library(module: Any) -> bool:

@@ -8,16 +8,19 @@ the fix from the recorded shapes. None means "not this family".
 
 from __future__ import annotations
 
+import linecache
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
 from inspector.engine.diagnose.config_inputs import explain_conv_input, first_layer, input_rank
 from inspector.engine.diagnose.context import Context, Explanation, is_model_input, producer_call
+from inspector.engine.diagnose.history import history
 from inspector.engine.diagnose.inputs import name_of
 from inspector.engine.diagnose.losses import shape_maker
-from inspector.engine.records import first_tensor
+from inspector.engine.records import SourceLine, first_tensor
 from inspector.engine.records import format_shape as fmt
 
 _CONV_RANK = {nn.Conv1d: 3, nn.Conv2d: 4, nn.Conv3d: 5}
@@ -109,6 +112,8 @@ def _conv_rank(ctx: Context, shape: tuple[int, ...], rank: int, layout: str) -> 
             ex.fixes.append(f"and set {name} = nn.Conv1d(1, {m.out_channels}, ...)")
         return ex
     if rank == 4 and len(shape) == 2:
+        if _flattened_before(ctx, ex, shape, c_in):
+            return ex
         per = shape[1]
         side = math.isqrt(per // c_in) if per % c_in == 0 else 0
         if side and side * side * c_in == per:
@@ -122,6 +127,33 @@ def _conv_rank(ctx: Context, shape: tuple[int, ...], rank: int, layout: str) -> 
     else:
         ex.fixes.append(f"reshape the input to {layout} with C={c_in}")
     return ex
+
+
+def _flattened_before(ctx: Context, ex: Explanation, shape: tuple[int, ...], c_in: int) -> bool:
+    """The conv's input was a (N, C, H, W) map until a flatten in forward: name that line."""
+    value = history(ctx, ctx.tensor_arg(0))
+    if value is None:
+        return False
+    for t in value.lineage():
+        source = t.sources[0] if t.sources else None
+        if source is None or t.step is None:
+            continue
+        if len(source.shape) == 4 and len(t.shape) == 2 and source.shape[1] == c_in:
+            ex.line = SourceLine(t.step.file, t.step.lineno, _text(t.step), t.step.function)
+            ex.details.append(
+                f"`{t.step.expr}` at line {t.step.lineno} flattens the map {fmt(source.shape)} "
+                f"into {fmt(t.shape)} before {ctx.name}, which needs the map"
+            )
+            ex.fixes.append(
+                f"flatten after the conv layers, not before {ctx.name}: remove "
+                f"`{t.step.expr}` there and flatten before the first Linear"
+            )
+            return True
+    return False
+
+
+def _text(step: Any) -> str:
+    return linecache.getline(step.file, step.lineno).rstrip("\n")
 
 
 def explain_batchnorm(ctx: Context) -> Explanation | None:

@@ -116,6 +116,9 @@ def _class_loss(
     ctx: Context, kind: str, out: torch.Tensor, target: torch.Tensor
 ) -> Explanation | None:
     so, st = fmt(tuple(out.shape)), fmt(tuple(target.shape))
+    same_rank = target.is_floating_point() and out.dim() == target.dim() >= 2
+    if same_rank and out.shape[0] == target.shape[0] and out.shape[1] != target.shape[1]:
+        return _class_probabilities(ctx, kind, out, target)
     if out.dim() == 3 and target.dim() == 2 and tuple(out.shape[:2]) == tuple(target.shape):
         b, t, v = out.shape
         return Explanation(
@@ -177,6 +180,57 @@ def _class_range(
         ],
         code="input-labels",
     )
+
+
+def _class_probabilities(
+    ctx: Context, kind: str, out: torch.Tensor, target: torch.Tensor
+) -> Explanation:
+    """A float target read as class probabilities (a one-hot encoding) over another number
+    of classes than the logits have. The data says how many classes there are: the layer
+    that makes the logits is resized to them, or the encoding is turned into indices."""
+    n, k, c = out.shape[0], out.shape[1], target.shape[1]
+    ex = Explanation(
+        summary=f"{kind}: the target {fmt(tuple(target.shape))} holds probabilities over {c} "
+        f"classes but the output {fmt(tuple(out.shape))} has {k}",
+        details=[
+            f"a float target with the output's shape is read as class probabilities "
+            f"(one-hot rows); {kind} needs as many columns as the output has classes"
+        ],
+        code="loss-class-count",
+    )
+    made = history(ctx, out)
+    layer = (
+        next((t for t in made.lineage() if isinstance(t.module, nn.Linear)), None) if made else None
+    )
+    if layer is not None and layer.module.out_features == k:
+        name = _layer_name(ctx, layer)
+        ex.replace_layer(
+            f"{name} = nn.Linear({layer.module.in_features}, {c}): {c} classes, as the target has",
+            layer.module,
+            out_features=c,
+        )
+    else:
+        ex.fixes.append(f"make the last layer output {c} classes (out_features={c})")
+    ex.fixes.append(
+        f"or, if {k} classes is right, the target's encoding is off: class indices "
+        f"target.argmax(1) gives ({n},), then check they are < {k}"
+    )
+    return ex
+
+
+def _layer_name(ctx: Context, made: Any) -> str:
+    call = made.call
+    if call is not None and getattr(call, "path", None):
+        return str(call.path)
+    for c in ctx.trace.calls:
+        if ctx.live_module(c.seq) is made.module:
+            return c.path or "model"
+    root = ctx.live_module(0)
+    if isinstance(root, nn.Module):
+        for path, module in root.named_modules():
+            if module is made.module:
+                return path or "model"
+    return "the last layer"
 
 
 def _labels_input(ctx: Context, target: torch.Tensor) -> tuple[str | None, Any]:

@@ -144,7 +144,7 @@ def _walk_with(
     if found:
         return found[0], None
     if isinstance(out, Tensor) and out.known:
-        return None, fmt(out.shape)
+        return None, fmt(out.shape) if out.shape else "a scalar ()"
     return None
 
 
