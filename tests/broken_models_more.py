@@ -1000,6 +1000,44 @@ def build_one_hot_classes():
     return OneHotClassifier(), (torch.randn(3, 12), y), {}
 
 
+class PaddingMaskAttention(nn.Module):
+    """A (B, T) padding mask applied to (B, H, T, T) scores without its head and query dims."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(16, 48)
+        self.heads = 4
+
+    def forward(self, x, mask):
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        scores = q @ k.transpose(-2, -1) / 2.0
+        scores = scores.masked_fill(mask == 0, -1e9)  # BUG
+        return (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, t, d)
+
+
+def build_padding_mask_attention():
+    torch.manual_seed(0)
+    return PaddingMaskAttention(), (torch.randn(2, 6, 16), torch.ones(2, 6)), {}
+
+
+class WideRegressor(nn.Module):
+    """A regression head with 10 outputs for one target value per sample."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(5, 32)
+        self.out = nn.Linear(32, 10)
+
+    def forward(self, x, y):
+        return F.mse_loss(self.out(torch.relu(self.hidden(x))), y)  # BUG
+
+
+def build_wide_regressor():
+    torch.manual_seed(0)
+    return WideRegressor(), (torch.randn(4, 5), torch.randn(4)), {}
+
+
 MORE: list[Broken] = [
     # per-token heads
     Broken(
@@ -1477,5 +1515,23 @@ MORE: list[Broken] = [
         op="cross_entropy",
         words=("classifier = nn.Linear(16, 6)", "argmax(1)"),
         note="one-hot targets over 6 classes, logits over 4",
+    ),
+    Broken(
+        "padding_mask_without_head_dims",
+        build_padding_mask_attention,
+        module="",
+        fix_numbers=("2", "6", "4"),
+        words=("mask[:, None, None, :] gives (2, 1, 1, 6)",),
+        note="a (B, T) mask against (B, H, T, T) scores: mask[:, None, None, :]",
+    ),
+    Broken(
+        "regression_head_with_ten_outputs",
+        build_wide_regressor,
+        module="",
+        fix_numbers=("32", "1", "4", "10"),
+        op="mse_loss",
+        words=("out = nn.Linear(32, 1)", "squeeze(-1)"),
+        absent=("batch size",),
+        note="(4, 10) predictions for (4,) targets: the head should give one value",
     ),
 ]

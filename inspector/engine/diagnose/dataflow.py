@@ -122,6 +122,8 @@ class Walk:
         for name in names:
             if name in bound and bound[name] is not UNKNOWN:
                 env[name] = bound[name]
+                if isinstance(env[name], Tensor) and not env[name].name:
+                    env[name].name = name
             elif name in real and name not in assigned:
                 env[name] = from_real(real[name], name)
             else:

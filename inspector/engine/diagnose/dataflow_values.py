@@ -202,8 +202,10 @@ def iterate(items: Any) -> list[Any] | None:
 def items_of(value: Any, n: int) -> list[Any]:
     if isinstance(value, (tuple, list)) and len(value) == n:
         return list(value)
-    if isinstance(value, Tensor) and value.shape and value.shape[0] == n:
-        return [UNKNOWN] * n
+    if isinstance(value, Tensor) and value.known and value.shape and value.shape[0] == n:
+        # `q, k, v = t`: one tensor per row of dim 0, each made from t by the same line
+        return [Tensor(value.shape[1:], value.dtype, value.step, (value,), view=True)
+                for _ in range(n)]  # fmt: skip
     return [UNKNOWN] * n
 
 

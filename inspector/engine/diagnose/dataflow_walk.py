@@ -509,6 +509,10 @@ class Scope:
                 return _COMPARE[type(op)](left, right)
             except (KeyError, TypeError):
                 return UNKNOWN
+        if isinstance(left, Tensor) or isinstance(right, Tensor):
+            function = _TENSOR_COMPARE.get(type(op))
+            if function is not None:
+                return on_meta(function, [left, right], {}, self.step(node))
         return UNKNOWN
 
 
@@ -528,6 +532,14 @@ _COMPARE: dict[type, Callable[[Any, Any], Any]] = {
     ast.LtE: lambda a, b: a <= b,
     ast.Gt: lambda a, b: a > b,
     ast.GtE: lambda a, b: a >= b,
+}
+_TENSOR_COMPARE: dict[type, Any] = {
+    ast.Eq: torch.eq,
+    ast.NotEq: torch.ne,
+    ast.Lt: torch.lt,
+    ast.LtE: torch.le,
+    ast.Gt: torch.gt,
+    ast.GtE: torch.ge,
 }
 _TENSOR_OPS: dict[type, Any] = {
     ast.Add: torch.add,

@@ -8,6 +8,7 @@ recorded inputs (`dataflow.Walk.output`).
 
 from __future__ import annotations
 
+import ast
 import sys
 from types import FrameType, FunctionType, TracebackType
 from typing import TYPE_CHECKING, Any
@@ -70,6 +71,11 @@ def _frame_operands(ctx: Context) -> list[Any]:
     if node is None:
         return found
     parts = list(getattr(node, "args", ())) + [k.value for k in getattr(node, "keywords", ())]
+    receiver = getattr(node, "func", None)
+    if isinstance(receiver, ast.Attribute):  # x.masked_fill(m, v): the op's first operand is x
+        head = stopped.value(receiver.value)
+        if isinstance(head, Tensor):
+            found.append(head)
     for attr in ("left", "right", "value"):  # a @, +, [] that raised
         if hasattr(node, attr) and not parts:
             parts.append(getattr(node, attr))

@@ -93,6 +93,8 @@ def explain_loss(ctx: Context) -> Explanation | None:
         ex.fixes.append(f"target.unsqueeze(-1) gives {fmt((*target.shape, 1))}")
         ex.fixes.append(f"or output.squeeze(-1) gives {fmt(tuple(out.shape[:-1]))}")
         return ex
+    if out.dim() == target.dim() + 1 and tuple(out.shape[:-1]) == tuple(target.shape):
+        return _values_per_sample(ctx, ex, out, target)
     if out.dim() == target.dim() and out.shape[0] == target.shape[0]:
         info = ctx.input_info(0)
         made = shape_maker(ctx.trace, info)
@@ -110,6 +112,34 @@ def explain_loss(ctx: Context) -> Explanation | None:
             )
         return ex
     return _batch_mismatch(ctx, ex, out, target)
+
+
+def _values_per_sample(
+    ctx: Context, ex: Explanation, out: torch.Tensor, target: torch.Tensor
+) -> Explanation:
+    """A regression output with k values per sample against one target value each: the
+    layer that makes the output is sized for k (the data has one)."""
+    k = out.shape[-1]
+    ex.details.append(
+        f"the output has {k} values per sample, the target one: the layer that makes the "
+        "output decides how many"
+    )
+    layer = _last_linear(ctx, out)
+    if layer is not None and layer.module.out_features == k:
+        name = _layer_name(ctx, layer)
+        ex.replace_layer(
+            f"{name} = nn.Linear({layer.module.in_features}, 1), then output.squeeze(-1) gives "
+            f"{fmt(tuple(target.shape))} like the target",
+            layer.module,
+            out_features=1,
+        )
+    else:
+        ex.fixes.append("make the last layer output 1 value (out_features=1), then .squeeze(-1)")
+    ex.fixes.append(
+        f"or, if {k} outputs per sample are meant, the target needs them too: "
+        f"{fmt(tuple(out.shape))}"
+    )
+    return ex
 
 
 def _class_loss(
@@ -198,10 +228,7 @@ def _class_probabilities(
         ],
         code="loss-class-count",
     )
-    made = history(ctx, out)
-    layer = (
-        next((t for t in made.lineage() if isinstance(t.module, nn.Linear)), None) if made else None
-    )
+    layer = _last_linear(ctx, out)
     if layer is not None and layer.module.out_features == k:
         name = _layer_name(ctx, layer)
         ex.replace_layer(
@@ -216,6 +243,14 @@ def _class_probabilities(
         f"target.argmax(1) gives ({n},), then check they are < {k}"
     )
     return ex
+
+
+def _last_linear(ctx: Context, out: torch.Tensor) -> Any:
+    """The walk's tensor made by the Linear that gave `out` its last dim, if one did."""
+    made = history(ctx, out)
+    if made is None:
+        return None
+    return next((t for t in made.lineage() if isinstance(t.module, nn.Linear)), None)
 
 
 def _layer_name(ctx: Context, made: Any) -> str:
@@ -281,7 +316,8 @@ def _batch_mismatch(
     if batch is None or out.shape[0] == batch:
         if data is not None and seq_first_input(ctx, ex, data, target):
             return ex
-        ex.fixes.append(f"give the target the output's batch size ({out.shape[0]})")
+        if target.dim() and target.shape[0] != out.shape[0]:
+            ex.fixes.append(f"give the target the output's batch size ({out.shape[0]})")
         return ex
     ex.details.append(f"the model's input has a batch of {batch} but its output {out.shape[0]}")
     if explain_batch_change(ctx, ex, batch, out.shape[0], out):

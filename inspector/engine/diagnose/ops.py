@@ -3,6 +3,7 @@ cat, dtype and device mismatches."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -15,6 +16,8 @@ from inspector.engine.diagnose.context import (
     label,
     product,
 )
+from inspector.engine.diagnose.dataflow_values import Tensor
+from inspector.engine.diagnose.history import frame_operands, op_operands
 from inspector.engine.records import first_tensor
 from inspector.engine.records import format_shape as fmt
 
@@ -232,6 +235,8 @@ def broadcast_mismatch(a: tuple[int, ...], b: tuple[int, ...]) -> list[tuple[int
 def explain_broadcast(ctx: Context) -> Explanation | None:
     op = ctx.op
     tensors = ctx.op_tensors()
+    if op is not None and op.name in ELEMENTWISE_OPS and len(tensors) < 2:
+        tensors = op_operands(ctx)  # an operand written as an expression (mask == 0)
     if op is None or op.name not in ELEMENTWISE_OPS or len(tensors) < 2:
         return None
     a, b = tuple(tensors[0].shape), tuple(tensors[1].shape)
@@ -246,7 +251,17 @@ def explain_broadcast(ctx: Context) -> Explanation | None:
     )
     ex.details.append("shapes are aligned from the right; each dim must match or be 1")
     short, long_ = (a, b) if len(a) < len(b) else (b, a)
-    if len(short) < len(long_) and tuple(long_[: len(short)]) == short:
+    placed = embed_dims(short, long_)
+    if len(short) < len(long_) and placed is not None and tuple(long_[: len(short)]) != short:
+        index = ", ".join(":" if p in placed else "None" for p in range(len(long_)))
+        made = tuple(short[placed.index(p)] if p in placed else 1 for p in range(len(long_)))
+        which = _operand_name(ctx, tensors, short)
+        ex.details.append(
+            f"{which} {fmt(short)} lines up with dims {', '.join(map(str, placed))} of "
+            f"{fmt(long_)} (same sizes), not with the last {len(short)}"
+        )
+        ex.fixes.append(f"{which}[{index}] gives {fmt(made)}, which broadcasts to {fmt(long_)}")
+    elif len(short) < len(long_) and tuple(long_[: len(short)]) == short:
         extra = len(long_) - len(short)
         view = ", ".join(str(s) for s in (*short, *([1] * extra)))
         ex.fixes.append(
@@ -261,6 +276,30 @@ def explain_broadcast(ctx: Context) -> Explanation | None:
     else:
         ex.fixes.append(f"make dim {d} agree ({x} vs {y}) or reshape one operand to size 1 there")
     return ex
+
+
+def embed_dims(short: tuple[int, ...], long_: tuple[int, ...]) -> list[int] | None:
+    """Where each dim of `short` goes among `long_`'s dims (in order, same size) so that,
+    with 1s elsewhere, it broadcasts to `long_`: the placement that keeps the first dim
+    first and the last dim last when it can; None when no placement does."""
+    best: tuple[int, list[int]] | None = None
+    for places in itertools.combinations(range(len(long_)), len(short)):
+        if any(short[i] != long_[p] and short[i] != 1 for i, p in enumerate(places)):
+            continue
+        score = (places[0] == 0) + (places[-1] == len(long_) - 1) if places else 0
+        if best is None or score > best[0]:
+            best = (score, list(places))
+    return best[1] if best is not None else None
+
+
+def _operand_name(ctx: Context, tensors: list[torch.Tensor], shape: tuple[int, ...]) -> str:
+    """The name the code gives the operand of this shape (`mask`), or `the operand`."""
+    for value in frame_operands(ctx):
+        if isinstance(value, Tensor) and value.shape == shape:
+            for t in value.lineage():
+                if t.name and t.shape == shape:
+                    return t.name
+    return "the operand"
 
 
 def explain_cat(ctx: Context) -> Explanation | None:
