@@ -193,11 +193,16 @@ class Describer:
         layout = t.layout
         wanted = self.stats
         deferred = wanted and on_device(t)
-        dtype, device = t.dtype, t.device
+        dtype = t.dtype
+        if type(t) is _TENSOR and t.is_cpu:  # "cpu" (t.device builds a device object)
+            where = "cpu"
+        else:
+            device = t.device
+            where = _DEVICE_NAMES.get(device) or device_name(device)
         info = _new_info(
             shape,
             _DTYPE_NAMES.get(dtype) or dtype_name(dtype),
-            _DEVICE_NAMES.get(device) or device_name(device),
+            where,
             t.requires_grad,
             compute_stats(t) if wanted and not deferred else None,
             "strided" if layout is _STRIDED else str(layout).removeprefix("torch."),

@@ -6,8 +6,8 @@ unchanged, the model gives the same answers, so they are kept per root module (w
 cache keeps no module alive) and checked before use: every module still alive, of the same
 type, not compiled since, with the same children under the same names and the same
 parameters (by identity, with the same number of elements). Anything else, and the walk is
-done again. A module's line (`extra_repr`, which may read any attribute) is never kept: it
-is asked anew each time, as before.
+done again. A module's line (`extra_repr`) is kept only where it is known to rest on the
+module's own immutable attributes, checked by identity (`_line_key`); else it is asked anew.
 
 Only the plain case is kept: no TorchScript, compiled or lazy module below the root (those
 are described as they run, or at their boundary), and a recorder attaching its first root.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
+import torch
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
@@ -40,8 +41,9 @@ class Layout:
     def __init__(self, root: nn.Module, name: str, entries: list[tuple[Any, ...]]) -> None:
         self.root = weakref.ref(root)
         self.name = name
-        # (weak reference, type, path, children snapshot, parameters snapshot, params,
-        #  type name, unit): the snapshots as `_snapshot` takes them.
+        # (weak reference, type, path, children, parameters, params, type name, unit,
+        #  what the line rests on or None, the line): children and parameters as `_children`
+        #  and `_parameters` take them, the line's key as `_line_key`.
         self.entries = entries
 
     def modules(self) -> list[nn.Module] | None:
@@ -68,8 +70,68 @@ def _children(table: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _parameters(table: dict[str, Any]) -> tuple[Any, ...]:
-    # A Parameter's shape can change in place (`p.data = ...`): its size is part of it.
-    return tuple([(id(p), p.numel()) for p in table.values() if p is not None])
+    # Names too (a line may ask whether `bias` is None); a Parameter's shape can change in
+    # place (`p.data = ...`): its size is part of it.
+    return (*table, *[(id(p), p.numel()) for p in table.values() if p is not None])
+
+
+# A module's line is `Type(extra_repr())`. It is kept only where `extra_repr` is known to read
+# nothing but the module's own attributes and whether a parameter is None (torch's own, below;
+# the parameters are checked with the layout), and those attributes hold immutable values:
+# then the same attribute objects give the same line. Module's own `extra_repr` says "".
+_PLAIN_EXTRA = nn.Module.extra_repr
+_KNOWN_EXTRA = frozenset(
+    [
+        kind.extra_repr
+        for kind in (
+            nn.Linear, nn.LayerNorm, nn.GroupNorm, nn.GELU, nn.ReLU, nn.SiLU, nn.LeakyReLU,
+            nn.Softmax, nn.Dropout, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.BatchNorm1d,
+            nn.BatchNorm2d, nn.BatchNorm3d, nn.Embedding, nn.MaxPool2d, nn.AvgPool2d,
+            nn.AdaptiveAvgPool2d, nn.Flatten,
+        )
+    ]
+)  # fmt: skip
+_TABLES = frozenset(vars(nn.Module()))  # every module's own tables and flags
+_IMMUTABLE = (type(None), bool, int, float, str, torch.dtype, torch.Size)
+_MISSING = object()
+
+
+def _immutable(value: Any) -> bool:
+    if isinstance(value, tuple):
+        return type(value) in (tuple, torch.Size) and all(map(_immutable, value))
+    return type(value) in _IMMUTABLE
+
+
+def _line_key(module: nn.Module) -> tuple[Any, ...] | None:
+    """What the line of `module` rests on, to keep it with; None: ask it each time."""
+    stored = module.__dict__
+    extra = type(module).extra_repr
+    if "extra_repr" in stored:
+        return None
+    if extra is _PLAIN_EXTRA:
+        return (extra, None, ())
+    if extra not in _KNOWN_EXTRA:
+        return None
+    attrs = []
+    for key, value in stored.items():
+        if key in _TABLES:
+            continue
+        if type(key) is not str or not _immutable(value):
+            return None
+        attrs.append((key, value))
+    return (extra, len(stored), tuple(attrs))
+
+
+def _same_line(module: nn.Module, key: tuple[Any, ...]) -> bool:
+    extra, size, attrs = key
+    if type(module).extra_repr is not extra:
+        return False
+    stored = module.__dict__
+    if size is None:
+        return "extra_repr" not in stored
+    if len(stored) != size:
+        return False
+    return all(stored.get(name, _MISSING) is value for name, value in attrs)
 
 
 def cached(root: nn.Module, name: str) -> Layout | None:
@@ -113,7 +175,7 @@ def remember(
         entries.append(
             (
                 facts[0], type(module), facts[4], _children(stored["_modules"]),
-                _parameters(table), facts[2], facts[3], facts[5],
+                _parameters(table), facts[2], facts[3], facts[5], _line_key(module), facts[1],
             )
         )  # fmt: skip
     if len(_LAYOUTS) >= _MAX_LAYOUTS:
@@ -128,8 +190,10 @@ def apply(
     known: dict[int, tuple[Any, ...]],
 ) -> None:
     """Fill a fresh recorder's path table and facts from `layout` (each line asked anew)."""
-    for module, (ref, _, path, _, _, params, type_name, unit) in zip(
+    for module, (ref, _, path, _, _, params, type_name, unit, line_key, line) in zip(
         modules, layout.entries, strict=True
     ):
+        if line_key is None or not _same_line(module, line_key):
+            line = module_line(module)
         by_id[id(module)] = (ref, path)
-        known[id(module)] = (ref, module_line(module), params, type_name, path, unit)
+        known[id(module)] = (ref, line, params, type_name, path, unit)

@@ -90,10 +90,24 @@ def call_site(skip: int = 0) -> SourceLine | None:
 def site_of(frame: FrameType) -> SourceLine | None:
     """The user's line at or above `frame`, remembered as `call_site` does (a hook passes the
     frame of the module call it is in, which it has at hand)."""
-    found = user_frame(frame)
-    if found is None:
-        return None
-    code = found.f_code
+    # user_frame(frame), written out (one frame less in a hook, once per module call)
+    found = frame
+    library_code = _LIBRARY_CODE
+    while True:
+        code = found.f_code
+        known_code = library_code.get(id(code))
+        if known_code is None or known_code[0] is not code:  # not seen before: ask it
+            user = user_frame(found)
+            if user is None:
+                return None
+            found, code = user, user.f_code
+            break
+        if not known_code[1]:
+            break
+        back = found.f_back
+        if back is None:
+            return None
+        found = back
     key = (id(code), found.f_lineno)
     known = _SITES.get(key)
     if known is not None and known[0] is code:
