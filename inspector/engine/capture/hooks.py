@@ -138,8 +138,9 @@ def opaque_kind(module: Any) -> str | None:
     return None
 
 
-def hookable(root: nn.Module) -> Iterator[nn.Module]:
-    """The modules of `root` that take hooks: not inside a ScriptModule or a compiled module."""
+def hookable(root: nn.Module, opaque: list[nn.Module] | None = None) -> Iterator[nn.Module]:
+    """The modules of `root` that take hooks: not inside a ScriptModule or a compiled module
+    (those are noted in `opaque` when given)."""
     seen: set[int] = set()
     todo = [root]
     while todo:
@@ -149,6 +150,8 @@ def hookable(root: nn.Module) -> Iterator[nn.Module]:
         seen.add(id(module))
         yield module
         if is_scripted(module) or is_compiled(module):
+            if opaque is not None:
+                opaque.append(module)
             continue  # its inside is not Python module calls
         todo.extend([m for m in reversed(module._modules.values()) if m is not None])
 
@@ -170,7 +173,8 @@ class HookSet:
         self._entries: list[tuple[dict[int, Any], tuple[dict[int, bool], ...], int]] = []
         self._global = False
         self._only: set[int] | None = None  # process-wide hooks filtered to these modules
-        self.scripted = False  # the last `add` found ScriptModules below its root
+        # The last `add` met a module whose inside is not hooked (TorchScript, compiled).
+        self.opaque = False
 
     # -- registration --------------------------------------------------------------------------
 
@@ -179,7 +183,8 @@ class HookSet:
         below are recorded at their boundary through a filtered process-wide hook."""
         hooked: list[nn.Module] = []
         scripted: list[nn.Module] = []
-        for module in hookable(root):
+        opaque: list[nn.Module] = []
+        for module in hookable(root, opaque):
             if getattr(module, "_compiled_call_impl", None) is not None:
                 continue  # compiled in place: its hooks would run inside the compiled code
             if is_scripted(module):
@@ -187,7 +192,7 @@ class HookSet:
                 continue
             self._hook(module)
             hooked.append(module)
-        self.scripted = bool(scripted)
+        self.opaque = bool(opaque)
         if scripted:
             if self._only is None:
                 self._only = set()

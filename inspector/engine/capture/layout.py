@@ -2,12 +2,13 @@
 
 Attaching walks the model three times (paths, the modules that take hooks, each module's
 facts: parameter count, type name, path, whether its units are looked at). Traced again
-unchanged, the model gives the same answers, so they are kept per root module (weakly: the
-cache keeps no module alive) and checked before use: every module still alive, of the same
-type, not compiled since, with the same children under the same names and the same
-parameters (by identity, with the same number of elements). Anything else, and the walk is
-done again. A module's line (`extra_repr`) is kept only where it is known to rest on the
-module's own immutable attributes, checked by identity (`_line_key`); else it is asked anew.
+unchanged, the model gives the same answers, so from its second attach on they are kept per
+root module (weakly: the cache keeps no module alive) and checked before use: every module
+still alive, of the same type, not compiled since, with the same children under the same
+names and the same parameters (by name and identity, with the same number of elements).
+Anything else, and the walk is done again. A module's line (`extra_repr`) is kept only where
+it is known to rest on the module's own immutable attributes, checked by identity
+(`_line_key`); else it is asked anew.
 
 Only the plain case is kept: no TorchScript, compiled or lazy module below the root (those
 are described as they run, or at their boundary), and a recorder attaching its first root.
@@ -22,7 +23,6 @@ import torch
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from inspector.engine.capture.hooks import opaque_kind
 from inspector.engine.capture.naming import module_line
 
 _UNINITIALIZED = nn.parameter.UninitializedParameter
@@ -38,16 +38,19 @@ class Layout:
 
     __slots__ = ("entries", "name", "root")
 
-    def __init__(self, root: nn.Module, name: str, entries: list[tuple[Any, ...]]) -> None:
+    def __init__(self, root: nn.Module, name: str, entries: list[tuple[Any, ...]] | None) -> None:
         self.root = weakref.ref(root)
         self.name = name
         # (weak reference, type, path, children, parameters, params, type name, unit,
         #  what the line rests on or None, the line): children and parameters as `_children`
-        #  and `_parameters` take them, the line's key as `_line_key`.
+        #  and `_parameters` take them, the line's key as `_line_key`. None: attached once,
+        #  nothing kept yet.
         self.entries = entries
 
     def modules(self) -> list[nn.Module] | None:
         """The modules to hook, in order, when nothing below the root changed; else None."""
+        if self.entries is None:
+            return None
         modules: list[nn.Module] = []
         append = modules.append
         for ref, kind, _, children, params, *_ in self.entries:
@@ -146,41 +149,41 @@ def remember(
     name: str,
     hooked: list[nn.Module],
     known: dict[int, tuple[Any, ...]],
-    scripted: bool,
+    opaque: bool,
 ) -> None:
-    """Keep the layout of `root` just attached: `hooked` in hook order, `known` the facts
-    learned (id -> (weak reference, line, params, type name, path, unit)). Nothing is kept
+    """Keep the layout of `root` just attached: `hooked` in hook order (every module of the
+    tree when not `opaque`), `known` the facts learned (id -> (weak reference, line, params,
+    type name, path, unit)). A root attached for the first time is only noted (a model
+    traced once pays nothing more); the walks are kept when it comes again. Nothing is kept
     unless every module is plain and has final facts with a path."""
-    _LAYOUTS.pop(id(root), None)
-    if scripted or not hooked or hooked[0] is not root:
+    kept = cached(root, name)
+    if kept is None:
+        if len(_LAYOUTS) >= _MAX_LAYOUTS:
+            _LAYOUTS.clear()
+        _LAYOUTS[id(root)] = Layout(root, name, None)
         return
-    ids = {id(module) for module in hooked}
-    for module in hooked:  # the whole tree, nothing below left unhooked (compiled in place)
-        for child in module._modules.values():
-            if child is not None and id(child) not in ids:
-                return
+    kept.entries = None
+    if opaque or not hooked or hooked[0] is not root:
+        return
     entries: list[tuple[Any, ...]] = []
     for module in hooked:
         facts = known.get(id(module))
         if facts is None or facts[0]() is not module or facts[4] is None:
             return
-        if isinstance(module, LazyModuleMixin) or opaque_kind(module) is not None:
+        if isinstance(module, LazyModuleMixin):
             return
         stored = module.__dict__
         table = stored["_parameters"]
-        if any(
-            type(p) is not nn.Parameter and isinstance(p, _UNINITIALIZED) for p in table.values()
-        ):
-            return
+        for p in table.values():
+            if type(p) is not nn.Parameter and isinstance(p, _UNINITIALIZED):
+                return
         entries.append(
             (
                 facts[0], type(module), facts[4], _children(stored["_modules"]),
                 _parameters(table), facts[2], facts[3], facts[5], _line_key(module), facts[1],
             )
         )  # fmt: skip
-    if len(_LAYOUTS) >= _MAX_LAYOUTS:
-        _LAYOUTS.clear()
-    _LAYOUTS[id(root)] = Layout(root, name, entries)
+    kept.entries = entries
 
 
 def apply(
@@ -190,6 +193,7 @@ def apply(
     known: dict[int, tuple[Any, ...]],
 ) -> None:
     """Fill a fresh recorder's path table and facts from `layout` (each line asked anew)."""
+    assert layout.entries is not None  # `modules` came from it
     for module, (ref, _, path, _, _, params, type_name, unit, line_key, line) in zip(
         modules, layout.entries, strict=True
     ):

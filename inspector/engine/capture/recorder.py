@@ -116,7 +116,7 @@ class Recorder:
         hooked = self._hooks.add(model)
         facts.learn(hooked)
         if fresh:
-            layout.remember(model, name, hooked, facts.known, self._hooks.scripted)
+            layout.remember(model, name, hooked, facts.known, self._hooks.opaque)
 
     def attach_global(self) -> None:
         """Hook every module call in the process; roots are named after the caller's variables."""
