@@ -125,6 +125,19 @@ def build_gpt2_labels_beyond_vocab():
     return _gpt2(), (), {"input_ids": ids, "labels": labels}
 
 
+def build_bert_float_labels_column():
+    ids = _ids(2, 8)
+    labels = torch.tensor([[1.0], [2.0]])  # BUG
+    model = _bert("BertForSequenceClassification", num_labels=3)
+    return model, (), {"input_ids": ids, "labels": labels}
+
+
+def build_bert_ids_and_embeds():
+    ids = _ids(2, 8)
+    embeds = torch.randn(2, 8, 32)  # BUG
+    return _bert(), (), {"input_ids": ids, "inputs_embeds": embeds}
+
+
 def build_gpt2_short_labels():
     ids = _ids(2, 12)
     return _gpt2(), (), {"input_ids": ids, "labels": ids[:, :10]}  # BUG
@@ -533,5 +546,22 @@ HF: list[Broken] = [
         words=("labels holds class 150", "config.vocab_size=100", "-100"),
         absent=("the last layer must output",),
         note="a label id past the vocabulary: the labels are wrong, not the LM head",
+    ),
+    Broken(
+        "hf_bert_classifier_float_label_column",
+        build_bert_float_labels_column,
+        module="",
+        fix_numbers=("2", "3"),
+        words=("labels.squeeze(1).long() gives (2,)", "multi-label"),
+        absent=("one entry per token",),
+        note="float labels (2, 1) for 3 classes: class indices (2,), not a token axis",
+    ),
+    Broken(
+        "hf_bert_ids_and_embeds_both",
+        build_bert_ids_and_embeds,
+        module="",
+        fix_numbers=(),
+        words=("pass exactly one of input_ids and inputs_embeds",),
+        note="input_ids and inputs_embeds both passed",
     ),
 ]

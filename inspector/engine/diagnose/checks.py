@@ -56,6 +56,9 @@ def explain_check(ctx: Context) -> Explanation | None:
         return ex
     test, holds = found
     read = _sides(frame, test)
+    given = _none_tests(frame, test)
+    if read is None and given is not None:
+        return _which_given(ex, test, holds, given)
     if read is None:
         cond = ast.unparse(test)
         ex.details.append(f"the check {'asserts' if holds else 'raises when'} {cond}")
@@ -78,6 +81,55 @@ def explain_check(ctx: Context) -> Explanation | None:
     if shape is not None:
         fix += f": {shape[0]} must be {fmt(shape[1])}, not {fmt(shape[2])}"
     ex.fixes.append(fix)
+    return ex
+
+
+def _none_tests(frame: FrameType, test: ast.expr) -> dict[str, bool] | None:
+    """For a condition made of `x is None` / `x is not None` tests, which names are given
+    (not None) in the frame; None when the condition is anything else."""
+    names: dict[str, bool] = {}
+    for node in ast.walk(test):
+        if isinstance(node, ast.Compare) and len(node.ops) == 1:
+            right = node.comparators[0]
+            if isinstance(node.ops[0], (ast.Is, ast.IsNot)) and isinstance(right, ast.Constant) \
+                    and right.value is None and isinstance(node.left, ast.Name):  # fmt: skip
+                name = node.left.id
+                if name not in frame.f_locals:
+                    return None
+                names[name] = frame.f_locals[name] is not None
+            else:
+                return None
+    allowed = (ast.BoolOp, ast.BinOp, ast.UnaryOp, ast.Compare, ast.Name, ast.Constant,
+               ast.And, ast.Or, ast.Not, ast.BitXor, ast.Is, ast.IsNot, ast.Load)  # fmt: skip
+    if not names or not all(isinstance(n, allowed) for n in ast.walk(test)):
+        return None
+    return names
+
+
+def _which_given(ex: Explanation, test: ast.expr, holds: bool,
+                 given: dict[str, bool]) -> Explanation:  # fmt: skip
+    """A check on which arguments are passed: say which are, and what the check wants."""
+    passed = [n for n, v in given.items() if v]
+    missing = [n for n, v in given.items() if not v]
+    words = []
+    if passed:
+        words.append(", ".join(passed) + (" is" if len(passed) == 1 else " are") + " passed")
+    if missing:
+        words.append(", ".join(missing) + (" is" if len(missing) == 1 else " are") + " not")
+    cond = ast.unparse(test)
+    ex.details.append(f"the check {'asserts' if holds else 'raises when'} {cond}: "
+                      + "; ".join(words))  # fmt: skip
+    xor = isinstance(test, ast.BinOp) and isinstance(test.op, ast.BitXor)
+    if xor and len(given) == 2:
+        a, b = given
+        ex.fixes.append(
+            f"pass exactly one of {a} and {b}"
+            + (" (both are passed: drop one)" if len(passed) == 2 else " (neither is passed)")
+        )
+    elif passed and not holds:
+        ex.fixes.append(f"this call does not take {', '.join(passed)} here: leave it out")
+    else:
+        ex.fixes.append(f"pass {', '.join(missing) or 'the arguments'} the check asks for")
     return ex
 
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import re
 
+import torch
+
 from inspector.engine.diagnose.config_inputs import numbers_seen
 from inspector.engine.diagnose.context import Context, Explanation
-from inspector.engine.diagnose.inputs import config_of, named_inputs, sequence_input
+from inspector.engine.diagnose.inputs import config_of, expectation, named_inputs, sequence_input
+from inspector.engine.diagnose.losses import LOSS_OPS
 from inspector.engine.records import TensorInfo
 from inspector.engine.records import format_shape as fmt
 
@@ -32,6 +35,10 @@ def explain_misaligned_input(ctx: Context) -> Explanation | None:
         if name == ref_name or info.ndim == 0 or not _ROLE.search(name):
             continue
         expected = _expected(name, info, ref)
+        if ("label" in name or "target" in name) and _per_sequence(ctx, ref):
+            if info.ndim == 2 and info.shape[0] == ref.shape[0]:
+                return _sequence_labels(ctx, name, info)
+            expected = (ref.shape[0],)
         if expected is None or info.shape == expected:
             continue
         own = [d for d in info.shape if d not in ref.shape]
@@ -39,6 +46,43 @@ def explain_misaligned_input(ctx: Context) -> Explanation | None:
             continue
         return _explain(ctx, name, info, ref_name, ref, expected)
     return None
+
+
+def _per_sequence(ctx: Context, ref: TensorInfo) -> bool:
+    """The failing loss scores one row per sequence (B, classes), not one per token."""
+    if ctx.op is None or ctx.op.name not in LOSS_OPS:
+        return False
+    scores = next((a for a in ctx.op.args if isinstance(a, torch.Tensor)), None)
+    return scores is not None and scores.dim() == 2 and scores.shape[0] == ref.shape[0]
+
+
+def _sequence_labels(ctx: Context, name: str, info: TensorInfo) -> Explanation:
+    """2-D labels for a model that classifies whole sequences: one label per sequence (class
+    indices), or, for multi-label, one column per label; float labels are read as the
+    latter by a Hugging Face model that infers its problem type."""
+    scores = next(a for a in ctx.op.args if isinstance(a, torch.Tensor))  # type: ignore[union-attr]
+    batch, classes = scores.shape
+    config = config_of(ctx)
+    expects = expectation(config, classes, ("num_labels",))
+    floats = info.dtype.startswith(("float", "bfloat"))
+    ex = Explanation(
+        summary=f"{name} {fmt(info.shape)} does not fit a model that classifies whole "
+        f"sequences into {classes} classes{expects}",
+        code="input-misaligned",
+    )
+    if floats:
+        ex.details.append(
+            f"float {name} are read as multi-label targets, one 0/1 column per class: "
+            f"{fmt((batch, classes))}"
+        )
+    ex.fixes.append(
+        f"one class per sequence: {name}.squeeze(1).long() gives ({batch},), class indices "
+        f"< {classes}"
+        if info.shape[1] == 1
+        else f"one class per sequence: class indices ({batch},), each < {classes}"
+    )
+    ex.fixes.append(f"or, for multi-label targets, {fmt((batch, classes))} floats of 0 and 1")
+    return ex
 
 
 def _expected(name: str, info: TensorInfo, ref: TensorInfo) -> tuple[int, ...] | None:
