@@ -3,8 +3,10 @@
 Each attempt builds a small model with the user's own hooks (a forward hook on every block and
 a global forward pre-hook), starts an entry point, and a real SIGINT arrives after a random
 delay within that entry point's usual duration. Afterwards the model's hooks and the global
-hook dicts must be exactly as before, gc on, train/eval modes as they were, and a plain call
-of the model must finish. Prints the counts; exits 1 when anything was left behind.
+hook dicts must be exactly as before, gc on, train/eval modes as they were, a plain call of
+the model must finish, the Debugger's model thread must have ended and Python's own SIGINT
+handler must be back. Prints the counts, and each interrupt that never reached the caller
+(swallowed); exits 1 when anything was left behind.
 
     python bench/sigint_fuzz.py [--interrupts 1000] [--seed 0] [--entry trace]
 
@@ -90,6 +92,16 @@ def _debugger(model: nn.Module, x: torch.Tensor) -> None:
         event = d.cont()
 
 
+def _debugger_steps(model: nn.Module, x: torch.Tensor) -> None:
+    """Step through every call: the caller's own code runs between many pauses."""
+    d = Debugger(model, x, timeout=5)
+    event = d.start()
+    for _ in range(200):
+        if isinstance(event, Finished):
+            return
+        event = d.step()
+
+
 def _within(make: Callable[[nn.Module], Any]) -> Callable[[nn.Module, torch.Tensor], None]:
     def run(model: nn.Module, x: torch.Tensor) -> None:
         with make(model):
@@ -115,6 +127,7 @@ ENTRY_POINTS: dict[str, tuple[bool, Callable[[nn.Module, torch.Tensor], Any]]] =
     "attach_global": (False, _within(lambda m: inspector.attach())),
     "set_trace": (False, _set_trace),
     "Debugger": (True, _debugger),
+    "Debugger_steps": (False, _debugger_steps),
     "contributions": (False, lambda m, x: inspector.contributions(m, x, layer="head")),
     "report": (False, lambda m, x: inspector.report(m, x)),
 }
@@ -152,6 +165,10 @@ def _quiet() -> Iterator[None]:
         yield
 
 
+_STUCK: set[int] = set()  # model threads already reported as left running
+_HUNG: list[threading.Thread] = []  # plain calls that never finished: kept, never freed here
+
+
 def _finishes(model: nn.Module, x: torch.Tensor, seconds: float = 5.0) -> bool:
     done = threading.Event()
 
@@ -160,8 +177,15 @@ def _finishes(model: nn.Module, x: torch.Tensor, seconds: float = 5.0) -> bool:
             model(x)
         done.set()
 
-    threading.Thread(target=call, daemon=True).start()
-    return done.wait(seconds)
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    if not done.wait(seconds):
+        _HUNG.append(thread)
+        return False
+    # Joined and dropped here, between attempts: a Thread object freed in this thread runs
+    # threading._dangling's weakref callback, where a SIGINT is printed and lost (swallowed).
+    thread.join()
+    return True
 
 
 def durations(rounds: int = 3) -> dict[str, float]:
@@ -177,6 +201,18 @@ def durations(rounds: int = 3) -> dict[str, float]:
             times.append(time.perf_counter() - started)
         out[name] = statistics.median(times)
     return out
+
+
+def _model_threads_left() -> int:
+    """Debugger model threads still alive that no earlier attempt reported."""
+    alive = {
+        t.ident
+        for t in threading.enumerate()
+        if t.name == "inspector-model" and t.is_alive() and t.ident is not None
+    }
+    new = alive - _STUCK
+    _STUCK.update(new)
+    return len(new)
 
 
 def attempt(name: str, delay: float, alarm: Alarm) -> tuple[bool, list[str]]:
@@ -200,10 +236,14 @@ def attempt(name: str, delay: float, alarm: Alarm) -> tuple[bool, list[str]]:
         except Exception:
             pass  # the model's own error, re-raised by some entry points
     left: list[str] = []
-    deadline = time.monotonic() + (2.0 if name == "Debugger" else 0.0)
+    deadline = time.monotonic() + (2.0 if name.startswith("Debugger") else 0.0)
     while True:  # an interrupted Debugger caller: give its worker a moment to let go
         changes = diff_hooks(before, hooks_snapshot(model))
-        if not changes or time.monotonic() >= deadline:
+        alive = any(
+            t.name == "inspector-model" and t.is_alive() and t.ident not in _STUCK
+            for t in threading.enumerate()
+        )
+        if (not changes and not alive) or time.monotonic() >= deadline:
             break
         time.sleep(0.05)
     user_hooks = sum(h is user_hook for b in model.blocks for h in b._forward_hooks.values())
@@ -218,6 +258,12 @@ def attempt(name: str, delay: float, alarm: Alarm) -> tuple[bool, list[str]]:
         left.append("train/eval modes changed")
     if not _finishes(model, x):
         left.append("a plain call afterwards hangs")
+    stuck = _model_threads_left()
+    if stuck:
+        left.append(f"model threads left: {stuck}")
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        left.append("SIGINT handler left")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     return interrupted, left
 
 
@@ -253,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
             c["left something"] += bool(left)
             landed += alarm.fired
             i += 1
+            if alarm.fired and not interrupted:
+                print(f"attempt {i} ({name}, SIGINT after {delay * 1e3:.1f} ms): swallowed")
             for what in left:
                 problems[what.split(":")[0]] += 1
                 print(f"attempt {i} ({name}, SIGINT after {delay * 1e3:.1f} ms): {what}")
@@ -276,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"gc left off: {problems['gc left off']}")
     print(f"modes changed: {problems['train/eval modes changed']}")
     print(f"hung afterwards: {problems['a plain call afterwards hangs']}")
+    print(f"model threads left: {problems['model threads left']}")
+    print(f"SIGINT handler left: {problems['SIGINT handler left']}")
     return 1 if problems else 0
 
 

@@ -12,12 +12,17 @@ autocast, torch function modes, contextvars: inspector.engine.capture.context); 
 sends one command and waits for the next Pause or the Finished event. The debugger's hooks
 record the worker thread's calls only: the caller's own calls of the same model pass through
 untouched.
+
+Ctrl+C in the caller (headless, in the main thread, under Python's own SIGINT handler) ends
+the pass wherever it lands, a Debugger method or the caller's own code between two of them:
+while a pass lives, SIGINT first releases it (the model thread stops at its next module call
+and takes its hooks off), then raises KeyboardInterrupt as Python's handler would (`_CtrlC`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import queue
+import signal
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -38,6 +43,112 @@ from inspector.engine.trace import RunResult, check_module, findings_of, run_rec
 
 DEFAULT_TIMEOUT = 60.0
 INTERRUPT_WAIT = 5.0  # after Ctrl+C in the caller: how long the model thread gets to unhook
+
+
+class _CtrlC:
+    """SIGINT while a headless pass lives: release every live pass, then KeyboardInterrupt.
+
+    A KeyboardInterrupt can land anywhere in the caller's thread, and not every place can
+    clean up after it: the caller's own code between two Debugger calls (the model thread
+    stays paused with its hooks on, and no Debugger frame is there to release it), or the
+    inside of threading's lock code (`Thread.start` waits on an Event: an interrupt after
+    its Condition let go of the lock comes out as "RuntimeError: release unlocked lock", not
+    as the KeyboardInterrupt an `except` would catch). So the release is done by the signal
+    handler itself, before the interrupt is raised; it takes no lock (Stepper.release), and
+    while the model thread starts (`hold`) the interrupt waits until `Thread.start` returned.
+
+    Installed by the main thread only where Python's default handler is (a program's own
+    handler decides itself what Ctrl+C means), and put back once the last pass ended or the
+    first Ctrl+C came: nothing stays behind in the signal table.
+    """
+
+    def __init__(self) -> None:
+        self._live: dict[int, Stepper] = {}
+        self._holding = 0  # > 0: the main thread is in Thread.start; the interrupt waits
+        self._held = False
+        self._handler = self._handle  # one bound method: the signal table holds this object
+
+    def enter(self, stepper: Stepper) -> None:
+        """Guard `stepper`'s pass (called in the caller's thread before the pass starts)."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals reach the main thread only: nothing can interrupt this caller
+        current = signal.getsignal(signal.SIGINT)
+        if current is not self._handler:
+            if current is not signal.default_int_handler:
+                return
+            signal.signal(signal.SIGINT, self._handler)
+        self._live[id(stepper)] = stepper
+
+    def leave(self, stepper: Stepper) -> None:
+        """`stepper`'s pass is over; the last one out puts Python's handler back."""
+        self._live.pop(id(stepper), None)
+        if not self._live:
+            self._uninstall()
+
+    def _uninstall(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # the handler, finding no pass, raises as Python's and takes itself off
+        if signal.getsignal(signal.SIGINT) is self._handler:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        live = list(self._live.values())
+        self._live.clear()
+        for stepper in live:
+            stepper.release(abort=True)
+        self._uninstall()
+        if self._holding:
+            self._held = True
+            return
+        signal.default_int_handler(signum, frame)
+
+    def hold(self) -> bool:
+        """Keep a Ctrl+C from being raised in this (main) thread until `unhold`: the passes
+        are released at once all the same. False where this handler is not the one a
+        Ctrl+C would run (no other handler's interrupt is ever held back)."""
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        if signal.getsignal(signal.SIGINT) is not self._handler:
+            return False
+        self._holding += 1
+        return True
+
+    def unhold(self, held: bool) -> None:
+        """The end of a `hold` (that returned `held`): raise the Ctrl+C it kept back."""
+        if not held:
+            return
+        self._holding -= 1
+        if self._held and not self._holding:
+            self._held = False
+            raise KeyboardInterrupt
+
+
+_CTRL_C = _CtrlC()
+
+
+class _Ended:
+    """The end of a model thread, waited for without its Thread object.
+
+    The caller's thread keeps no reference to the model thread's Thread: that object is
+    then freed in the model thread itself, and with it runs `threading._dangling`'s weakref
+    callback, Python code where a Ctrl+C would be printed as "Exception ignored" and lost.
+    """
+
+    def __init__(self) -> None:
+        self.done = False
+        self._lock = threading.Lock()
+        self._lock.acquire()  # held until the model thread ends
+
+    def set(self) -> None:
+        self.done = True
+        self._lock.release()
+
+    def wait(self, timeout: float | None) -> bool:
+        if self.done:
+            return True
+        if self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            self._lock.release()
+        return self.done
 
 
 @dataclass(frozen=True)
@@ -78,13 +189,16 @@ class Debugger:
         self.breakpoints = [as_breakpoint(b) for b in breakpoints]
         self.stop_at_start = stop_at_start
         self.timeout = timeout
-        self.events: queue.Queue[Event] = queue.Queue()
+        # A SimpleQueue: its get is one call into C, so a Ctrl+C while the caller waits raises
+        # there cleanly (queue.Queue's Condition can turn it into a RuntimeError).
+        self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         # A front end (the TUI) takes each event itself; the methods below then do not wait.
         self._own_queue = on_event is None
         self.on_event: Callable[[Event], None] = on_event or self.events.put
         self.last: Event | None = None
         self.finished: Finished | None = None  # set by the model thread when the pass ends
-        self._thread: threading.Thread | None = None
+        self._ended: _Ended | None = None  # the model thread's end, once it was started
+        self._worker: int | None = None  # the model thread's ident, once it runs
         self._stepper: Stepper | None = None
         self._rng = rng_state()  # the CPU and every accelerator started
 
@@ -95,7 +209,7 @@ class Debugger:
 
         With `on_event`, returns None at once: the events go to that callback.
         """
-        if self._thread is not None:
+        if self._ended is not None:
             raise RuntimeError("this Debugger already started; use restart()")
         recorder = Recorder(stats=self.stats, gradients=self.backward)
         if self.keep_values > 0:
@@ -104,11 +218,19 @@ class Debugger:
             recorder, self.on_event, self.breakpoints, stop_at_start=self.stop_at_start
         )
         context = CallerContext.capture()
-        self._thread = threading.Thread(
-            target=context.run, args=(self._run, recorder), name="inspector-model", daemon=True
-        )
         try:
-            self._thread.start()
+            if self._own_queue:  # a front end (on_event) handles Ctrl+C itself
+                _CTRL_C.enter(self._stepper)
+            # Thread.start waits on an Event: threading's lock code, where an interrupt can
+            # come out as a RuntimeError; it is raised once start returned
+            held = _CTRL_C.hold()
+            try:
+                self._launch(context, recorder)
+            except Exception:  # no thread to start: no pass to guard
+                _CTRL_C.leave(self._stepper)
+                raise
+            finally:
+                _CTRL_C.unhold(held)
             if not self._own_queue:
                 return None
             return self._wait()
@@ -116,11 +238,28 @@ class Debugger:
             self._interrupted()
             raise
 
-    def _run(self, recorder: Recorder) -> None:
+    def _launch(self, context: CallerContext, recorder: Recorder) -> None:
+        """Start the model thread, keeping only its end (`_Ended`): its Thread object is
+        dropped here, so it is freed in the model thread once that ends."""
+        ended = _Ended()
+        thread = threading.Thread(
+            target=context.run, args=(self._run, recorder, ended), name="inspector-model",
+            daemon=True,
+        )  # fmt: skip
+        thread.start()
+        self._ended = ended
+
+    def _run(self, recorder: Recorder, ended: _Ended) -> None:
         """The model thread: always ends with a Finished event, whatever the pass raised."""
+        try:
+            self._pass(recorder)
+        finally:
+            ended.set()
+
+    def _pass(self, recorder: Recorder) -> None:
         aborted = False
         result = RunResult()
-        recorder.thread = threading.get_ident()
+        self._worker = recorder.thread = threading.get_ident()
         try:
             result = run_recorded(
                 recorder, self.model, self.args, self.kwargs,
@@ -148,8 +287,11 @@ class Debugger:
         except queue.Empty:
             raise TimeoutError(f"no pause or end within {self.timeout} s") from None
         self.last = event
-        if isinstance(event, Finished) and isinstance(event.trace.error, KeyboardInterrupt):
-            raise event.trace.error  # a Ctrl+C inside the forward reaches the caller
+        if isinstance(event, Finished):
+            if self._stepper is not None:
+                _CTRL_C.leave(self._stepper)
+            if isinstance(event.trace.error, KeyboardInterrupt):
+                raise event.trace.error  # a Ctrl+C inside the forward reaches the caller
         return event
 
     def _interrupted(self) -> None:
@@ -158,10 +300,12 @@ class Debugger:
         never blocks again, and the caller's own calls of the model are not recorded."""
         if self._stepper is not None:
             self._stepper.release(abort=True)
-        if self._thread is not None and self._thread is not threading.current_thread():
-            # interrupted before it started (join refuses): it stops at its first call
-            with contextlib.suppress(RuntimeError):
-                self._thread.join(INTERRUPT_WAIT)
+            _CTRL_C.leave(self._stepper)
+        if self._ended is not None and self._worker != threading.get_ident():
+            # not started yet: it stops at its first call
+            self._ended.wait(INTERRUPT_WAIT)
+        if self.finished is not None and not isinstance(self.last, Finished):
+            self.last = self.finished  # its event lost to the interrupt: the pass is over
 
     def _send(self, kind: str, arg: str = "") -> Event:
         if isinstance(self.last, Finished) or self._stepper is None:
@@ -207,12 +351,12 @@ class Debugger:
     def restart(self) -> Event | None:
         """Abort this pass and run it again with the same inputs and the same RNG state."""
         self.quit(abort=True)
-        if self._thread is not None:
-            self._thread.join(self.timeout)
+        self.join(self.timeout)
         set_rng_state(self._rng)
-        self._thread, self._stepper, self.last, self.finished = None, None, None, None
+        self._ended, self._worker, self._stepper = None, None, None
+        self.last, self.finished = None, None
         if self._own_queue:
-            self.events = queue.Queue()
+            self.events = queue.SimpleQueue()
             self.on_event = self.events.put
         return self.start()  # None when a front end takes the events
 
@@ -221,8 +365,9 @@ class Debugger:
         return self._stepper
 
     def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
+        """Wait for the model thread to end (its hooks are off by then)."""
+        if self._ended is not None and self._worker != threading.get_ident():
+            self._ended.wait(timeout)
 
     @property
     def trace(self) -> Trace:

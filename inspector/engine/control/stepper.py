@@ -13,7 +13,7 @@ an error or the end), run to a module (path glob), quit.
 
 from __future__ import annotations
 
-import threading
+import queue
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,8 +78,13 @@ class Stepper:
 
     def __post_init__(self) -> None:
         self._goal = _Goal("into" if self.stop_at_start else "continue")
-        self._cond = threading.Condition()
-        self._command: tuple[str, str] | None = None
+        # Commands reach the paused model thread through a SimpleQueue, never a Condition:
+        # its put and get are each one call into C, so a Ctrl+C in the sending thread lands
+        # before or after a command, never inside a lock (a KeyboardInterrupt within
+        # Condition.__enter__ keeps the lock held for good; one within Condition.wait's lock
+        # juggling comes out as "RuntimeError: release unlocked lock"), and it is safe to
+        # call from a signal handler.
+        self._inbox: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
         self._quit = False
         self._abort = False
         self._interrupt = False
@@ -219,20 +224,20 @@ class Stepper:
         if self.pass_source is not None:
             self.pass_index = self.pass_source()
         pause = Pause(call, phase, reason, tuple(self.calls), self.pass_index, diagnosis)
-        with self._cond:
-            if self._quit:  # released while this pause was being made: nobody will answer
-                kind, arg = self._command or ("detach", "")
-                self._apply(kind, arg, pause)
-                if self._abort:
-                    raise Stop("the debugger quit")
-                return
-            self.paused = pause
-            self._command = None
-        self.on_pause(pause)
-        with self._cond:
-            while self._command is None and not self._quit:
-                self._cond.wait()
-            kind, arg = self._command or ("detach", "")
+        sent = self._latest()  # sent while nothing was paused: no answer to this pause
+        if self._quit:  # released while this pause was being made: nobody will answer
+            kind, arg = self._latest() or sent or ("detach", "")
+            self._apply(kind, arg, pause)
+            if self._abort:
+                raise Stop("the debugger quit")
+            return
+        self.paused = pause
+        try:
+            self.on_pause(pause)
+            # release() always sends a command after setting _quit: one get never misses it
+            kind, arg = self._inbox.get()
+            kind, arg = self._latest() or (kind, arg)  # the last word wins, as release's does
+        finally:
             self.paused = None
         self._apply(kind, arg, pause)
         if self._abort:
@@ -240,6 +245,15 @@ class Stepper:
         if self._interrupt:
             self._interrupt = False
             raise KeyboardInterrupt
+
+    def _latest(self) -> tuple[str, str] | None:
+        """The last command waiting, the earlier ones dropped; None when none waits."""
+        latest = None
+        while True:
+            try:
+                latest = self._inbox.get_nowait()
+            except queue.Empty:
+                return latest
 
     def _apply(self, kind: str, arg: str, pause: Pause) -> None:
         call = pause.call
@@ -292,17 +306,16 @@ class Stepper:
         """
         if kind not in ("into", "over", "out", "continue", "to", "detach", "abort", "interrupt"):
             raise ValueError(f"unknown stepper command {kind!r}")
-        with self._cond:
-            self._command = (kind, arg)
-            self._cond.notify_all()
+        self._inbox.put((kind, arg))  # one call: a Ctrl+C lands before or after it
 
     def release(self, abort: bool = False) -> None:
-        """Never block again (the front end went away); wake a paused model thread."""
+        """Never block again (the front end went away); wake a paused model thread.
+
+        Takes no lock: safe from a signal handler, and from a thread a Ctrl+C may interrupt.
+        """
+        self._abort = self._abort or abort  # before _quit: a pause that sees _quit sees this
         self._quit = True
-        self._abort = self._abort or abort
-        with self._cond:
-            self._command = ("abort" if abort else "detach", "")
-            self._cond.notify_all()
+        self._inbox.put(("abort" if abort else "detach", ""))
 
 
 def explain_recorded(recorder: Recorder, call: Call) -> Diagnosis | None:
