@@ -1038,6 +1038,28 @@ def build_wide_regressor():
     return WideRegressor(), (torch.randn(4, 5), torch.randn(4)), {}
 
 
+class SmallImageNet(nn.Module):
+    """A CNN given one image without its batch dim: conv accepts it unbatched, and
+    x.view(x.size(0), -1) takes the 8 channels for a batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(8 * 16 * 16, 10)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.conv(x)))
+        x = x.view(x.size(0), -1)
+        return self.fc(x)
+
+
+def build_unbatched_image():
+    torch.manual_seed(0)
+    image = torch.randn(3, 32, 32)  # BUG
+    return SmallImageNet(), (image,), {}
+
+
 MORE: list[Broken] = [
     # per-token heads
     Broken(
@@ -1533,5 +1555,14 @@ MORE: list[Broken] = [
         words=("out = nn.Linear(32, 1)", "squeeze(-1)"),
         absent=("batch size",),
         note="(4, 10) predictions for (4,) targets: the head should give one value",
+    ),
+    Broken(
+        "one_image_without_its_batch_dim",
+        build_unbatched_image,
+        module="fc",
+        fix_numbers=("1", "3", "32"),
+        words=("x.unsqueeze(0) gives (1, 3, 32, 32)", "no batch dim"),
+        absent=("nn.Linear(256",),
+        note="(3, 32, 32) into a CNN: conv runs unbatched, the head gets (8, 256)",
     ),
 ]

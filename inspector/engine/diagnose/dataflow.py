@@ -74,6 +74,7 @@ class Walk:
         self.recorder: Any = None  # walked.Recorder: calls the record lacks are added to it
         self.overrides: dict[int, nn.Module] = {}  # id of a live layer -> the layer in its place
         self.verifying = False  # past the failure: calls that failed are walked again
+        self.fresh = False  # the inputs differ from the record's: no recorded output holds
         self.seen: list[tuple[nn.Module, list[Any]]] = []  # each module call met, its args
 
     # -- entry points -----------------------------------------------------------------
@@ -206,7 +207,7 @@ class Walk:
 
     def _recorded(self, scope: Scope, module: nn.Module, step: Step) -> Call | None:
         parent = scope.call.seq if scope.call is not None else None
-        if parent is None:
+        if parent is None or self.fresh:
             return None
         for call in self.trace.calls[parent + 1 :]:
             if call.parent != parent or call.seq in self.used:

@@ -25,6 +25,7 @@ from inspector.engine.diagnose import (
     spatial,
     squeezed,
     tuples,
+    unbatched,
 )
 from inspector.engine.diagnose.context import Context, Explanation
 from inspector.engine.diagnose.locate import FailedOp, failing_op, user_line
@@ -41,6 +42,7 @@ Family = Callable[[Context], "Explanation | None"]
 FAMILIES: tuple[Family, ...] = (
     tuples.explain_tuple_input,
     squeezed.explain_squeezed_batch,
+    unbatched.explain_unbatched_image,
     ops.explain_dtype_device,
     misaligned.explain_misaligned_input,
     config_inputs.explain_sequence_length,

@@ -62,7 +62,7 @@ def check_fixes(ctx: Context, ex: Explanation) -> None:
             change = (
                 _layer_text(replacement.fix)
                 if isinstance(replacement, Replacement)
-                else f"{replacement.name} changed so"
+                else f"{replacement.name} changed as the fix says,"
             )
             ex.details.append(
                 f"checked on the recorded shapes: with {change} the forward runs to its "
@@ -131,6 +131,8 @@ def _walk_with(
         walk.overrides = {id(fix.module): built}
     elif not _change_input(forward, inputs, kwargs, fix):
         return None
+    else:
+        walk.fresh = True  # every layer worked out again from the changed input
     walk.verifying = True
     found: list[Any] = []
     previous, Failures.active = Failures.active, found
