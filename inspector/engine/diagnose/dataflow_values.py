@@ -504,7 +504,9 @@ def layer_on_meta(module: nn.Module, args: list[Any], kwargs: dict[str, Any],
         with torch.no_grad():
             return type(module).forward(twin, *meta_args, **meta_kwargs)
     except Exception as error:
-        note_failure(step, error, stands_for if stands_for is not None else module)
+        layer = stands_for if stands_for is not None else module
+        shapes = [tuple(a.shape) for a in meta_args if isinstance(a, torch.Tensor)]
+        note_failure(step, _given(layer, shapes, error), layer)
         return UNKNOWN
 
 
@@ -513,6 +515,23 @@ class Failures:
     the place where the fixed pass would still fail."""
 
     active: list[tuple[Step | None, str, Any]] | None = None  # (where, message, layer)
+
+
+def _given(layer: Any, shapes: list[tuple[int, ...]], error: BaseException) -> BaseException:
+    """A layer's failure in words: what it is and what it was given (`Linear(in_features=64,
+    out_features=10, bias=True) gets (2, 50)`); torch's own message for anything else."""
+    try:
+        made = f"{type(layer).__name__}({layer.extra_repr()})" if is_library(type(layer)) else ""
+    except Exception:
+        made = type(layer).__name__
+    if made and shapes:
+        given = ", ".join(_shape_text(s) for s in shapes)
+        return RuntimeError(f"{made} gets {given}")
+    return error
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
 def note_failure(step: Step | None, error: BaseException, module: Any = None) -> None:

@@ -183,7 +183,7 @@ def test_a_second_mismatch_after_the_fix_is_named_and_the_fix_kept() -> None:
     assert diag.fixes[0] == "fc1 = nn.Linear(80, 50)", str(diag)
     text = str(diag)
     assert "the pass gets further, and then `self.fc2(" in text
-    assert "[2, 50] X [64, 10]" in text  # the next mismatch, in numbers
+    assert "Linear(in_features=64, out_features=10, bias=True) gets (2, 50)" in text  # in numbers
     try:
         with inspector.explain():
             TwoHeads()(torch.randn(2, 80))
