@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -79,6 +80,7 @@ def check_7b() -> dict[str, float]:
 
 def diagnose_cost(repeats: int, batch: int) -> dict[str, float]:
     import inspector
+    from inspector.engine.api import explain_traceback
     from inspector.engine.diagnose import errors
 
     model = resnet50()
@@ -96,11 +98,47 @@ def diagnose_cost(repeats: int, batch: int) -> dict[str, float]:
             traced.append(time.perf_counter() - start)
             diag.append(errors.last_duration_ms)
             assert t.diagnosis is not None and t.diagnosis.module == "fc"
+        walked, checks = [], []
+        for _ in range(repeats):
+            try:
+                model(x)
+            except RuntimeError as error:
+                failed = error
+            spent: list[float] = []
+            with _timed_fix_checks(spent):
+                start = time.perf_counter()
+                found = explain_traceback(failed, model)
+                walked.append(time.perf_counter() - start)
+            assert found is not None and found.module == "fc"
+            checks.append(sum(spent))
     return {
         "plain_failing_forward_ms": statistics.median(plain) * 1e3,
         "trace_with_diagnosis_ms": statistics.median(traced) * 1e3,
         "diagnosis_ms": statistics.median(diag),
+        "explain_ms": statistics.median(walked) * 1e3,
+        "fix_check_ms": statistics.median(checks),
     }
+
+
+@contextlib.contextmanager
+def _timed_fix_checks(spent: list[float]) -> Any:
+    """Add the time of each fix check (the walk of the pass with the fixed layer) to `spent`."""
+    from inspector.engine.diagnose import verify
+
+    original = verify._walk_with
+
+    def timed(*args: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return original(*args)
+        finally:
+            spent.append((time.perf_counter() - start) * 1e3)
+
+    verify._walk_with = timed  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        verify._walk_with = original  # type: ignore[assignment]
 
 
 def main() -> None:
@@ -128,7 +166,9 @@ def main() -> None:
         f"ResNet-50 b{batch} failing at fc: plain failing forward "
         f"{d['plain_failing_forward_ms']:.0f} ms, trace + diagnosis "
         f"{d['trace_with_diagnosis_ms']:.0f} ms, of which the diagnosis "
-        f"{d['diagnosis_ms']:.2f} ms (median of {repeats})"
+        f"{d['diagnosis_ms']:.2f} ms (median of {repeats}); explain() of the same error "
+        f"(the walk of each failing forward, the diagnosis, the fix check) "
+        f"{d['explain_ms']:.1f} ms, of which the fix check {d['fix_check_ms']:.1f} ms"
     )
 
 
