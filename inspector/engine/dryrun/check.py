@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import nn
 
 from inspector.engine.capture.hooks import DeferredInterrupts
@@ -117,6 +118,8 @@ def check(
     try:
         with interrupts, fake:
             run.fake = fake
+            given = [t for t in (*args_or_shapes, *kwargs.values()) if isinstance(t, torch.Tensor)]
+            run.meta_inputs = bool(given) and all(t.device.type == "meta" for t in given)
             try:
                 args, fake_kwargs, fake_target = dry_inputs(
                     fake, args_or_shapes, kwargs, target, device

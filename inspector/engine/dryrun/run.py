@@ -55,6 +55,7 @@ class DryRun:
         self._leaves: set[int] = set()
         self._gaps: set[tuple[str, str]] = set()  # (module, op) already noted
         self._explaining = False  # a diagnosis replays the failing layer: let that one raise
+        self.meta_inputs = False  # the caller's tensors are all on meta: no values to check
 
     @contextmanager
     def substituting(self, model: nn.Module, loss_fn: Any) -> Iterator[None]:
@@ -199,14 +200,24 @@ class DryRun:
         if (where, "ids") in self._gaps:
             return
         self._gaps.add((where, "ids"))
+        if self._meta_inputs():
+            why = "the model's inputs are on the meta device: there are no values to check"
+            more = "pass the ids as real integer tensors to have them checked"
+        else:
+            why = "they are computed from values a dry run does not have"
+            more = (
+                "ids passed in as integer tensors are checked for real; these come from "
+                "float activations (an argmax, a router)"
+            )
         self.findings.append(
             Diagnosis(kind="warning", module=where, code="not-verified",
                       summary=f"not verified: ids were not checked against {where or '(root)'} "
-                              f"({rows} rows): they are computed from values a dry run "
-                              "does not have",
-                      details=("ids passed in as integer tensors are checked for real; these "
-                               "come from float activations (an argmax, a router)",))
+                              f"({rows} rows): {why}",
+                      details=(more,))
         )  # fmt: skip
+
+    def _meta_inputs(self) -> bool:
+        return self.meta_inputs
 
     def guard_real(self, func: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, ...]:
         """An in-place op on a real tensor met in the run (a global, a tensor in a list):
