@@ -151,14 +151,38 @@ def py_builtin(function: Any, args: list[Any]) -> Any:
 
 
 def is_torch_function(target: Any) -> bool:
-    """A function of torch's (`F.relu`, `torch.cat`): its arguments are only ever meta
-    tensors, numbers, dtypes and tuples of them, so no user code can be reached from it."""
+    """A tensor function of torch's (`F.relu`, `torch.cat`): its arguments are only ever meta
+    tensors, numbers, dtypes and tuples of them, so no user code can be reached from it. Only
+    the tensor-math namespaces count, and none of their functions that set process state
+    (the RNG, defaults, flags, threads) or touch files: the walk must leave the program as
+    it was."""
     if type(target) not in (FunctionType, BuiltinFunctionType, METHOD_DESCRIPTOR):
         return False
-    module = target.__module__ or ""
-    if not module.startswith("torch"):
+    name = getattr(target, "__name__", "") or ""
+    if type(target) is METHOD_DESCRIPTOR:  # Tensor.view called unbound: a tensor method
+        return getattr(target, "__objclass__", None) is torch._C.TensorBase and not (
+            name.startswith("_") or name in DATA_METHODS
+        )
+    module = getattr(target, "__module__", "") or ""
+    if module not in _TENSOR_MATH:
         return False
-    return not module.startswith(("torch.distributed", "torch.utils", "torch.autograd"))
+    return not name.startswith(_STATEFUL)
+
+
+# Where torch's tensor math lives (builtins of torch._C report these or no module at all).
+_TENSOR_MATH = frozenset((
+    "torch", "torch.functional", "torch.nn.functional", "torch._C._nn",
+    "torch._C._VariableFunctions", "torch._C._linalg", "torch._C._special", "torch._C._fft",
+    "torch.fft", "torch.linalg", "torch.special", "torch._tensor", "torch.nn.modules.utils",
+))  # fmt: skip
+# Names that set or read process state, or do I/O: never called by the walk.
+_STATEFUL = (
+    "set_", "manual_seed", "seed", "initial_seed", "get_rng", "random", "save", "load",
+    "compile", "use_deterministic", "are_deterministic", "is_grad", "enable_grad", "no_grad",
+    "inference_mode", "autocast", "get_default", "get_num", "init_num", "from_file",
+    "from_numpy", "frombuffer", "asarray", "export", "jit", "vmap", "cond", "while_loop",
+    "_", "is_", "compiled_with", "get_", "typename", "cuda", "mps", "xpu", "profiler",
+)  # fmt: skip
 
 
 METHOD_DESCRIPTOR = type(torch.Tensor.view)

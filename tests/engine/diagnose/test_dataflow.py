@@ -4,6 +4,7 @@ property or helper of the user's is called while a failure is explained."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -228,3 +229,32 @@ def test_a_fix_that_holds_says_so_with_the_output() -> None:
     assert diag is not None
     assert "fc1 = nn.Linear(320, 50)" in diag.fixes[0]
     assert "with fc1 = nn.Linear(320, 50) the forward runs to its output (4, 10)" in str(diag)
+
+
+class Seeder(nn.Module):
+    """A forward that sets process state (the RNG seed, the default dtype) before it fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.out = nn.Linear(5, 2)
+
+    def forward(self, x):
+        torch.manual_seed(123)
+        torch.set_default_dtype(torch.float32)
+        noise = torch.randn(x.shape)
+        return self.out(self.fc(x + noise))
+
+
+def test_the_walk_leaves_process_state_as_the_plain_run_left_it() -> None:
+    """The walk evaluates torch's tensor math on meta tensors, never a function that sets
+    state: after explain(), the RNG is where the plain failing run left it."""
+    torch.manual_seed(7)
+    with pytest.raises(RuntimeError):
+        Seeder()(torch.randn(2, 4))
+    plain = torch.get_rng_state().clone()
+    torch.manual_seed(7)
+    with pytest.raises(RuntimeError) as raised, inspector.explain():
+        Seeder()(torch.randn(2, 4))
+    assert torch.equal(torch.get_rng_state(), plain)
+    assert "out expects 5 input features" in raised.value.__notes__[0]
