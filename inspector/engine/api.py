@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any, Literal
@@ -152,7 +153,9 @@ def _walked(error: BaseException, chain: list[Any], root: nn.Module) -> Any:
     try:
         from inspector.engine.diagnose.walked import walked_trace
 
-        return walked_trace(error, chain, root)
+        with warnings.catch_warnings():  # torch's warnings on the meta shapes are not the user's
+            warnings.simplefilter("ignore")
+            return walked_trace(error, chain, root)
     except Exception:  # the walk is a bonus: the chain alone still explains
         return None
 

@@ -8,6 +8,7 @@ recognises the failure, the finding still names the module, the line and the op.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -176,7 +177,9 @@ def _recorded_outputs(trace: Trace, seq: int, modules: list[Any]) -> Callable[[A
 
 def _explain(ctx: Context) -> Explanation | None:
     # The explainers read shapes of the live tensors: a subclass's own code never sees it.
-    with torch._C.DisableTorchFunctionSubclass():
+    # torch's warnings about the shapes they try on meta tensors are theirs, not the user's.
+    with torch._C.DisableTorchFunctionSubclass(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         for family in FAMILIES:
             try:
                 found = family(ctx)
