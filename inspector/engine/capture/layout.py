@@ -48,12 +48,19 @@ class Layout:
         self.entries = entries
 
     def modules(self) -> list[nn.Module] | None:
-        """The modules to hook, in order, when nothing below the root changed; else None."""
+        """The modules to hook, in order, when nothing below the root changed; else None
+        (also when a check cannot be made: the walk then runs as for a new model)."""
         if self.entries is None:
             return None
+        try:
+            return self._unchanged(self.entries)
+        except Exception:
+            return None
+
+    def _unchanged(self, entries: list[tuple[Any, ...]]) -> list[nn.Module] | None:
         modules: list[nn.Module] = []
         append = modules.append
-        for ref, kind, _, children, params, *_ in self.entries:
+        for ref, kind, _, children, params, *_ in entries:
             module = ref()
             if module is None or type(module) is not kind:
                 return None
