@@ -75,7 +75,17 @@ class Session:
     def detach(self) -> None:
         """Remove every hook and never stop again. Safe to call twice, from any thread; a
         KeyboardInterrupt landing inside is raised once all of it is done."""
-        until_done(self._detach)
+        # The retry is written out here, not called: an interrupt landing as a helper's
+        # frame starts would skip its try and leave the hooks on.
+        interrupted: KeyboardInterrupt | None = None
+        while True:
+            try:
+                self._detach()
+                break
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+        if interrupted is not None:
+            raise interrupted
 
     def _detach(self) -> None:
         self.recorder.detach()  # the hooks first: nothing else matters as much
@@ -92,4 +102,12 @@ class Session:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.detach()
+        interrupted: KeyboardInterrupt | None = None
+        while True:  # as in detach(), written out: no frame to enter before the try
+            try:
+                self._detach()
+                break
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+        if interrupted is not None:
+            raise interrupted
