@@ -85,12 +85,33 @@ def mask_mismatch(trace: Trace, modules: Sequence[Any] = ()) -> list[Diagnosis]:
 def _positional(root: Any, modules: Sequence[Any]) -> list[tuple[str, Any]]:
     """The root call's positional inputs under the names its forward gives them."""
     live = modules[root.seq]() if root.seq < len(modules) else None
-    forward = getattr(live, "forward", None)
-    if forward is None or not root.inputs:
+    if live is None or not root.inputs:
         return []
-    try:
-        params = list(inspect.signature(forward).parameters.values())
-    except (TypeError, ValueError):
-        return []
-    names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    own = vars(live).get("forward")  # a forward set on the instance: read it there
+    names = _signature_names(own, bound=True) if own is not None else _positional_names(
+        type(live)
+    )  # fmt: skip
     return list(zip(names, root.inputs, strict=False))
+
+
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _positional_names(cls: type) -> tuple[str, ...]:
+    """The positional parameter names of a module class's forward, once per class."""
+    if cls in _NAMES:
+        return _NAMES[cls]
+    names = _signature_names(getattr(cls, "forward", None), bound=False)
+    if len(_NAMES) < 512:
+        _NAMES[cls] = names
+    return names
+
+
+def _signature_names(function: Any, bound: bool) -> tuple[str, ...]:
+    try:
+        params = list(inspect.signature(function).parameters.values())
+    except (TypeError, ValueError):
+        return ()
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    names = tuple(p.name for p in params if p.kind in kinds)
+    return names if bound else names[1:]

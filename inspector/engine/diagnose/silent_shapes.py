@@ -130,6 +130,7 @@ def heads_floor(trace: Trace, modules: Sequence[Any] = ()) -> list[Diagnosis]:
 
 _WIDTH = ("embed_dim", "hidden_size", "d_model", "dim", "n_embd")
 _HEADS = ("num_heads", "n_heads", "num_attention_heads", "n_head", "heads")
+_ANY_HEADS = frozenset(_HEADS)
 _SIZE = ("head_dim", "attention_head_size", "d_head", "head_size", "dim_head")
 
 
@@ -138,6 +139,8 @@ def _head_numbers(module: nn.Module) -> tuple[int, int, int, str] | None:
     width // heads and heads does not divide the width; None otherwise (or when the
     attributes are not all there)."""
     own = vars(module)
+    if own.keys().isdisjoint(_ANY_HEADS):
+        return None  # most modules: no number of heads at all
     width = next((own[a] for a in _WIDTH if type(own.get(a)) is int), None)
     heads = next((own[a] for a in _HEADS if type(own.get(a)) is int), None)
     attr = next((a for a in _SIZE if type(own.get(a)) is int), None)
