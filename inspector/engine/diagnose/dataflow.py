@@ -21,6 +21,7 @@ known this way is UNKNOWN, and the walk goes on without it.
 from __future__ import annotations
 
 import ast
+import time
 from dataclasses import dataclass
 from types import CodeType, FrameType, FunctionType
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,8 @@ from inspector.engine.records import Struct
 if TYPE_CHECKING:
     from inspector.engine.records import Call, Trace
 
+MAX_SECONDS = 2.0  # wall time one walk may take, whatever the model
+
 __all__ = ["UNKNOWN", "Change", "Step", "Stopped", "Tensor", "Walk", "layer_on_meta",
            "where_dim_became"]  # fmt: skip
 
@@ -70,6 +73,7 @@ class Walk:
         self.modules = modules  # weak references to each recorded call's module, by seq
         self.steps = 0  # statements walked in the current function
         self.total = 0  # statements walked in all
+        self.deadline = time.perf_counter() + MAX_SECONDS  # an explanation stays quick
         self.used: set[int] = set()  # recorded calls already matched to a walked call
         self.recorder: Any = None  # walked.Recorder: calls the record lacks are added to it
         self.overrides: dict[int, nn.Module] = {}  # id of a live layer -> the layer in its place

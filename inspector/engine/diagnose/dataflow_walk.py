@@ -8,6 +8,7 @@ import builtins
 import inspect
 import linecache
 import textwrap
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import BuiltinFunctionType, CodeType, FunctionType
@@ -141,6 +142,8 @@ class Scope:
         self.walk.total += 1
         if self.walk.steps > MAX_STEPS or self.walk.total > MAX_TOTAL:
             raise RuntimeError("walk too long")
+        if self.walk.total % 256 == 0 and time.perf_counter() > self.walk.deadline:
+            raise RuntimeError("walk too slow")
         compound = isinstance(stmt, (ast.If, ast.For, ast.While, ast.With, ast.Try))
         stop = self._contains_stop(stmt) and not compound
         if stop and (self.real is None or consistent(env, self.real)):
