@@ -1060,6 +1060,57 @@ def build_unbatched_image():
     return SmallImageNet(), (image,), {}
 
 
+class HardCodedBatch(nn.Module):
+    """x.view(32, -1) written for a batch of 32: a smaller last batch folds into 32 rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.fc = nn.Linear(4 * 26 * 26, 10)
+
+    def forward(self, x):
+        x = F.relu(self.conv(x))
+        x = x.view(32, -1)  # BUG
+        return self.fc(x)
+
+
+def build_hard_coded_batch():
+    torch.manual_seed(0)
+    return HardCodedBatch(), (torch.randn(8, 1, 28, 28),), {}
+
+
+class FloatClassIds(nn.Module):
+    """Class indices kept as floats for cross_entropy."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x, y):
+        return F.cross_entropy(self.fc(x), y)  # BUG
+
+
+def build_float_class_ids():
+    torch.manual_seed(0)
+    return FloatClassIds(), (torch.randn(3, 4), torch.tensor([0.0, 2.0, 1.0])), {}
+
+
+class ProbabilityHead(nn.Module):
+    """softmax over dim=1, written for a batch, given one sample without its batch dim."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return F.softmax(self.fc(x), dim=1)  # BUG
+
+
+def build_unbatched_sample():
+    torch.manual_seed(0)
+    return ProbabilityHead(), (torch.randn(4),), {}
+
+
 MORE: list[Broken] = [
     # per-token heads
     Broken(
@@ -1564,5 +1615,33 @@ MORE: list[Broken] = [
         words=("x.unsqueeze(0) gives (1, 3, 32, 32)", "no batch dim"),
         absent=("nn.Linear(256",),
         note="(3, 32, 32) into a CNN: conv runs unbatched, the head gets (8, 256)",
+    ),
+    Broken(
+        "batch_hard_coded_in_a_view",
+        build_hard_coded_batch,
+        module="fc",
+        fix_numbers=("8", "2704", "32"),
+        op="linear",
+        words=("x.view(x.size(0), -1) gives (8, 2704)",),
+        absent=("nn.Linear(676",),
+        note="x.view(32, -1) on a batch of 8: 32 rows of 676 for a layer built for 2704",
+    ),
+    Broken(
+        "class_indices_as_floats",
+        build_float_class_ids,
+        module="",
+        fix_numbers=("3",),
+        op="cross_entropy",
+        words=("target.long()",),
+        note="cross_entropy with float class indices: .long()",
+    ),
+    Broken(
+        "one_sample_without_batch_dim_into_softmax",
+        build_unbatched_sample,
+        module="",
+        fix_numbers=("1", "4"),
+        op="softmax",
+        words=("x.unsqueeze(0) gives (1, 4)", "dim=-1"),
+        note="(4,) into a head that takes softmax over dim 1",
     ),
 ]

@@ -62,6 +62,7 @@ FAMILIES: tuple[Family, ...] = (
     ops.explain_cat,
     embeddings.explain_position_parameter,
     ops.explain_broadcast,
+    ops.explain_dim_range,
     checks.explain_check,
 )
 

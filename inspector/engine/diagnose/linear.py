@@ -10,7 +10,9 @@ in_features needs its channels moved last.
 
 from __future__ import annotations
 
+import linecache
 import math
+from typing import Any
 
 from torch import nn
 
@@ -22,9 +24,10 @@ from inspector.engine.diagnose.context import (
     producer_call,
     product,
 )
+from inspector.engine.diagnose.history import history
 from inspector.engine.diagnose.inputs import config_value
 from inspector.engine.diagnose.losses import shape_maker
-from inspector.engine.records import Call, TensorInfo, first_tensor
+from inspector.engine.records import Call, SourceLine, TensorInfo, first_tensor
 from inspector.engine.records import format_shape as fmt
 
 
@@ -43,6 +46,8 @@ def explain_linear(ctx: Context) -> Explanation | None:
         summary=f"{name} expects {in_f} input features but its input {fmt(shape)} has {k}",
         code="linear-in-features",
     )
+    if x.dim() == 2 and _batch_in_the_view(ctx, ex, x, in_f):
+        return ex
     base = producer_call(ctx.trace, info)
     ex.details.append(f"{k} comes from {ctx.origin(info)}{_width_reason(ctx, base, k)}")
     if x.dim() > 2:
@@ -63,6 +68,45 @@ def explain_linear(ctx: Context) -> Explanation | None:
             f"input {fmt(shape)} should have {in_f} features per sample"
         )
     return ex
+
+
+def _batch_in_the_view(ctx: Context, ex: Explanation, x: Any, in_f: int) -> bool:
+    """A view that fixed the number of rows (`x.view(32, -1)`) where the batch was meant: the
+    tensor before it had the model's batch and exactly the features the layer expects per
+    sample, so the view, not the layer, is wrong."""
+    value = history(ctx, x)
+    root = ctx.trace.calls[0] if ctx.trace.calls else None
+    data = first_tensor(root.inputs) if root is not None and root.inputs else None
+    if value is None or data is None or not data.shape:
+        return False
+    batch = data.shape[0]
+    for t in value.lineage():
+        source = t.sources[0] if t.sources else None
+        if source is None or t.step is None or not t.view or not source.known:
+            continue
+        before = source.shape
+        if len(before) >= 2 and before[0] == batch and product(before[1:]) == in_f:
+            if t.shape[0] == batch:
+                return False
+            step = t.step
+            ex.line = SourceLine(step.file, step.lineno, _text(step), step.function)
+            ex.details.append(
+                f"`{step.expr}` at line {step.lineno} turns {fmt(before)} into {fmt(t.shape)}: "
+                f"{t.shape[0]} rows where the batch has {batch} samples of "
+                f"{dims_product_text(before[1:])} = {in_f} features, the {in_f} {ctx.name} "
+                "expects"
+            )
+            ex.fixes.append(
+                f"keep the batch: x.view(x.size(0), -1) gives ({batch}, {in_f}) (a fixed row "
+                "count breaks on any other batch size, such as a smaller last batch)"
+            )
+            ex.code = "batch-in-view"
+            return True
+    return False
+
+
+def _text(step: Any) -> str:
+    return linecache.getline(step.file, step.lineno).rstrip("\n")
 
 
 _SPATIAL = ("Conv", "MaxPool", "AvgPool", "AdaptiveAvgPool", "AdaptiveMaxPool", "BatchNorm2d",

@@ -146,6 +146,18 @@ def _class_loss(
     ctx: Context, kind: str, out: torch.Tensor, target: torch.Tensor
 ) -> Explanation | None:
     so, st = fmt(tuple(out.shape)), fmt(tuple(target.shape))
+    if target.is_floating_point() and out.dim() == target.dim() + 1:
+        dtype = str(target.dtype).removeprefix("torch.")
+        return Explanation(
+            summary=f"{kind} reads the target {st} as class indices (it has one dim fewer "
+            f"than the output {so}), but they are {dtype}: indices must be int64",
+            details=[
+                f"{kind} takes either class indices (int64, one per sample) or class "
+                "probabilities with the output's shape (float)"
+            ],
+            fixes=[f"target = target.long() (values in 0..{out.shape[1] - 1})"],
+            code="loss-target-dtype",
+        )
     same_rank = target.is_floating_point() and out.dim() == target.dim() >= 2
     if same_rank and out.shape[0] == target.shape[0] and out.shape[1] != target.shape[1]:
         return _class_probabilities(ctx, kind, out, target)

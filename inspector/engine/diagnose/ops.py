@@ -18,6 +18,7 @@ from inspector.engine.diagnose.context import (
 )
 from inspector.engine.diagnose.dataflow_values import Tensor
 from inspector.engine.diagnose.history import frame_operands, op_operands
+from inspector.engine.diagnose.inputs import named_inputs
 from inspector.engine.records import first_tensor
 from inspector.engine.records import format_shape as fmt
 
@@ -300,6 +301,48 @@ def _operand_name(ctx: Context, tensors: list[torch.Tensor], shape: tuple[int, .
                 if t.name and t.shape == shape:
                     return t.name
     return "the operand"
+
+
+def explain_dim_range(ctx: Context) -> Explanation | None:
+    """An op asked for a dim its operand does not have (`softmax(x, dim=1)` on a 1-D x):
+    most often the input came without its batch dim."""
+    op = ctx.op
+    tensors = ctx.op_tensors()
+    if op is None or not tensors or "out of range" not in ctx.message:
+        return None
+    dim = op.kwargs.get("dim")
+    if dim is None:
+        dim = next((a for a in op.args[1:] if type(a) is int), None)
+    x = tensors[0]
+    rank = x.dim()
+    if type(dim) is not int or -max(rank, 1) <= dim < max(rank, 1):
+        return None
+    shape = tuple(x.shape)
+    ex = Explanation(
+        summary=f"{op.name} over dim {dim} of {fmt(shape)}, which has {rank} dim"
+        f"{'s' if rank != 1 else ''} ({-rank}..{rank - 1})",
+        code="dim-range",
+    )
+    root = ctx.trace.calls[0] if ctx.trace.calls else None
+    data = first_tensor(root.inputs) if root is not None and root.inputs else None
+    names = named_inputs(ctx)
+    if data is not None and dim >= rank and data.ndim < dim + 1 + (data.ndim - rank):
+        given = next((n for n, i in names if i is data), names[0][0] if names else "x")
+        ex.details.append(
+            f"the model's input {fmt(data.shape)} has no batch dim, so every tensor after it "
+            "has one dim fewer than the code counts on"
+        )
+        ex.change_input(
+            f"{given}.unsqueeze(0) gives {fmt((1, *data.shape))}: a batch of one",
+            given,
+            lambda t: t.unsqueeze(0),
+        )
+    ex.fixes.append(
+        ("or " if ex.fixes else "")
+        + f"count the dim from the end: dim={dim - (rank + 1) if dim > 0 else dim} works "
+        "with and without a batch dim"
+    )
+    return ex
 
 
 def explain_cat(ctx: Context) -> Explanation | None:

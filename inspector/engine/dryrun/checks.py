@@ -55,7 +55,22 @@ def kernel_check(name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
         return _float_target(args, kwargs)
     if name in _SAME_DTYPE:
         return _same_dtype(name, args, kwargs)
+    if name == "softmax":
+        return _dim_in_range(args, kwargs)
     return None
+
+
+def _dim_in_range(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """softmax's dim, which the fake kernel does not check: torch's own IndexError."""
+    x, dim = _arg(args, kwargs, 0, "input"), _arg(args, kwargs, 1, "dim")
+    if not isinstance(x, torch.Tensor) or type(dim) is not int:
+        return None
+    rank = max(x.dim(), 1)
+    if -rank <= dim < rank:
+        return None
+    return IndexError(
+        f"Dimension out of range (expected to be in range of [{-rank}, {rank - 1}], but got {dim})"
+    )
 
 
 def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, key: str) -> Any:

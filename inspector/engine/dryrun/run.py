@@ -246,6 +246,8 @@ _CHECKED = {
     "conv1d": "conv1d",
     "conv2d": "conv2d",
     "conv3d": "conv3d",
+    "softmax": "softmax",
+    "log_softmax": "softmax",
 }
 
 
