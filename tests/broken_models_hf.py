@@ -138,6 +138,19 @@ def build_bert_ids_and_embeds():
     return _bert(), (), {"input_ids": ids, "inputs_embeds": embeds}
 
 
+def build_t5_without_decoder_inputs():
+    import transformers
+
+    _quiet()
+    options: dict[str, Any] = {
+        "vocab_size": 100, "d_model": 32, "d_kv": 16, "d_ff": 64, "num_layers": 1,
+        "num_heads": 2, "decoder_start_token_id": 0,
+    }  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.T5ForConditionalGeneration(transformers.T5Config(**options)).eval()
+    return model, (), {"input_ids": _ids(2, 8)}  # BUG
+
+
 def build_gpt2_short_labels():
     ids = _ids(2, 12)
     return _gpt2(), (), {"input_ids": ids, "labels": ids[:, :10]}  # BUG
@@ -563,5 +576,14 @@ HF: list[Broken] = [
         fix_numbers=(),
         words=("pass exactly one of input_ids and inputs_embeds",),
         note="input_ids and inputs_embeds both passed",
+    ),
+    Broken(
+        "hf_t5_without_decoder_inputs",
+        build_t5_without_decoder_inputs,
+        module="decoder",
+        fix_numbers=(),
+        words=("decoder_input_ids", "pass labels"),
+        absent=("exactly one of input_ids and inputs_embeds",),
+        note="a seq2seq forward without decoder_input_ids or labels",
     ),
 ]

@@ -10,6 +10,7 @@ of the frame with their shapes and says what value would pass the check.
 from __future__ import annotations
 
 import ast
+import inspect
 import linecache
 from types import FrameType, TracebackType
 from typing import Any
@@ -58,7 +59,7 @@ def explain_check(ctx: Context) -> Explanation | None:
     read = _sides(frame, test)
     given = _none_tests(frame, test)
     if read is None and given is not None:
-        return _which_given(ex, test, holds, given)
+        return _which_given(ex, test, holds, _as_the_model_names_them(ctx, given))
     if read is None:
         cond = ast.unparse(test)
         ex.details.append(f"the check {'asserts' if holds else 'raises when'} {cond}")
@@ -106,6 +107,21 @@ def _none_tests(frame: FrameType, test: ast.expr) -> dict[str, bool] | None:
     return names
 
 
+def _as_the_model_names_them(ctx: Context, given: dict[str, bool]) -> dict[str, bool]:
+    """A check in a submodule (a seq2seq model's `decoder`) on arguments the user passes to
+    the model under a prefixed name (`decoder_input_ids`): the model's names."""
+    if ctx.call.parent is None:
+        return given
+    prefix = ctx.call.path.rsplit(".", 1)[-1]
+    root = ctx.live_module(0)
+    try:  # through a decorator's functools.wraps to the forward as written
+        params = set(inspect.signature(type(root).forward).parameters)
+    except (TypeError, ValueError, AttributeError):
+        return given
+    renamed = {f"{prefix}_{name}": value for name, value in given.items()}
+    return renamed if all(name in params for name in renamed) else given
+
+
 def _which_given(ex: Explanation, test: ast.expr, holds: bool,
                  given: dict[str, bool]) -> Explanation:  # fmt: skip
     """A check on which arguments are passed: say which are, and what the check wants."""
@@ -126,6 +142,11 @@ def _which_given(ex: Explanation, test: ast.expr, holds: bool,
             f"pass exactly one of {a} and {b}"
             + (" (both are passed: drop one)" if len(passed) == 2 else " (neither is passed)")
         )
+        if not passed and a.startswith("decoder_"):
+            ex.fixes.append(
+                "or pass labels: a sequence-to-sequence model makes decoder_input_ids from "
+                "them (shifted right)"
+            )
     elif passed and not holds:
         ex.fixes.append(f"this call does not take {', '.join(passed)} here: leave it out")
     else:
