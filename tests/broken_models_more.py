@@ -1111,6 +1111,22 @@ def build_unbatched_sample():
     return ProbabilityHead(), (torch.randn(4),), {}
 
 
+class ScoresIntoBCE(nn.Module):
+    """A Linear's raw scores into binary_cross_entropy, which takes probabilities."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 1)
+
+    def forward(self, x, y):
+        return F.binary_cross_entropy(self.fc(x).squeeze(-1), y)  # BUG
+
+
+def build_scores_into_bce():
+    torch.manual_seed(0)
+    return ScoresIntoBCE(), (torch.randn(3, 4) * 5, torch.tensor([1.0, 0.0, 1.0])), {}
+
+
 MORE: list[Broken] = [
     # per-token heads
     Broken(
@@ -1643,5 +1659,14 @@ MORE: list[Broken] = [
         op="softmax",
         words=("x.unsqueeze(0) gives (1, 4)", "dim=-1"),
         note="(4,) into a head that takes softmax over dim 1",
+    ),
+    Broken(
+        "raw_scores_into_bce",
+        build_scores_into_bce,
+        module="",
+        fix_numbers=(),
+        op="binary_cross_entropy",
+        words=("BCEWithLogitsLoss", "torch.sigmoid"),
+        note="binary_cross_entropy on a Linear's raw scores",
     ),
 ]

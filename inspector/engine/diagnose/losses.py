@@ -72,6 +72,8 @@ def explain_loss(ctx: Context) -> Explanation | None:
             fixes=["target = target.float()"],
             code="loss-target-dtype",
         )
+    if kind == "BCELoss" and "between 0 and 1" in ctx.message:
+        return _bce_on_logits(ctx, out)
     if tuple(out.shape) == tuple(target.shape):
         return None
     so, st = fmt(tuple(out.shape)), fmt(tuple(target.shape))
@@ -112,6 +114,25 @@ def explain_loss(ctx: Context) -> Explanation | None:
             )
         return ex
     return _batch_mismatch(ctx, ex, out, target)
+
+
+def _bce_on_logits(ctx: Context, out: torch.Tensor) -> Explanation:
+    """BCELoss given raw scores: it takes probabilities (after a sigmoid)."""
+    ex = Explanation(
+        summary="BCELoss takes probabilities in [0, 1], but its input holds raw scores",
+        code="loss-bce-logits",
+    )
+    layer = _last_linear(ctx, out)
+    if layer is not None:
+        ex.details.append(
+            f"it comes from {_layer_name(ctx, layer)} (Linear) with no sigmoid after it"
+        )
+    ex.fixes.append(
+        "use nn.BCEWithLogitsLoss (F.binary_cross_entropy_with_logits) on the raw scores: "
+        "it applies the sigmoid itself, more stably"
+    )
+    ex.fixes.append("or torch.sigmoid(scores) before BCELoss")
+    return ex
 
 
 def _values_per_sample(

@@ -16,8 +16,9 @@ from tests.engine.diagnose.test_corpus import _hf_cases, check_words, diagnose_c
 CASES = MORE + _hf_cases()  # the first corpus's dry runs: tests/engine/dryrun
 
 # Position ids computed from the token values inside the model (RoBERTa counts from
-# padding_idx + 1 with a cumsum over the ids): fake tensors carry no values to read the start.
-NEEDS_VALUES = {"hf_roberta_positions_offset"}
+# padding_idx + 1 with a cumsum over the ids), and BCE's check that probabilities lie in
+# [0, 1] on a layer's output: fake tensors carry no values to read.
+NEEDS_VALUES = {"hf_roberta_positions_offset", "raw_scores_into_bce"}
 DRY = [c for c in CASES if c.kind == "error" and c.loss_fn is None and c.name not in NEEDS_VALUES]
 
 
