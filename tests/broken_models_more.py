@@ -1127,6 +1127,47 @@ def build_scores_into_bce():
     return ScoresIntoBCE(), (torch.randn(3, 4) * 5, torch.tensor([1.0, 0.0, 1.0])), {}
 
 
+class TrailingOneIds(nn.Module):
+    """Token ids with a trailing dim of 1 (as a data loader stacked them) into an LSTM."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(50, 8)
+        self.rnn = nn.LSTM(8, 16, batch_first=True)
+        self.fc = nn.Linear(16, 2)
+
+    def forward(self, ids):
+        out, _ = self.rnn(self.emb(ids))
+        return self.fc(out[:, -1])
+
+
+def build_trailing_one_ids():
+    torch.manual_seed(0)
+    ids = torch.randint(0, 50, (4, 9, 1))  # BUG
+    return TrailingOneIds(), (ids,), {}
+
+
+class KeysTransposedWrong(nn.Module):
+    """k.transpose(1, 2) on (B, H, T, d) keys: the heads and positions swap, not T and d."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(32, 96)
+        self.heads = 4
+
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, _ = self.qkv(x).split(d, dim=-1)
+        q = q.view(b, t, self.heads, d // self.heads).transpose(1, 2)
+        k = k.view(b, t, self.heads, d // self.heads).transpose(1, 2)
+        return q @ k.transpose(1, 2)  # BUG
+
+
+def build_keys_transposed_wrong():
+    torch.manual_seed(0)
+    return KeysTransposedWrong(), (torch.randn(2, 6, 32),), {}
+
+
 MORE: list[Broken] = [
     # per-token heads
     Broken(
@@ -1668,5 +1709,22 @@ MORE: list[Broken] = [
         op="binary_cross_entropy",
         words=("BCEWithLogitsLoss", "torch.sigmoid"),
         note="binary_cross_entropy on a Linear's raw scores",
+    ),
+    Broken(
+        "token_ids_with_a_trailing_one",
+        build_trailing_one_ids,
+        module="rnn",
+        fix_numbers=("4", "9"),
+        words=("ids.squeeze(-1) gives (4, 9)",),
+        note="(4, 9, 1) ids: the embedding gives (4, 9, 1, 8), a 4-D input for the LSTM",
+    ),
+    Broken(
+        "attention_keys_transposed_on_the_wrong_dims",
+        build_keys_transposed_wrong,
+        module="",
+        fix_numbers=("2", "4", "8", "6"),
+        words=("k.transpose(-2, -1) instead gives (2, 4, 8, 6)",),
+        absent=("b.transpose(-2, -1)",),
+        note="q @ k.transpose(1, 2) on 4-D keys: transpose(-2, -1)",
     ),
 ]

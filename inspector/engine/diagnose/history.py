@@ -76,9 +76,8 @@ def _frame_operands(ctx: Context) -> list[Any]:
         head = stopped.value(receiver.value)
         if isinstance(head, Tensor):
             found.append(head)
-    for attr in ("left", "right", "value"):  # a @, +, [] that raised
-        if hasattr(node, attr) and not parts:
-            parts.append(getattr(node, attr))
+    if not parts:  # a @, + or [] that raised: its operands, left to right
+        parts = [getattr(node, a) for a in ("left", "right", "value") if hasattr(node, a)]
     found.extend(stopped.value(p) for p in parts)
     return found
 
@@ -120,7 +119,7 @@ def _running_forward(ctx: Context) -> tuple[FrameType, int, int] | None:
     forward that called it is on the live stack, not in the error's traceback: the nearest
     frame that is the forward of one of the failing call's enclosing calls."""
     forwards = set()
-    seq = ctx.call.parent
+    seq: int | None = ctx.call.seq  # an op of the call's own forward, or a child it called
     while seq is not None:
         module = ctx.live_module(seq)
         code = getattr(getattr(type(module), "forward", None), "__code__", None)

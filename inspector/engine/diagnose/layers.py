@@ -18,7 +18,7 @@ from torch import nn
 from inspector.engine.diagnose.config_inputs import explain_conv_input, first_layer, input_rank
 from inspector.engine.diagnose.context import Context, Explanation, is_model_input, producer_call
 from inspector.engine.diagnose.history import history
-from inspector.engine.diagnose.inputs import name_of
+from inspector.engine.diagnose.inputs import name_of, named_inputs
 from inspector.engine.diagnose.losses import shape_maker
 from inspector.engine.records import SourceLine, first_tensor
 from inspector.engine.records import format_shape as fmt
@@ -127,6 +127,32 @@ def _conv_rank(ctx: Context, shape: tuple[int, ...], rank: int, layout: str) -> 
     else:
         ex.fixes.append(f"reshape the input to {layout} with C={c_in}")
     return ex
+
+
+def _ids_with_a_trailing_one(ctx: Context, ex: Explanation, x: Any) -> bool:
+    """Token ids shaped (B, T, 1): the embedding adds its features after the 1."""
+    value = history(ctx, x)
+    if value is None:
+        return False
+    for t in value.lineage():
+        if not isinstance(t.module, nn.Embedding) or not t.sources:
+            continue
+        ids = t.sources[0]
+        if not ids.known or len(ids.shape) < 3 or ids.shape[-1] != 1:
+            return False
+        name = ids.name or "ids"
+        ex.details.append(
+            f"{name} {fmt(ids.shape)} ends in a dim of 1, and the embedding adds its "
+            f"{t.shape[-1]} features after it: {fmt(t.shape)}"
+        )
+        given = {n for n, _ in named_inputs(ctx)}
+        text = f"{name}.squeeze(-1) gives {fmt(ids.shape[:-1])}, one id per position"
+        if ids.step is None and name in given:
+            ex.change_input(text, name, lambda t: t.squeeze(-1))
+        else:
+            ex.fixes.append(text)
+        return True
+    return False
 
 
 def _flattened_before(ctx: Context, ex: Explanation, shape: tuple[int, ...], c_in: int) -> bool:
@@ -266,11 +292,13 @@ def explain_rnn(ctx: Context) -> Explanation | None:
     shape = tuple(x.shape)
     if x.dim() not in (2, 3):
         order = "(batch, seq, feature)" if m.batch_first else "(seq, batch, feature)"
-        return Explanation(
+        ex = Explanation(
             summary=f"{name} ({kind}) expects a 3-D input {order} but got {fmt(shape)}",
-            fixes=[f"reshape the input to {order} with feature={m.input_size}"],
             code="rnn-input-rank",
         )
+        if not _ids_with_a_trailing_one(ctx, ex, x):
+            ex.fixes.append(f"reshape the input to {order} with feature={m.input_size}")
+        return ex
     if shape[-1] != m.input_size:
         ex = Explanation(
             summary=f"{name} expects input_size={m.input_size} but gets {shape[-1]} features "

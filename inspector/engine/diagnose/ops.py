@@ -200,11 +200,15 @@ def explain_matmul(ctx: Context) -> Explanation | None:
             f"equal the second's {'second-to-last' if b.dim() >= 2 else 'only'} dim ({k2})",
             code="matmul-inner",
         )
-        if b.dim() >= 2 and b.shape[-1] == k1:
-            bt = (*b.shape[:-2], b.shape[-1], b.shape[-2])
+        undone = _transposed_wrong(ctx, a, tensors)
+        if undone is not None:
+            ex.details.append(undone[0])
+            ex.fixes.append(undone[1])
+        elif b.dim() >= 2 and b.shape[-1] == k1 and _matmul_shape(a.shape, _swap(b.shape)):
+            bt = _swap(b.shape)
             ex.fixes.append(
-                f"transpose the second operand: b.transpose(-2, -1) is {fmt(tuple(bt))}, and "
-                f"{sa} @ {fmt(tuple(bt))} gives {fmt((*a.shape[:-1], b.shape[-2]))}"
+                f"transpose the second operand: b.transpose(-2, -1) is {fmt(bt)}, and "
+                f"{sa} @ {fmt(bt)} gives {fmt(_matmul_shape(a.shape, bt) or ())}"
             )
         elif a.dim() >= 2 and a.shape[-2] == k2:
             ex.fixes.append(f"transpose the first operand: a.transpose(-2, -1) has last dim {k2}")
@@ -220,6 +224,45 @@ def explain_matmul(ctx: Context) -> Explanation | None:
             code="matmul-batch",
         )
     return None
+
+
+def _swap(shape: Any) -> tuple[int, ...]:
+    return (*tuple(shape)[:-2], shape[-1], shape[-2])
+
+
+def _matmul_shape(a: Any, b: Any) -> tuple[int, ...] | None:
+    """What a @ b gives, by torch's own rules on meta tensors; None when it fails."""
+    try:
+        made = torch.matmul(
+            torch.empty(tuple(a), device="meta"), torch.empty(tuple(b), device="meta")
+        )
+    except RuntimeError:
+        return None
+    return tuple(made.shape)
+
+
+def _transposed_wrong(ctx: Context, a: Any, tensors: list[Any]) -> tuple[str, str] | None:
+    """The second operand made by a transpose of two dims that are not the last two (`k.
+    transpose(1, 2)` on a 4-D k): swapping the last two instead makes the product work."""
+    value = next((v for v in frame_operands(ctx)[1:] if isinstance(v, Tensor)), None)
+    if value is None or value.step is None or not value.sources:
+        return None
+    source = value.sources[0]
+    expr = value.step.expr
+    if not source.known or len(source.shape) < 3 or ".transpose(" not in expr:
+        return None
+    if tuple(value.shape) != tuple(tensors[1].shape):
+        return None
+    fixed = _swap(source.shape)
+    made = _matmul_shape(a.shape, fixed)
+    if made is None:
+        return None
+    head = expr.split(".transpose(", 1)[0]
+    return (
+        f"`{expr}` swaps dims that are not the last two of {fmt(source.shape)}",
+        f"{head}.transpose(-2, -1) instead gives {fmt(fixed)}, and "
+        f"{fmt(tuple(a.shape))} @ {fmt(fixed)} gives {fmt(made)}",
+    )
 
 
 def broadcast_mismatch(a: tuple[int, ...], b: tuple[int, ...]) -> list[tuple[int, int, int]]:
