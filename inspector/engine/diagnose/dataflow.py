@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from inspector.engine.capture.naming import is_library_file, source_line
+from inspector.engine.capture.naming import source_line
 from inspector.engine.diagnose.dataflow_values import (
     MAX_DEPTH,
     UNKNOWN,
@@ -364,17 +364,6 @@ def _checked(env: dict[str, Any], real: dict[str, Any]) -> dict[str, Any]:
                 value = from_real(actual, name)
         out[name] = value
     return out
-
-
-def user_frame(error: BaseException) -> tuple[FrameType, int] | None:
-    """The deepest frame of the user's code in the traceback, with its line."""
-    found = None
-    tb = error.__traceback__
-    while tb is not None:
-        if not is_library_file(tb.tb_frame.f_code.co_filename):
-            found = (tb.tb_frame, tb.tb_lineno)
-        tb = tb.tb_next
-    return found
 
 
 def inputs_as_values(

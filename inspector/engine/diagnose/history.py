@@ -17,7 +17,6 @@ import torch
 
 from inspector.engine.capture.naming import is_library_file
 from inspector.engine.diagnose.dataflow import (
-    Stopped,
     Tensor,
     Walk,
     inputs_as_values,
@@ -97,11 +96,6 @@ def op_operands(ctx: Context) -> list[Any]:
         elif i < len(walked) and isinstance(walked[i], Tensor) and len(walked) == len(live):
             out.append(walked[i].meta())
     return out
-
-
-def stopped_walk(ctx: Context) -> Stopped | None:
-    _frame_operands(ctx)
-    return ctx.cache.get("stopped")
 
 
 def _user_entry(tb: TracebackType | None) -> tuple[FrameType, int, int] | None:

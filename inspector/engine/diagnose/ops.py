@@ -17,8 +17,10 @@ from inspector.engine.diagnose.context import (
     product,
 )
 from inspector.engine.diagnose.dataflow_values import Tensor
+from inspector.engine.diagnose.fixes import InputChange
 from inspector.engine.diagnose.history import frame_operands, op_operands
 from inspector.engine.diagnose.inputs import named_inputs
+from inspector.engine.diagnose.verify import runs_through
 from inspector.engine.records import first_tensor
 from inspector.engine.records import format_shape as fmt
 
@@ -369,22 +371,31 @@ def explain_dim_range(ctx: Context) -> Explanation | None:
     root = ctx.trace.calls[0] if ctx.trace.calls else None
     data = first_tensor(root.inputs) if root is not None and root.inputs else None
     names = named_inputs(ctx)
-    if data is not None and dim >= rank and data.ndim < dim + 1 + (data.ndim - rank):
-        given = next((n for n, i in names if i is data), names[0][0] if names else "x")
-        ex.details.append(
-            f"the model's input {fmt(data.shape)} has no batch dim, so every tensor after it "
-            "has one dim fewer than the code counts on"
-        )
-        ex.change_input(
-            f"{given}.unsqueeze(0) gives {fmt((1, *data.shape))}: a batch of one",
-            given,
+    given = next((n for n, i in names if i is data), None)
+    one_sample = data is not None and data.ndim == 1 and given is not None and dim == rank
+    batch_of_one = (
+        InputChange(
+            f"{given}.unsqueeze(0) gives {fmt((1, *data.shape))}: a batch of one",  # type: ignore[union-attr]
+            str(given),
             lambda t: t.unsqueeze(0),
         )
-    ex.fixes.append(
-        ("or " if ex.fixes else "")
-        + f"count the dim from the end: dim={dim - (rank + 1) if dim > 0 else dim} works "
-        "with and without a batch dim"
+        if one_sample
+        else None
     )
+    if batch_of_one is not None and runs_through(ctx, batch_of_one):
+        # a single 1-D sample (a batch of features has 2 dims), and with the batch dim
+        # added the whole pass runs: the input, not the dim, is what is off
+        ex.details.append(
+            f"the model's input {fmt(data.shape)} has no batch dim, so every tensor after it "  # type: ignore[union-attr]
+            "has one dim fewer than the code counts on"
+        )
+        ex.change_input(batch_of_one.fix, batch_of_one.name, batch_of_one.change)
+        ex.fixes.append(
+            f"or count the dim from the end: dim={dim - (rank + 1)} works with and without a "
+            "batch dim"
+        )
+    else:
+        ex.fixes.append(f"use a dim {fmt(shape)} has: {-rank}..{rank - 1}")
     return ex
 
 

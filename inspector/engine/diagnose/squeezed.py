@@ -32,7 +32,8 @@ def explain_squeezed_batch(ctx: Context) -> Explanation | None:
     if squeezed is None:
         return None
     step, before = squeezed.step, squeezed.sources[0].shape
-    assert step is not None
+    if step is None:
+        return None
     name = ctx.name
     ex = Explanation(
         summary=f"{name} gets {fmt(tuple(x.shape))}: `{step.expr}` at line {step.lineno} "

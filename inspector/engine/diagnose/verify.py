@@ -17,7 +17,6 @@ from torch import nn
 from inspector.engine.diagnose.context import Context, Explanation, short_file
 from inspector.engine.diagnose.dataflow import Walk
 from inspector.engine.diagnose.dataflow_values import (
-    UNKNOWN,
     Failures,
     Obj,
     Tensor,
@@ -68,6 +67,16 @@ def check_fixes(ctx: Context, ex: Explanation) -> None:
                 f"checked on the recorded shapes: with {change} the forward runs to its "
                 f"output {output}"
             )
+
+
+def runs_through(ctx: Context, fix: Replacement | InputChange) -> bool:
+    """Whether the pass, walked with `fix`, reaches the model's output with nothing failing
+    (False also when the walk cannot tell)."""
+    try:
+        verdict = _walk_with(ctx, fix)
+    except Exception:
+        return False
+    return verdict is not None and verdict[0] is None and verdict[1] is not None
 
 
 def _where(step: Any) -> str:
@@ -171,6 +180,3 @@ def _change_input(forward: FunctionType, inputs: list[Any], kwargs: dict[str, An
     else:
         inputs[index] = made
     return True
-
-
-__all__ = ["UNKNOWN", "check_fixes"]

@@ -22,7 +22,7 @@ from torch import nn
 from inspector.engine.capture.describe import Describer
 from inspector.engine.capture.naming import module_line, source_line
 from inspector.engine.diagnose.dataflow import Walk
-from inspector.engine.diagnose.dataflow_values import UNKNOWN, Fields, Tensor, is_library
+from inspector.engine.diagnose.dataflow_values import Fields, Tensor, is_library
 from inspector.engine.records import Call, SourceLine, Struct, TensorInfo, Trace, Value
 
 MAX_CALLS = 5000  # calls recorded by one walk, at most
@@ -295,6 +295,3 @@ def _caller_site(error: BaseException) -> SourceLine | None:
         site = source_line(code.co_filename, tb.tb_lineno, code.co_name)
         tb = tb.tb_next
     return None
-
-
-__all__ = ["UNKNOWN", "Pending", "Recorder", "Walked", "walked_trace"]

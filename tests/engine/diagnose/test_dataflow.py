@@ -258,3 +258,21 @@ def test_the_walk_leaves_process_state_as_the_plain_run_left_it() -> None:
         Seeder()(torch.randn(2, 4))
     assert torch.equal(torch.get_rng_state(), plain)
     assert "out expects 5 input features" in raised.value.__notes__[0]
+
+
+class SumOverAMissingDim(nn.Module):
+    """A batched input and a dim the tensor never had: not a missing batch dim."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(x).softmax(dim=2)
+
+
+def test_a_dim_out_of_range_blames_the_input_only_when_a_batch_dim_fixes_the_pass() -> None:
+    diag = inspector.trace(SumOverAMissingDim(), torch.randn(5, 4)).diagnosis
+    assert diag is not None and diag.code == "dim-range", str(diag)
+    assert "no batch dim" not in str(diag)
+    assert diag.fixes == ("use a dim (5, 3) has: -2..1",)
