@@ -244,8 +244,10 @@ async def _drive(aiohttp: Any, port: str, url: str, out: Path) -> None:
             shown = await page.wait_for("paused before conv1 (Conv2d)", timeout=10)
             assert "conv1" in shown
             await page.press("c")  # continue: the pass fails at the stray view
-            shown = await page.wait_for("cannot reshape (4, 3, 16, 16)", timeout=10)
-            assert "paused after (root) (SeedCNN) · error" in shown
+            await page.wait_for("cannot reshape (4, 3, 16, 16)", timeout=10)
+            # the error box and the status line are painted in either order: wait for both
+            shown = await page.wait_for("paused after (root) (SeedCNN) · error", timeout=10)
+            assert "cannot reshape (4, 3, 16, 16)" in shown
             assert "x.flatten(1)" in shown  # the fix, in numbers
             shot = await page.call("Page.captureScreenshot", format="png")
             (out / "serve.png").write_bytes(base64.b64decode(shot["data"]))
