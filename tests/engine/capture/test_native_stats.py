@@ -52,21 +52,25 @@ CASES: dict[str, Callable[[], torch.Tensor]] = {
 }
 
 
-@pytest.fixture(params=["processor's code", "baseline code", "one thread"])
+@pytest.fixture(params=["processor's code", "AVX2 code", "baseline code", "one thread"])
 def kernel_code(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Both compiled versions of the kernel where the processor runs the wide one, and the
-    large arrays read in parts on the threads the kernel has (where it has more than one) or
-    whole on one."""
+    """Every compiled version of the kernel the processor runs (AVX-512, AVX2, the baseline),
+    and the large arrays read in parts on the threads the kernel has (where it has more than
+    one) or whole on one."""
     lib = native.kernel()
     assert lib is not None
     if request.param == "baseline code":
         assert lib.stats_wide(0) == 0
+    if request.param == "AVX2 code":
+        if lib.stats_wide(-1) < 1:
+            pytest.skip("the processor runs no AVX2")
+        assert lib.stats_wide(1) == 1
     if request.param == "one thread":
         lib.stats_threads(1)
     try:
         yield request.param
     finally:
-        lib.stats_wide(1)
+        lib.stats_wide(3)
         lib.stats_threads(0)
 
 
