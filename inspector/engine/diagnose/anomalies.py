@@ -15,7 +15,15 @@ from torch import nn
 
 from inspector.engine.capture.activity import RELU_FAMILY
 from inspector.engine.diagnose.context import producer_call, warning_about
-from inspector.engine.records import Call, Diagnosis, Stats, TensorInfo, format_shape, tensors_in
+from inspector.engine.records import (
+    Call,
+    Diagnosis,
+    Stats,
+    TensorInfo,
+    first_tensor,
+    format_shape,
+    tensors_in,
+)
 
 if TYPE_CHECKING:
     from inspector.engine.records import Trace
@@ -93,9 +101,9 @@ def nan_origin(trace: Trace) -> list[Diagnosis]:
     """The innermost call where NaN/Inf first appears (one finding, not one per layer)."""
     candidates = []
     for call in trace.calls:
-        ins = [i for v in call.inputs for i in tensors_in(v)]
-        outs = list(tensors_in(call.outputs)) if call.status == "ok" else []
-        if _finite(ins) and _bad(outs) is not None:
+        if call.status != "ok" or _bad(list(tensors_in(call.outputs))) is None:
+            continue  # the outputs first: nearly every call's are finite
+        if _finite([i for v in call.inputs for i in tensors_in(v)]):
             candidates.append(call)
     if not candidates or _absorbed_inf(trace, candidates):
         return []
@@ -193,7 +201,7 @@ def dead_and_constant(
     with a single value that information lost upstream made (not a zero init by design)."""
     found = []
     for call in trace.calls:
-        out = next(tensors_in(call.outputs), None) if call.status == "ok" else None
+        out = first_tensor(call.outputs) if call.status == "ok" else None
         if out is None or out.stats is None or out.numel < limits.min_dead_numel:
             continue
         s = out.stats

@@ -34,7 +34,7 @@ from inspector.engine.diagnose.anomalies import (
     module_of,
 )
 from inspector.engine.diagnose.context import producer_call, warning_about
-from inspector.engine.records import Call, Diagnosis, TensorInfo, tensors_in
+from inspector.engine.records import Call, Diagnosis, TensorInfo, first_tensor, tensors_in
 
 if TYPE_CHECKING:
     from inspector.engine.records import Trace
@@ -73,9 +73,11 @@ def weight_layers(
             continue
         if call.path == "loss_fn" or not is_affine(call, modules):
             continue
+        y = first_tensor(call.outputs)
+        if y is None or y.stats is None:
+            continue
         x = next((i for v in call.inputs for i in tensors_in(v)), None)
-        y = next(tensors_in(call.outputs), None)
-        if x is None or y is None or x.stats is None or y.stats is None:
+        if x is None or x.stats is None:
             continue
         if not x.dtype.startswith(("float", "bfloat")) or not (x.stats.finite and y.stats.finite):
             continue
@@ -255,8 +257,10 @@ def dead_units(
     hits = []
     for call in trace.calls:
         units = call.units
-        out = next(tensors_in(call.outputs), None)
-        if units is None or not units.dead or out is None or units.count == 0:
+        if units is None or not units.dead or units.count == 0:
+            continue
+        out = first_tensor(call.outputs)
+        if out is None:
             continue
         share = len(units.dead) / units.count
         per_unit = out.numel // units.count

@@ -94,9 +94,14 @@ def _index_line(trace: Trace, modules: Sequence[Any], call: Call, table: nn.Modu
 def heads_floor(trace: Trace, modules: Sequence[Any] = ()) -> list[Diagnosis]:
     found = []
     seen: set[int] = set()
+    count = len(modules)
     for call in trace.calls:
-        module = modules[call.seq]() if call.seq < len(modules) else None
-        if not isinstance(module, nn.Module) or id(module) in seen or call.status != "ok":
+        module = modules[call.seq]() if call.seq < count else None
+        if not isinstance(module, nn.Module) or call.status != "ok":
+            continue
+        if vars(module).keys().isdisjoint(_ANY_HEADS):
+            continue  # most modules: no number of heads at all
+        if id(module) in seen:
             continue
         seen.add(id(module))
         numbers = _head_numbers(module)

@@ -176,6 +176,8 @@ def tensors_in(value: Value) -> Iterator[TensorInfo]:
 
 def first_tensor(value: Value) -> TensorInfo | None:
     """The first TensorInfo in a described value, or None."""
+    if isinstance(value, TensorInfo):  # most values: no generator to make
+        return value
     return next(tensors_in(value), None)
 
 
