@@ -102,13 +102,16 @@ class CallTree(ScrollView, can_focus=True, inherit_bindings=False):
         self._refresh_seqs(changed | {c.seq for c in calls[old:]} | self._finished_since(old))
 
     def _resize(self) -> None:
-        """The scrollable size. A new size costs a layout of the whole screen, so while a pass
-        is running and its rows overflow the view, it grows in blocks: one layout per 32 new
-        calls instead of one per call (the scroll range then ends in a few blank rows until
-        the pass finishes)."""
+        """The scrollable size. A new size costs a layout of the whole screen (10-20 ms), so
+        while a pass is running it changes seldom: rows that fit in the view take the whole
+        view (nothing to scroll, and no layout per new call), and rows that overflow it grow
+        in blocks, one layout per 32 new calls (the scroll range then ends in a few blank
+        rows until the pass finishes)."""
         height = len(self.rows)
-        if self.current_seq is not None and height > self.size.height:
-            height = -(-height // GROW_ROWS) * GROW_ROWS
+        if self.current_seq is not None:
+            # the rows a view holds without a vertical scrollbar, a horizontal one shown or not
+            view = self.size.height - self.styles.scrollbar_size_horizontal
+            height = view if height <= view else -(-height // GROW_ROWS) * GROW_ROWS
         size = Size(self._width, height)
         if size != self.virtual_size:
             self.virtual_size = size

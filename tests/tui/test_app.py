@@ -329,3 +329,39 @@ def test_themes_apply_to_every_panel() -> None:
         assert "paused before 0 (Linear)" in status(app)
 
     drive(app, script)
+
+
+def test_the_tree_keeps_its_size_while_a_running_pass_fits_the_view() -> None:
+    # A new scroll size costs a layout of the whole screen (10-20 ms a step): while the rows
+    # of a running pass fit in the view the size stays put, and without a vertical scrollbar
+    # (even when long rows show a horizontal one); past the view it grows in blocks; once the
+    # pass ends it is the rows' own count.
+    torch.manual_seed(0)
+    layers: list[nn.Module] = []
+    for _ in range(30):
+        layers += [nn.Linear(4, 4), nn.ReLU()]
+    t = inspector.trace(nn.Sequential(*layers), torch.randn(2, 4))
+    app = make_app(FakeController())
+    sizes: list[tuple[int, int]] = []
+
+    async def script(pilot: Pilot[Any]) -> None:
+        tree = app.query_one(CallTree)
+        for seq in range(len(t.calls)):
+            app.post_event(pause_at(t, seq))
+            await wait_for(pilot, lambda: tree.has(seq))  # noqa: B023
+            await pilot.pause()
+            size = (tree.virtual_size.width, tree.virtual_size.height)
+            if not sizes or sizes[-1] != size:
+                sizes.append(size)
+            if seq + 1 < tree.size.height - 1:
+                assert not tree.show_vertical_scrollbar, seq
+        view = tree.size.height - tree.styles.scrollbar_size_horizontal
+        heights = [h for _, h in sizes]
+        assert heights[0] == view  # the first pause already takes the whole view
+        assert all(h % 32 == 0 for h in heights[1:]) and len(heights) <= 3, heights
+        app.post_event(Finished(t))
+        await wait_for(pilot, lambda: app.pause is None)
+        await pilot.pause()
+        assert tree.virtual_size.height == len(t.calls)
+
+    drive(app, script, size=(80, 24))
