@@ -14,9 +14,13 @@ launch, script, threaded                       debug(), run SCRIPT, set_trace()/
 import os
 
 # Textual repaints at most TEXTUAL_FPS times a second (60 unless set). A debugger answers each
-# key with one repaint, so waiting for the next frame was most of a step's latency (p95 ~60
-# ms at 60, ~35 ms at 240: bench/step.py). Repaints happen only when something changed.
-os.environ.setdefault("TEXTUAL_FPS", "240")
+# key with a repaint, and a step takes two: the status line, painted as soon as the pause
+# arrives, then the tree and the call's detail, whose widgets update a moment later and wait
+# for the next frame. Waiting for frames was most of a step's latency (bench/step.py, p95:
+# ~60 ms at 60, ~35 ms at 240; headless median 8.6 ms at 240, 4.9 ms at 1000; in tmux 17 and
+# 12 ms). Repaints happen only when something changed: an idle app paints nothing, and a
+# pass running free repaints no more often at 1000 than at 240.
+os.environ.setdefault("TEXTUAL_FPS", "1000")
 
 from inspector.tui.app import InspectorApp
 from inspector.tui.factory import make_app
