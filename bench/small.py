@@ -9,6 +9,11 @@ the same round), with the 10th-90th percentile of that ratio as its spread.
   plain               model(x)
   no-op hooks         model(x) with a pre and a post hook on every module that do nothing:
                       torch's slow call path, the floor of any module hook
+  minimal record      model(x) with hooks that keep the least a record of the call needs:
+                      the module's path, the shapes of its tensor inputs, the caller's
+                      file and line, the start and end times, the output's shape and dtype
+                      (one tuple appended per hook): the floor of a recorder made of
+                      Python module hooks
   recorder            model(x) with the recorder's hooks on (attached before, detached
                       after, outside the timing): the per-call cost alone
   trace(stats=False)  inspector.trace(model, x, stats=False): hooks on, the pass, hooks off,
@@ -118,6 +123,32 @@ def fixed_parts(model: nn.Module, x: torch.Tensor, rounds: int) -> dict[str, flo
     return {name: statistics.median(ts) for name, ts in parts.items()}
 
 
+def minimal_record_hooks(
+    model: nn.Module, log: list[tuple[object, ...]]
+) -> list[torch.utils.hooks.RemovableHandle]:
+    """Hooks that append the least a call's record holds to `log` (see the docstring)."""
+    paths = {id(m): name for name, m in model.named_modules()}
+    clock, frame_of, tensor = time.perf_counter, sys._getframe, torch.Tensor
+
+    def pre(module: nn.Module, args: tuple[object, ...], kwargs: object) -> None:
+        caller = frame_of(2)
+        shapes = tuple([tuple(a.shape) if isinstance(a, tensor) else None for a in args])
+        log.append((paths[id(module)], shapes, caller.f_code.co_filename, caller.f_lineno,
+                    clock()))  # fmt: skip
+
+    def post(module: nn.Module, args: object, kwargs: object, output: object) -> None:
+        if isinstance(output, tensor):
+            log.append((tuple(output.shape), output.dtype, clock()))
+        else:
+            log.append((None, None, clock()))
+
+    handles = []
+    for m in model.modules():
+        handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))
+        handles.append(m.register_forward_hook(post, with_kwargs=True, always_call=True))
+    return handles
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--batch", type=int, default=8)
@@ -135,11 +166,19 @@ def main(argv: list[str] | None = None) -> None:
 
     handles: list[torch.utils.hooks.RemovableHandle] = []
     hooked = transformer_stack(args.layers, d_model=64, n_heads=4, max_seq=16)
+    minimal = transformer_stack(args.layers, d_model=64, n_heads=4, max_seq=16)
+    log: list[tuple[object, ...]] = []
+
+    def minimal_pass() -> float:
+        log.clear()
+        return timed(lambda: minimal(x))
+
     attached = transformer_stack(args.layers, d_model=64, n_heads=4, max_seq=16)
     rec_shapes, rec_stats = recorder_pass(model, x, False), recorder_pass(model, x, True)
     variants: list[tuple[str, Callable[[], float]]] = [
         ("plain", lambda: timed(lambda: model(x))),
         ("no-op hooks", lambda: timed(lambda: hooked(x))),
+        ("minimal record", minimal_pass),
         ("recorder, shapes", rec_shapes),
         ("recorder, stats", rec_stats),
         ("trace(stats=False)", lambda: timed(lambda: inspector.trace(model, x, stats=False))),
@@ -149,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     times: dict[str, list[float]] = {name: [] for name, _ in variants}
     session = Session(never, attached, break_on=Breakpoint("no.such.module"))
     with torch.no_grad(), session:
-        handles = noop_hooks(hooked)
+        handles = noop_hooks(hooked) + minimal_record_hooks(minimal, log)
         try:
             for _, fn in variants * 10:  # warm-up
                 fn()
