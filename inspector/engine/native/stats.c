@@ -49,6 +49,13 @@
 #include <stdint.h>
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
+/* The AVX-512 code needs a compiler that knows its intrinsics (GCC 8, any clang of the
+ * last years); an older one builds the other two. */
+#if defined(__clang__) || __GNUC__ >= 8
+#define HAVE_AVX512 1
+#else
+#define HAVE_AVX512 0
+#endif
 #endif
 #ifdef _OPENMP
 #include <omp.h>
@@ -133,6 +140,7 @@ REDUCE(double, int64_t, reduce_f64_base, , LANES, 0)
 #define WIDE __attribute__((target("avx2,fma")))
 REDUCE(float, int32_t, reduce_f32_avx2, WIDE, LANES, 0)
 REDUCE(double, int64_t, reduce_f64_avx2, WIDE, LANES, 0)
+#if HAVE_AVX512
 #define WIDER __attribute__((target("avx512f,avx2,fma")))
 
 /* float32 in AVX-512, written with intrinsics: what the macro makes of the zero count is a
@@ -201,9 +209,13 @@ WIDER static void reduce_f32_avx512(const void *values, int64_t n, double *out) 
     out[4] = (double)zeros;
 }
 REDUCE(double, int64_t, reduce_f64_avx512, WIDER, WIDE_LANES, 1)
+#else
+#define reduce_f32_avx512 reduce_f32_avx2
+#define reduce_f64_avx512 reduce_f64_avx2
+#endif
 
 static int wide = -1; /* -1: not asked yet; 0 baseline, 1 AVX2, 2 AVX-512 */
-static int widest = 2; /* the widest code allowed to run */
+static int widest = HAVE_AVX512 ? 2 : 1; /* the widest code allowed to run */
 
 static int use_wide(void) {
     if (wide < 0) {
@@ -220,6 +232,7 @@ static int use_wide(void) {
 int stats_wide(int set) {
     if (set >= 0) {
         widest = set > 2 ? 2 : set;
+        if (!HAVE_AVX512 && widest > 1) widest = 1;
         wide = -1;
     }
     return use_wide();
