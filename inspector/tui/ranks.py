@@ -70,6 +70,16 @@ class TerminalClaim:
         self._held = handle
         return True
 
+    def wait_free(self) -> None:
+        """Block until the rank that holds the terminal has ended (it keeps the claim for
+        the rest of its life): what this rank prints then lands on the terminal after the
+        other's debugger has left its screen, not inside it, where it would be lost."""
+        import fcntl
+
+        with open(self.path, "ab") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
     def release(self) -> None:
         if self._held is not None:
             with contextlib.suppress(OSError):

@@ -11,6 +11,7 @@ code (after a failure: its traceback and exit code 1); Ctrl+C stops it, as it wo
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Iterable
 
@@ -76,7 +77,7 @@ def _run_script(
             run.join(JOIN_TIMEOUT)
             return _report_end(first, run.breakpoints)
         if claim is not None and not claim.try_claim():
-            return _headless_rest(run, events)
+            return _headless_rest(run, events, claim)
     control = StepperControl(
         run.stepper, run.recorder, events, start=None if started else run.start,
         interrupt=run.interrupt,
@@ -92,9 +93,10 @@ def _run_script(
     return _report_end(_finish(run, interrupted=app.interrupted), run.breakpoints)
 
 
-def _headless_rest(run: ScriptRun, events: EventRelay) -> int:
+def _headless_rest(run: ScriptRun, events: EventRelay, claim: TerminalClaim) -> int:
     """Another rank has the terminal: this one's stops (the one that came first included)
-    are written to its log file, and it runs on as without a debugger."""
+    are written to its log file, and it runs on as without a debugger. Where they are is
+    said once the rank with the terminal has ended (its debugger's screen is gone then)."""
     from inspector.engine.distributed import launched_rank
     from inspector.reporting import log_stop
 
@@ -115,6 +117,8 @@ def _headless_rest(run: ScriptRun, events: EventRelay) -> int:
         events.connect(on_event)
         finished = _finish(run)
     if stops:
+        with contextlib.suppress(OSError):  # no lock to wait on: say it now
+            claim.wait_free()
         print(rank_prefixed(f"torch-inspector: another rank has the terminal; {stops} stop(s) "
                             f"of this rank are in {path}\n"), end="", file=sys.stderr)  # fmt: skip
     return _report_end(finished, run.breakpoints)
