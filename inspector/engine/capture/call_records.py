@@ -55,8 +55,12 @@ def start_call(
         if path is None:  # a function entered without a name: its own
             path = known[1]
     if rec.per_pass and parent is None and record.seen(path):
-        rec.new_pass()
-        known, final = facts.entry(key, None)  # the new pass describes it anew
+        rec.new_pass()  # describes the modules anew, or keeps what it checked unchanged
+        renewed = facts.known.get(id(key))
+        if renewed is not None and renewed[0]() is key:
+            known, final = renewed, True
+        else:
+            known, final = facts.entry(key, None)
     seq, index = record.begin(path)
     describer = rec.describer
     if len(args) == 1 and isinstance(args[0], torch.Tensor):

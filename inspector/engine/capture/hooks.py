@@ -269,6 +269,14 @@ class HookSet:
         return self._global or bool(self._touched)
 
     @property
+    def hooked(self) -> list[nn.Module] | None:
+        """The modules hooked, in order, when they are all the set hooks (no process-wide
+        hook, nothing recorded at its boundary only); else None."""
+        if self._global or self.opaque or not self._touched:
+            return None
+        return self._touched
+
+    @property
     def global_pre_code(self) -> Any:
         """The code of the process-wide pre hook (a recorder looks past its frame)."""
         return self._global_pre.__code__

@@ -172,25 +172,44 @@ def remember(
     kept.entries = None
     if opaque or not hooked or hooked[0] is not root:
         return
+    kept.entries = entries_of(hooked, known)
+
+
+def of_modules(hooked: list[nn.Module], known: dict[int, tuple[Any, ...]]) -> Layout | None:
+    """The layout of exactly these modules (a session's, kept from one pass to the next: not
+    in the table of roots), or None when it cannot be kept (see `remember`)."""
+    if not hooked:
+        return None
+    entries = entries_of(hooked, known)
+    return None if entries is None else Layout(hooked[0], "", entries)
+
+
+def entries_of(
+    hooked: list[nn.Module], known: dict[int, tuple[Any, ...]]
+) -> list[tuple[Any, ...]] | None:
+    """Each module's entry of a layout, from the facts learned; None unless every module is
+    plain and has final facts with a path."""
     entries: list[tuple[Any, ...]] = []
     for module in hooked:
         facts = known.get(id(module))
         if facts is None or facts[0]() is not module or facts[4] is None:
-            return
+            return None
         if isinstance(module, LazyModuleMixin):
-            return
+            return None
         stored = module.__dict__
+        if stored.get("_compiled_call_impl") is not None:
+            return None
         table = stored["_parameters"]
         for p in table.values():
             if type(p) is not nn.Parameter and isinstance(p, _UNINITIALIZED):
-                return
+                return None
         entries.append(
             (
                 facts[0], type(module), facts[4], _children(stored["_modules"]),
                 _parameters(table), facts[2], facts[3], facts[5], _line_key(module), facts[1],
             )
         )  # fmt: skip
-    kept.entries = entries
+    return entries
 
 
 def apply(

@@ -79,6 +79,7 @@ class Recorder:
         # Sessions: statistics only while someone looks (the stepper says when); a pause
         # while running free gets its call's statistics from the live values (with_stats).
         self._stats_when: Callable[[], bool] | None = None
+        self._kept: layout.Layout | None = None  # a session's modules, kept between passes
         self._stats = stats
         self._live: tuple[int, tuple[Any, ...], dict[str, Any], Any] | None = None
         self.gradients: GradientRecorder | None = None
@@ -272,11 +273,32 @@ class Recorder:
         """Start the record of a new pass (in place: listeners keep their reference)."""
         self._pending.clear()
         self.record.new_pass()
-        self._facts.forget()
+        self._renew_facts()
         if self.gradients is not None:
             self.gradients.new_pass()
         if self.values is not None:
             self.values.clear()
+
+    def _renew_facts(self) -> None:
+        """A new pass describes every module anew: a module replaced since, a parameter
+        swapped or resized, an attribute its line shows changed. Where nothing below the
+        hooked modules changed (checked as a trace of the same model checks its kept layout:
+        capture/layout.py) the facts of the pass before are kept; else they are learned again
+        here, in one warm loop, rather than one by one in the hooks after each module's first
+        op (3-5x slower there: a session paid that at every call of every pass)."""
+        facts = self._facts
+        kept, self._kept = self._kept, None
+        modules = kept.modules() if kept is not None else None
+        facts.forget()
+        if kept is not None and modules is not None:
+            layout.apply(kept, modules, self.names._by_id, facts.known)
+            self._kept = kept
+            return
+        hooked = self._hooks.hooked
+        if hooked is None or self._global:
+            return  # described as they run, as before
+        facts.learn(hooked)
+        self._kept = layout.of_modules(hooked, facts.known)
 
     def current(self) -> int | None:
         """The seq of the innermost call running in this thread."""

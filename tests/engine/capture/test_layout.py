@@ -98,3 +98,53 @@ def test_compiled_in_place_is_recorded_at_its_boundary() -> None:
     reused = _record(model)
     layout._LAYOUTS.clear()
     assert reused == _record(model)
+
+
+def _session_records(model: nn.Module, passes: int, change: Callable[[Net], None] | None = None
+                     ) -> list[list[tuple[Any, ...]]]:  # fmt: skip
+    """The record of each pass of a session on `model` (each pass a new record), with
+    `change` made to the model before the last pass."""
+    from inspector.engine.control.session import Session
+
+    def never(pause: object) -> None:
+        raise AssertionError("nothing stops here")
+
+    records = []
+    with torch.no_grad(), Session(never, model, stats=False) as session:
+        for i in range(passes):
+            if change is not None and i == passes - 1:
+                change(model)  # type: ignore[arg-type]
+            model(torch.randn(2, 8))
+            records.append([(c.path, c.type, c.module_repr, c.params, str(c.inputs),
+                              str(c.outputs)) for c in session.recorder.calls])  # fmt: skip
+    return records
+
+
+def _resize_head(m: Net) -> None:
+    m.head.weight.data = torch.randn(6, 16)
+    m.head.bias.data = torch.randn(6)
+
+
+# The changes a session's hooks follow (the same modules, still running): a module replaced
+# or added after attaching is not hooked, so it is not in this list.
+SESSION_CHANGES = {
+    name: CHANGES[name]
+    for name in ("parameter added", "bias set to None", "eps changed", "p changed",
+                 "approximate changed", "extra_repr on the instance")
+} | {"data resized in place": _resize_head}  # fmt: skip
+
+
+@pytest.mark.parametrize("change", list(SESSION_CHANGES), ids=list(SESSION_CHANGES))
+def test_a_session_describes_a_changed_model_anew(change: str) -> None:
+    # A session keeps its modules' facts from one pass to the next when nothing changed;
+    # a pass after any change records what a new session records.
+    torch.manual_seed(0)
+    model = Net()
+    records = _session_records(model, 4, SESSION_CHANGES[change])
+    torch.manual_seed(0)
+    plain = _session_records(Net(), 3)
+    fresh = _session_records(model, 1)
+    shapes_free = [[row[:4] for row in rows] for rows in records]
+    assert shapes_free[1] == shapes_free[2] == [row[:4] for row in plain[0]]
+    assert shapes_free[3] == [row[:4] for row in fresh[0]]
+    assert shapes_free[3] != shapes_free[2]  # every change here shows in the record
