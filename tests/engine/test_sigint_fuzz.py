@@ -306,6 +306,29 @@ def python_sigint_handler() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+class _Slow(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.3)
+        return self.fc(x)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.usefixtures("python_sigint_handler")
+def test_a_debugger_dropped_while_its_pass_runs_leaves_no_handler_behind() -> None:
+    # A caller that gives up waiting (a timeout) drops a Debugger whose pass runs on: once
+    # that pass has ended and another Debugger's has too, Python's handler is back.
+    dropped = Debugger(_Slow(), torch.randn(2, 4), stop_at_start=False, timeout=0.01)
+    with pytest.raises(TimeoutError):
+        dropped.start()
+    dropped.join(10)
+    _continue(nn.Linear(4, 4), torch.randn(2, 4))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.usefixtures("user_global_hook", "python_sigint_handler")
 @pytest.mark.parametrize("run", [_continue, _steps], ids=["continue", "steps"])

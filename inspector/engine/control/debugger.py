@@ -85,6 +85,13 @@ class _CtrlC:
         if not self._live:
             self._uninstall()
 
+    def ended(self, stepper: Stepper) -> None:
+        """`stepper`'s pass ended (called in its model thread): there is nothing left to
+        release. A caller that never waits for the end (a Debugger dropped while its pass
+        ran on) then does not keep the handler installed after every other pass has left:
+        the next `leave` in the main thread finds none live and puts Python's back."""
+        self._live.pop(id(stepper), None)
+
     def _uninstall(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return  # the handler, finding no pass, raises as Python's and takes itself off
@@ -243,17 +250,19 @@ class Debugger:
         dropped here, so it is freed in the model thread once that ends."""
         ended = _Ended()
         thread = threading.Thread(
-            target=context.run, args=(self._run, recorder, ended), name="inspector-model",
-            daemon=True,
+            target=context.run, args=(self._run, recorder, ended, self._stepper),
+            name="inspector-model", daemon=True,
         )  # fmt: skip
         thread.start()
         self._ended = ended
 
-    def _run(self, recorder: Recorder, ended: _Ended) -> None:
+    def _run(self, recorder: Recorder, ended: _Ended, stepper: Stepper | None) -> None:
         """The model thread: always ends with a Finished event, whatever the pass raised."""
         try:
             self._pass(recorder)
         finally:
+            if stepper is not None:
+                _CTRL_C.ended(stepper)
             ended.set()
 
     def _pass(self, recorder: Recorder) -> None:
