@@ -19,8 +19,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from textual import events
-
 import inspector
 from bench.models import hidden_states, stack_for_calls
 from inspector.engine.control.stepper import Pause
@@ -41,6 +39,10 @@ def rss_mb() -> float:
 
 
 def main() -> None:
+    # after inspector.tui, which sets the frame rate as the CLI does (textual reads it once,
+    # when first imported: imported above inspector, this bench ran at textual's 60 a second)
+    from textual import events
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=10_000)
     parser.add_argument("--keys", type=int, default=60)
