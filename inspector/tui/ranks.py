@@ -70,15 +70,22 @@ class TerminalClaim:
         self._held = handle
         return True
 
-    def wait_free(self) -> None:
+    def wait_free(self) -> bool:
         """Block until the rank that holds the terminal has ended (it keeps the claim for
         the rest of its life): what this rank prints then lands on the terminal after the
-        other's debugger has left its screen, not inside it, where it would be lost."""
+        other's debugger has left its screen, not inside it, where it would be lost.
+
+        False when Ctrl+C ended the wait: this rank's script is over, so there is nothing
+        left for the interrupt to stop, and the rank ends at once as its script did (not
+        with a traceback of this wait)."""
         import fcntl
 
         with open(self.path, "ab") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            except KeyboardInterrupt:
+                return False
+        return True  # closing the file let the lock go
 
     def release(self) -> None:
         if self._held is not None:
