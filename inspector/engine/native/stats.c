@@ -69,7 +69,7 @@
 
 /* The reductions of x[0:n] into out[0..4]. Z is an integer as wide as T, so that the zero
  * counts vectorize beside the values (at most BLOCK / LANES per lane and block). */
-#define REDUCE(T, Z, NAME, ATTR, LANES, FETCH)                                                             \
+#define REDUCE(T, Z, NAME, ATTR, LANES, FETCH)                                               \
     ATTR static void NAME(const void *values, int64_t n, double *out) {                      \
         const T *x = (const T *)values;                                                      \
         double sum[LANES], sq[LANES];                                                        \
