@@ -14,6 +14,9 @@ which rows a lookup reads and which branch a library takes (`if mask.all():` dro
 so they stay real, as copies the run owns (`FakeRun.owns`). Ops whose operands are all owned
 real tensors run for real (`FakeRun.run_real`): index and mask arithmetic is small, and the
 run then follows the branches the real run follows and sees the ids a lookup gets.
+
+Common ops are answered ahead of the fake mode by inspector.engine.dryrun.shortcuts, the
+other file that uses the private API.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from types import TracebackType
 from typing import Any
 
 import torch
+
+from inspector.engine.dryrun.shortcuts import Shortcuts
 
 try:  # private API: keep every use of it in this file
     from torch._subclasses.fake_tensor import (
@@ -92,7 +97,7 @@ def is_fake(value: Any) -> bool:
 class FakeRun:
     """A context in which new tensors are fake; converts real values and shapes into it."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, shortcuts: bool = True) -> None:
         if FakeTensorMode is None:
             raise RuntimeError("this torch has no fake tensors; dry runs are unavailable")
         # Real tensors that the model holds outside parameters and buffers (a registered
@@ -102,6 +107,9 @@ class FakeRun:
         self._owned: dict[int, torch.Tensor] = {}  # real tensors of the run, by id
         self._direct = True  # stand-ins made without the mode's dispatch (empty_strided)
         self._looked_up: dict[int, torch.Tensor] = {}  # fakes of owned ids, by the ids' id
+        self.shortcuts: Any = None
+        if shortcuts:
+            self.shortcuts = Shortcuts(self.mode)
 
     def __enter__(self) -> FakeRun:
         # Fake tensors log every failing meta kernel at ERROR level. `disabled`, not a level:
@@ -111,6 +119,12 @@ class FakeRun:
             self._muted.append((logger, logger.disabled))
             logger.disabled = True
         self.mode.__enter__()
+        if self.shortcuts is not None:
+            try:
+                self.shortcuts.__enter__()
+            except BaseException:
+                self.mode.__exit__(None, None, None)
+                raise
         return self
 
     def __exit__(
@@ -119,7 +133,11 @@ class FakeRun:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.mode.__exit__(exc_type, exc, tb)
+        try:
+            if self.shortcuts is not None:
+                self.shortcuts.__exit__(exc_type, exc, tb)
+        finally:
+            self.mode.__exit__(exc_type, exc, tb)
         for logger, disabled in self._muted:
             logger.disabled = disabled
 
