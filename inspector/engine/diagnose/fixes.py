@@ -6,7 +6,9 @@ walks the pass with each before it is shown.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import collections
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +36,37 @@ class InputChange:
 def resized(module: nn.Module, **changes: int) -> nn.Module | None:
     """The layer as the fix builds it, on meta: the same kind and settings, with `changes`
     (in_features, in_channels, num_features, normalized_shape, input_size, num_embeddings)."""
+    with _unregistered():
+        return _build(module, changes)
+
+
+# The process-wide hooks nn.Module calls on every new parameter, buffer and submodule.
+_REGISTRATION_HOOKS = (
+    "_global_parameter_registration_hooks",
+    "_global_buffer_registration_hooks",
+    "_global_module_registration_hooks",
+)
+
+
+@contextmanager
+def _unregistered() -> Iterator[None]:
+    """Layers built here are not the program's: the user's global registration hooks (a
+    library that wraps or counts every new parameter) do not see them. Where none is
+    registered, which is nearly always, nothing is touched."""
+    from torch.nn.modules import module as torch_module
+
+    saved = {name: getattr(torch_module, name, None) for name in _REGISTRATION_HOOKS}
+    hidden = [name for name, hooks in saved.items() if hooks]
+    try:
+        for name in hidden:
+            setattr(torch_module, name, collections.OrderedDict())
+        yield
+    finally:
+        for name in hidden:
+            setattr(torch_module, name, saved[name])
+
+
+def _build(module: nn.Module, changes: dict[str, int]) -> nn.Module | None:
     meta = torch.device("meta")
     try:
         if type(module) is nn.Linear:

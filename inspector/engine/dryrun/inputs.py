@@ -121,8 +121,12 @@ def swap_in_stand_ins(fake: FakeRun, roots: tuple[Any, ...], device: torch.devic
 
 
 def _assign(module: nn.Module, table: dict[str, Any], name: str, value: torch.Tensor) -> None:
-    """Through the module's __setattr__ (an RNN refreshes its flat weight list there), or
-    into its table where that refuses."""
+    """Through the module's own __setattr__ (an RNN refreshes its flat weight list there), or
+    into its table where that refuses. nn.Module's __setattr__ is passed by: all it would add
+    is running the process's global parameter and buffer registration hooks on a stand-in."""
+    if type(module).__setattr__ is nn.Module.__setattr__:
+        table[name] = value
+        return
     try:
         setattr(module, name, value)
     except Exception:

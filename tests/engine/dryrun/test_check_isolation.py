@@ -226,3 +226,31 @@ def test_check_leaves_model_and_inputs_as_they_were(name: str) -> None:
     assert same(fingerprint(model, args, kwargs), before)
     assert torch.equal(torch.random.get_rng_state(), rng)
     assert same_output(plain_call(model, args, kwargs), expected)
+
+
+def test_global_registration_hooks_never_see_the_stand_ins() -> None:
+    """A process-wide parameter or buffer registration hook (a library that wraps every new
+    parameter) is the user's: check's stand-ins and the layers built to verify a fix are not
+    registrations of the program, and it is not called for them."""
+    from torch.nn.modules.module import (
+        register_module_buffer_registration_hook,
+        register_module_parameter_registration_hook,
+    )
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
+    calls: list[str] = []
+    handles = [
+        register_module_parameter_registration_hook(lambda m, n, p: calls.append(n)),
+        register_module_buffer_registration_hook(lambda m, n, b: calls.append(n)),
+    ]
+    try:
+        result = inspector.check(model, torch.randn(3, 4))
+        bad = inspector.check(model, torch.randn(3, 5))  # its fix is checked on a new layer
+        traced = inspector.trace(model, torch.randn(3, 5))  # and the real run's too
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert result.ok and not bad.ok and bad.errors[0].fixes
+    assert traced.error is not None and traced.diagnosis is not None
+    assert "nn.Linear(5, 8)" in traced.diagnosis.fixes[0]
+    assert calls == []
