@@ -292,7 +292,7 @@ class FakeRun:
         cost, for each parameter and buffer of every check."""
         if self._direct:
             try:
-                with unset_fake_temporarily():
+                with torch._C._DisableTorchDispatch():  # no mode sees the meta tensor made
                     elem = torch.empty_strided(shape, stride, dtype=dtype, device="meta")
                 return FakeTensor(self.mode, elem, torch.device(device))
             except Exception:  # another torch's constructor: the mode's own way from now on

@@ -118,7 +118,7 @@ class Snapshot:
     # -- saving ------------------------------------------------------------------------------
 
     def _walk(self, pending: list[Any], records: _Records, outside: list[Any]) -> None:
-        seen, keep, dicts = self._seen, self._keep, records.dicts
+        seen, keep, dicts, empty = self._seen, self._keep, records.dicts, records.empty
         while pending:
             obj = pending.pop()
             kind = type(obj)
@@ -130,9 +130,12 @@ class Snapshot:
             if kind is dict or kind is _ORDERED:  # most of a model: its modules' tables
                 seen.add(id(obj))
                 keep.append(obj)
-                values = list(obj.values())
-                dicts.append((obj, list(obj), values))
-                pending.extend(values)
+                if obj:
+                    values = list(obj.values())
+                    dicts.append((obj, list(obj), values))
+                    pending.extend(values)
+                else:  # most of those: hook tables, an OrderedDict's attributes
+                    empty.append(obj)
                 if kind is _ORDERED:  # an OrderedDict takes attributes
                     pending.append(vars(obj))
                 continue
@@ -266,6 +269,7 @@ class _Records:
 
     def __init__(self) -> None:
         self.dicts: list[tuple[dict[Any, Any], list[Any], list[Any]]] = []
+        self.empty: list[dict[Any, Any]] = []  # dicts and OrderedDicts (not subclasses), empty
         self.lists: list[tuple[list[Any], list[Any]]] = []
         self.sets: list[tuple[set[Any], set[Any]]] = []
         self.deques: list[tuple[collections.deque[Any], list[Any]]] = []
@@ -290,6 +294,9 @@ class _Records:
                 continue  # unchanged (the lengths match, so the views can be walked live)
             if holds(*table.values()):
                 _guarded(_put_dict, table, keys, values)
+        for table in self.empty:
+            if table and holds(*table.values()):
+                table.clear()
         for seq, members in self.lists:
             if not _same(seq, members) and holds(*seq):
                 _guarded(seq.__setitem__, slice(None), members)
