@@ -9,13 +9,15 @@ exactly, goes on to the fake mode as before:
 
 - views, mm, bmm, softmax and the like: torch's own C++ meta kernel, run directly on the
   fakes (as the fake mode runs it on a cache miss), so results and errors are torch's;
-- elementwise ops and addmm on contiguous operands of one dtype and device, which torch's
-  meta kernels answer only through Python references: the result is made from the rule every
-  kernel follows there (broadcast shape, the operands' dtype, contiguous strides);
+- elementwise ops, reductions, layer norm, cat and addmm on operands of one dtype and
+  device, which torch's meta kernels answer only through Python references: the result is
+  made from the rule every kernel follows there (broadcast shape, the operands' dtype, the
+  layout an elementwise op keeps, contiguous for the others);
 - `Tensor.device`, which a fake tensor answers through the dispatcher each time C++ asks.
 
 A rule declines (returns None) wherever a case is not plainly covered: another fake mode's
-tensor, a real tensor, a constant, mixed dtypes or devices, non-contiguous operands, keyword
+tensor, a real tensor, operands that are all constants (the fake mode computes those for
+real, and its result keeps its values), mixed dtypes or devices, non-contiguous operands, keyword
 arguments it does not know, shapes that do not broadcast (the fake mode then raises the error
 torch raises). tests/engine/dryrun/test_shortcuts.py compares every rule with the fake mode.
 
@@ -35,6 +37,8 @@ _aten = torch.ops.aten
 _DEVICE = torch.ops.prim.device.default
 
 _NO_DISPATCH = torch._C._DisableTorchDispatch
+_make_subclass = torch.Tensor._make_subclass
+_UNKNOWN: Any = object()
 _KEEP_KEYS = torch._C._PreserveDispatchKeyGuard
 _meta_in_tls = torch._C._set_meta_in_tls_dispatch_include
 
@@ -51,6 +55,14 @@ class Shortcuts(TorchDispatchMode):
         super().__init__()
         self.mode = mode
         self.answered = 0  # ops answered here (the rest went on to the fake mode)
+        # per device: the state a new fake starts with, or None to use FakeTensor() itself
+        self._fresh: dict[torch.device, dict[str, Any] | None] = {}
+        # what FakeTensor() does to a new fake's data pointer, by the mode's setting
+        self._guard_data_ptr = (
+            torch._C._set_warn_deprecated_on_mutable_data_ptr
+            if mode._allow_unsafe_data_ptr_access
+            else torch._C._set_throw_on_mutable_data_ptr
+        )
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func is _DEVICE:
@@ -59,7 +71,7 @@ class Shortcuts(TorchDispatchMode):
                 return torch.device("meta") if self.mode.in_kernel_invocation else x.fake_device
         else:
             rule = _RULES.get(func)
-            if rule is not None:
+            if rule is not None and not _all_constants(args):
                 out = rule(self, func, args, kwargs or {})
                 if out is not None:
                     self.answered += 1
@@ -67,11 +79,42 @@ class Shortcuts(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
     def ours(self, x: Any) -> bool:
-        """A fake of this run without a known value (the fake mode propagates constants)."""
-        return type(x) is FakeTensor and x.fake_mode is self.mode and x.constant is None
+        """A fake of this run."""
+        return type(x) is FakeTensor and x.fake_mode is self.mode
 
-    def wrap(self, meta: torch.Tensor, device: torch.device) -> torch.Tensor:
-        return FakeTensor(self.mode, meta, device)
+    def wrap(self, meta: torch.Tensor, device: torch.device) -> Any:
+        """A fake of `device` over `meta`, as FakeTensor(mode, meta, device) makes it.
+
+        The constructor spends two thirds of a shortcut's time on checks of its arguments
+        and one attribute at a time; a fake is made here from the same C++ call and the
+        state a new fake starts with, copied. That state is learned, per device, from a fake
+        the constructor made, and the copy is compared with it once; where they differ (a
+        torch that keeps more, a debug mode) the constructor is used from then on.
+        """
+        fresh = self._fresh.get(device, _UNKNOWN)
+        if fresh is _UNKNOWN:
+            fresh = self._fresh[device] = self._learn(meta, device)
+        if fresh is None:
+            return FakeTensor(self.mode, meta, device)
+        fake = _make_subclass(FakeTensor, meta, meta.requires_grad, dispatch_device=True,
+                              device_for_backend_keys=device)  # fmt: skip
+        self._guard_data_ptr(fake)
+        fake.__dict__.update(fresh)
+        return fake
+
+    def _learn(self, meta: torch.Tensor, device: torch.device) -> dict[str, Any] | None:
+        try:
+            made = FakeTensor(self.mode, meta, device)
+            fresh = dict(made.__dict__)
+            if _debug() or any(v is not None for k, v in fresh.items() if k.endswith("memo")):
+                return None
+            self._fresh[device] = fresh
+            copy = self.wrap(meta, device)
+            same = (type(copy) is type(made) and copy.__dict__ == made.__dict__
+                    and copy.device == made.device and copy.fake_mode is self.mode)  # fmt: skip
+            return fresh if same else None
+        except Exception:  # pragma: no cover - another torch's constructor
+            return None
 
     def kernel(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                device: torch.device) -> Any:  # fmt: skip
@@ -91,10 +134,35 @@ class Shortcuts(TorchDispatchMode):
             return type(out)(self.wrap(t, device) for t in out)
         return None  # pragma: no cover - every kernel of _KERNELS returns tensors
 
-    def new(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Any:
+    def new(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device,
+            strides: tuple[int, ...] | None = None) -> Any:  # fmt: skip
+        """A new fake, contiguous unless `strides` are given."""
+        if strides is None:
+            strides = _contiguous(shape)
         with _NO_DISPATCH():
-            meta = torch.empty_strided(shape, _contiguous(shape), dtype=dtype, device="meta")
+            meta = torch.empty_strided(shape, strides, dtype=dtype, device="meta")
         return self.wrap(meta, device)
+
+
+def _debug() -> bool:
+    """TORCH_FAKE_TENSOR_DEBUG: each fake keeps the traceback that made it."""
+    from torch._subclasses.fake_tensor import FakeTensorConfig
+
+    return bool(FakeTensorConfig.debug)
+
+
+def _all_constants(args: tuple[Any, ...]) -> bool:
+    """Every fake among `args` (in lists too) has a known value (a `torch.tensor` literal):
+    the fake mode runs such an op for real, and its result keeps its value. One operand
+    without a value makes the result a plain fake, as a rule makes it."""
+    found = False
+    for a in args:
+        for t in a if isinstance(a, (list, tuple)) else (a,):
+            if type(t) is FakeTensor:
+                if t.constant is None:
+                    return False
+                found = True
+    return found
 
 
 def _contiguous(shape: Any) -> tuple[int, ...]:
@@ -110,6 +178,49 @@ def _contiguous(shape: Any) -> tuple[int, ...]:
 def _plain(x: Any) -> bool:
     """A floating tensor laid out as a new contiguous tensor of its shape (size-1 dims too)."""
     return x.dtype in _FLOATS and x.stride() == _contiguous(x.shape)
+
+
+def _elementwise_strides(x: Any) -> tuple[int, ...] | None:
+    """The strides of an elementwise op's result on `x` (and on operands laid out as `x`):
+    dense, its dims in the order of `x`'s strides, which keeps a transposed or permuted
+    layout and closes the gaps of a slice. None where the order is ambiguous (dims of size 1
+    or 0, equal strides, overlapping dims) and `x` is not contiguous: torch's tie-breaking is
+    not copied here."""
+    shape, strides = tuple(x.shape), x.stride()
+    if strides == _contiguous(shape):
+        return strides
+    if any(n <= 1 for n in shape) or len(set(strides)) != len(strides):
+        return None
+    out = [0] * len(shape)
+    step = reach = 1
+    for i in sorted(range(len(shape)), key=strides.__getitem__):
+        if strides[i] < reach:  # overlapping memory (an expanded dim): ambiguous too
+            return None
+        reach = strides[i] * shape[i]
+        out[i] = step
+        step *= shape[i]
+    return tuple(out)
+
+
+def _channels_last_like(shape: Any, strides: tuple[int, ...]) -> bool:
+    """torch's guess that a 4-D or 5-D tensor is channels-last from its strides (as its
+    suggest_memory_format makes it), which decides the layout of a cat."""
+    if len(shape) == 4:
+        order: tuple[int, ...] = (1, 3, 2, 0)
+    elif len(shape) == 5:
+        order = (1, 4, 3, 2, 0)
+    else:
+        return False
+    if strides[1] == 0:
+        return False
+    least = 0
+    for d in order:
+        if shape[d] == 0 or strides[d] < least:
+            return False
+        if d == 0 and least == strides[1]:
+            return False
+        least = strides[d] * (shape[d] if shape[d] > 1 else 1)
+    return True
 
 
 def _device_of(run: Shortcuts, args: Any) -> torch.device | None:
@@ -142,9 +253,12 @@ def _unary(run: Shortcuts, func: Any, args: tuple[Any, ...], kwargs: dict[str, A
     if len(args) != 1 or kwargs:
         return None
     x = args[0]
-    if not run.ours(x) or not _plain(x):
+    if not run.ours(x) or x.dtype not in _FLOATS:
         return None
-    return run.new(tuple(x.shape), x.dtype, x.fake_device)
+    strides = _elementwise_strides(x)
+    if strides is None:
+        return None
+    return run.new(tuple(x.shape), x.dtype, x.fake_device, strides)
 
 
 def _broadcast(a: Any, b: Any) -> tuple[int, ...] | None:
@@ -163,15 +277,24 @@ def _broadcast(a: Any, b: Any) -> tuple[int, ...] | None:
 
 
 def _binary(run: Shortcuts, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """Tensor op tensor (same dtype and device) or tensor op Python number."""
+    """Tensor op tensor (same dtype and device) or tensor op Python number: operands of one
+    layout keep it; operands that broadcast must be contiguous."""
     if len(args) != 2 or kwargs:
         return None
     x, y = args
-    if not run.ours(x) or not _plain(x):
+    if not run.ours(x) or x.dtype not in _FLOATS:
         return None
-    if type(y) in _NUMBERS or type(y) is bool:
-        return run.new(tuple(x.shape), x.dtype, x.fake_device)
-    if not run.ours(y) or y.dtype != x.dtype or y.fake_device != x.fake_device or not _plain(y):
+    same = type(y) in _NUMBERS or type(y) is bool
+    if not same:
+        if not run.ours(y) or y.dtype != x.dtype or y.fake_device != x.fake_device:
+            return None
+        same = x.shape == y.shape and x.stride() == y.stride()
+    if same:
+        strides = _elementwise_strides(x)
+        if strides is None:
+            return None
+        return run.new(tuple(x.shape), x.dtype, x.fake_device, strides)
+    if not (_plain(x) and _plain(y)):
         return None
     shape = _broadcast(x.shape, y.shape)
     if shape is None:
@@ -248,11 +371,21 @@ def _layer_norm(run: Shortcuts, func: Any, args: tuple[Any, ...],
 
 
 def _cat(run: Shortcuts, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """Tensors of one dtype, device and rank, equal but along `dim`, none empty."""
+    """Tensors of one dtype, device and rank, equal but along `dim`; torch skips 1-D empty
+    ones whatever the rank (a key/value cache that starts as `torch.tensor([])`). The result
+    is contiguous unless every operand looks channels-last (then the fake mode answers)."""
     if kwargs or not 1 <= len(args) <= 2 or not isinstance(args[0], (list, tuple)):
         return None
-    tensors = args[0]
-    if not tensors or not all(run.ours(t) and _plain(t) for t in tensors):
+    given = args[0]
+    if not given or not all(run.ours(t) for t in given):
+        return None
+    dtype, device = given[0].dtype, given[0].fake_device
+    if dtype not in _FLOATS or any(t.dtype != dtype or t.fake_device != device for t in given):
+        return None
+    if all(_channels_last_like(t.shape, t.stride()) for t in given):
+        return None  # the result would be channels-last too
+    tensors = [t for t in given if t.shape != (0,)]
+    if not tensors:
         return None
     first = tensors[0]
     n = first.dim()
@@ -261,8 +394,7 @@ def _cat(run: Shortcuts, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any
         return None
     total = 0
     for t in tensors:
-        if (t.dim() != n or t.dtype != first.dtype or t.fake_device != first.fake_device
-                or t.numel() == 0):  # fmt: skip
+        if t.dim() != n or t.numel() == 0:
             return None
         if any(t.shape[i] != first.shape[i] for i in range(n) if i != d):
             return None

@@ -36,7 +36,9 @@ class Spec:
         self.shape = shape if shape is not None else _shape(rng)
         self.dtype = dtype if dtype is not None else rng.choice(_DTYPES)
         self.layout = layout or rng.choice(("contiguous",) * 5 + ("transposed", "sliced",
-                                            "expanded", "odd", "real", "cuda"))  # fmt: skip
+                                            "expanded", "odd", "real", "cuda", "permuted",
+                                            "heads", "channels last"))  # fmt: skip
+        self.order = rng.sample(range(len(self.shape)), len(self.shape))
         self.grad = self.dtype.is_floating_point and rng.random() < 0.4
 
     def make(self, run: FakeRun | None, grad: bool = True) -> Any:
@@ -55,6 +57,13 @@ class Spec:
         if self.layout == "transposed" and len(shape) >= 2:
             x = empty([shape[-1], *shape[:-2], shape[-2]])
             x = x.movedim(0, -1).transpose(-1, -2) if len(shape) > 2 else x.t()
+        elif self.layout == "permuted" and shape:
+            x = empty([shape[i] for i in self.order])
+            x = x.permute([self.order.index(i) for i in range(len(shape))])
+        elif self.layout == "heads" and len(shape) >= 3:  # (B, T, H, D) read as (B, H, T, D)
+            x = empty([*shape[:-3], shape[-2], shape[-3], shape[-1]]).transpose(-2, -3)
+        elif self.layout == "channels last" and len(shape) == 4:
+            x = empty([shape[0], shape[2], shape[3], shape[1]]).permute(0, 3, 1, 2)
         elif self.layout == "sliced" and shape:
             x = empty([*shape[:-1], shape[-1] * 2])[..., ::2]
         elif self.layout == "expanded" and shape:
@@ -85,6 +94,7 @@ def _describe(value: Any, operands: list[Any]) -> Any:
             type(value.grad_fn).__name__,
             next((i for i, o in enumerate(operands) if base is not None and base is o), None),
             next((i for i, o in enumerate(operands) if value is o), None),
+            getattr(value, "constant", None) is not None,  # a fake that keeps its values
         )  # fmt: skip
     if isinstance(value, (list, tuple)):
         return type(value).__name__, [_describe(v, operands) for v in value]
@@ -120,7 +130,7 @@ def _as_real(description: Any) -> Any:
     """A description without the tensor type and device (a fake's against a real one's)."""
     kinds = ("FakeTensor", "Tensor")
     if isinstance(description, tuple) and description and description[0] in kinds:
-        return (*description[1:5], *description[6:])
+        return (*description[1:5], *description[6:-1])
     if (
         isinstance(description, tuple)
         and len(description) == 2
@@ -144,6 +154,8 @@ def _cases(rng: random.Random) -> list[tuple[str, Callable[..., Any], list[Any]]
     cut = rng.randrange(n + 1)
     bshape = tuple(1 if rng.random() < 0.3 else d for d in a.shape[cut:])
     c = Spec(rng, shape=bshape, dtype=a.dtype if rng.random() < 0.8 else None)
+    twin = Spec(rng, shape=a.shape, dtype=a.dtype, layout=a.layout)  # laid out as a is
+    twin.order = a.order
     scalar = rng.choice((2, 0.5, True, -3, 1.5, 2j))
     m, k, p = rng.choice((1, 2, 3)), rng.choice((1, 3, 4)), rng.choice((1, 2, 5))
     mdt = rng.choice((torch.float32, torch.float32, torch.float16, torch.float64))
@@ -210,6 +222,7 @@ def _cases(rng: random.Random) -> list[tuple[str, Callable[..., Any], list[Any]]
         cases.append((f"{op} broadcast", lambda x, y, f=overload: f(x, y), [a, c]))
         cases.append((f"{op} broadcast, reversed", lambda x, y, f=overload: f(y, x), [a, c]))
         cases.append((f"{op} scalar", lambda x, f=overload: f(x, scalar), [a]))
+        cases.append((f"{op} same layout", lambda x, y, f=overload: f(x, y), [a, twin]))
     norm = rng.choice((a.shape[-1:], a.shape[-2:], a.shape, (3,), ()))
     w = Spec(rng, shape=tuple(norm), dtype=a.dtype if rng.random() < 0.8 else None,
              layout="contiguous")  # fmt: skip
@@ -218,6 +231,8 @@ def _cases(rng: random.Random) -> list[tuple[str, Callable[..., Any], list[Any]]
     e = Spec(rng, shape=tuple(rng.choice((0, 1, 3)) if i == d % max(n, 1) else s
                               for i, s in enumerate(a.shape)),
              dtype=a.dtype if rng.random() < 0.8 else None)  # fmt: skip
+    empty = Spec(rng, shape=(0,), dtype=a.dtype if rng.random() < 0.8 else None,
+                 layout="contiguous")  # fmt: skip
     cases += [
         ("mean", lambda x: aten.mean.dim(x, dims, keep), [a]),
         ("Tensor.mean", lambda x: x.mean(dims, keepdim=keep), [a]),
@@ -235,6 +250,11 @@ def _cases(rng: random.Random) -> list[tuple[str, Callable[..., Any], list[Any]]
         ("cat", lambda x, y: aten.cat.default([x, y], d), [a, e]),
         ("cat, three", lambda x, y: aten.cat.default([x, y, x], d), [a, e]),
         ("torch.cat", lambda x, y: torch.cat([x, y], d), [a, b]),
+        ("cat after a legacy empty", lambda x, y: aten.cat.default([y, x], d), [a, empty]),
+        ("cat onto a literal", lambda x: torch.cat([torch.tensor([]), x], d), [a]),
+        ("cat of literals", lambda x: torch.cat([torch.tensor([1.0]), torch.tensor([2.0])]), [a]),
+        ("add to a literal", lambda x: aten.add.Tensor(x, torch.tensor(2.0)), [a]),
+        ("literal times literal", lambda x: torch.tensor([1.0, 2.0]) * torch.tensor(3.0), [a]),
         ("x + y", lambda x, y: x + y, [a, c]),
         ("x * scalar", lambda x: x * scalar, [a]),
         ("pow", lambda x: aten.pow.Tensor_Scalar(x, scalar), [a]),
@@ -325,3 +345,32 @@ def test_a_transformer_block_is_answered_mostly_by_the_shortcuts() -> None:
         FakeRun.__exit__ = original  # type: ignore[method-assign]
     assert result.ok and answered[0] >= 10
     assert [f.module for f in bad.errors] and not bad.ok
+
+
+def test_a_fake_made_here_is_made_as_the_fake_mode_makes_it() -> None:
+    """The shortcuts make fakes without FakeTensor's constructor: each carries the same state
+    as one the fake mode made (its device, mode, empty memos) and behaves the same when its
+    memory is asked for, on every device."""
+    import warnings
+
+    def data_ptr(t: torch.Tensor) -> str:
+        with warnings.catch_warnings():  # (a deprecation warning, given once a process)
+            warnings.simplefilter("ignore")
+            try:
+                t.data_ptr()
+            except Exception as exc:
+                return type(exc).__name__
+        return "read"
+
+    for device in ("cpu", "cuda:0"):
+        with FakeRun() as run:
+            x = run.empty([4, 6], torch.float32, device)
+            ours = [x.relu(), x.view(6, 4), x + 1, x.t()]
+        with FakeRun(shortcuts=False) as run:
+            x = run.empty([4, 6], torch.float32, device)
+            theirs = [x.relu(), x.view(6, 4), x + 1, x.t()]
+        for a, b in zip(ours, theirs, strict=True):
+            state = {k: v for k, v in vars(a).items() if k != "fake_mode"}
+            assert state == {k: v for k, v in vars(b).items() if k != "fake_mode"}
+            assert type(a) is type(b) and a.device == b.device == torch.device(device)
+            assert data_ptr(a) == data_ptr(b)
