@@ -69,6 +69,36 @@ def test_ops_on_owned_integer_tensors_run_for_real_after_a_rehearsal_on_fakes() 
     assert ids.tolist() == [[1, 2, 3]]
 
 
+def test_ops_that_cannot_grow_their_operand_run_for_real_without_a_rehearsal() -> None:
+    """A view, a conversion or arithmetic with a number has at most as many elements as its
+    one operand: it runs once, for real. A gather by a list of ids can grow: rehearsed on
+    fakes first, and kept fake past the limit of real values."""
+    calls: list[str] = []
+
+    def counted(op):  # type: ignore[no-untyped-def]
+        def run(*args, **kwargs):  # type: ignore[no-untyped-def]
+            calls.append("fake" if is_fake(args[0]) else "real")
+            return op(*args, **kwargs)
+
+        run.__name__ = op.__name__
+        return run
+
+    ids = torch.arange(6).view(2, 3)
+    with FakeRun() as fake:
+        owned = fake.tensor(ids, "cpu")
+        for op, args in ((torch.Tensor.view, (owned, 3, 2)), (torch.Tensor.float, (owned,)),
+                         (torch.Tensor.__add__, (owned, 1)),
+                         (torch.Tensor.__getitem__, (owned, (slice(None), None, 0)))):  # fmt: skip
+            calls.clear()
+            out = fake.run_real(counted(op), args, {})
+            assert calls == ["real"] and fake.owns(out), op.__name__
+        calls.clear()
+        gathered = fake.run_real(counted(torch.Tensor.__getitem__), (owned, [0, 1, 1]), {})
+        assert calls == ["fake", "real"] and gathered.tolist() == [[0, 1, 2], [3, 4, 5], [3, 4, 5]]
+        huge = fake.run_real(torch.Tensor.__getitem__, (owned, [0] * (1 << 21)), {})
+        assert is_fake(huge) and huge.shape == (1 << 21, 3)
+
+
 class Shifted(nn.Module):
     """Ids computed from the input ids for real, then looked up."""
 
