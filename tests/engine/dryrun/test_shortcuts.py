@@ -374,3 +374,46 @@ def test_a_fake_made_here_is_made_as_the_fake_mode_makes_it() -> None:
             assert state == {k: v for k, v in vars(b).items() if k != "fake_mode"}
             assert type(a) is type(b) and a.device == b.device == torch.device(device)
             assert data_ptr(a) == data_ptr(b)
+
+
+def test_a_dispatch_mode_of_the_caller_still_sees_every_op() -> None:
+    """A mode the caller entered around check (a FLOP counter, a tracer) is below the
+    shortcuts on the stack: they step aside, and it sees the ops it saw before them."""
+    import inspector
+
+    seen: list[str] = []
+
+    class Count(torch.utils._python_dispatch.TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            seen.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    with Count():
+        result = inspector.check(model, torch.randn(3, 4))
+    assert result.ok
+    assert "aten.relu.default" in seen and "aten.addmm.default" in seen
+
+
+def test_a_compiled_submodule_runs_as_written_in_the_dry_run() -> None:
+    """torch.compile'd children are not compiled on fakes while the shortcuts' mode is on
+    (dynamo leaves frames alone under a dispatch mode): the dry run goes through them as
+    written, and finds the mismatch after them."""
+    import inspector
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Linear(8, 16)
+            self.b = torch.compile(torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(16, 4)),
+                                   backend="eager")  # fmt: skip
+            self.c = torch.nn.Linear(5, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.c(self.b(self.a(x)))
+
+    net = Net()
+    compiled = net.b
+    result = inspector.check(net, torch.randn(2, 8))
+    assert [f.module for f in result.errors] == ["c"]
+    assert "4" in result.errors[0].summary and net.b is compiled
