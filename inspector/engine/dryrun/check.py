@@ -126,10 +126,12 @@ def check(
                 )
             except Unverifiable as exc:
                 return _not_verified("", f"an input is {exc}")
-            swap_in_stand_ins(fake, (model, loss_fn), device)
+            # Hooked before the stand-ins go in: the walks of a model checked (or traced)
+            # before are kept with its parameters' identities, which the stand-ins are not.
             recorder.attach(model)
             if isinstance(loss_fn, nn.Module):
                 recorder.attach(loss_fn, "loss_fn")
+            swap_in_stand_ins(fake, (model, loss_fn), device)
             with run.substituting(model, loss_fn):
                 try:
                     output = model(*args, **fake_kwargs)

@@ -119,3 +119,24 @@ def test_healthy_zoo_has_no_error_and_the_real_shapes(case: Case) -> None:
 def _shape(call: inspector.Call) -> tuple[str, tuple[int, ...] | None]:
     out = first_tensor(call.outputs)
     return call.path, out.shape if out is not None and -1 not in out.shape else None
+
+
+def test_a_model_checked_again_is_walked_once_and_recorded_the_same() -> None:
+    """The hooks go on before the stand-ins: the second check of a model finds the walks of
+    the first kept (they are checked against its real parameters, which the stand-ins are
+    not), and records the same calls; a changed model is walked anew."""
+    from inspector.engine.capture import layout
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    first = inspector.check(model, torch.randn(2, 4))
+    second = inspector.check(model, torch.randn(2, 4))
+    kept = layout.cached(model, "")
+    assert kept is not None and kept.modules() == list(model.modules())
+
+    def rows(result: inspector.CheckResult) -> list[tuple[object, ...]]:
+        return [(c.path, c.module_repr, c.params, c.type) for c in result.calls]
+
+    assert rows(first) == rows(second) and rows(second)[1][1].startswith("Linear(in_features=4")
+    model[2] = nn.Linear(8, 5)
+    changed = inspector.check(model, torch.randn(2, 4))
+    assert rows(changed)[3][1].startswith("Linear(in_features=8, out_features=5")
