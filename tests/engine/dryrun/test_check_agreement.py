@@ -252,3 +252,47 @@ def test_agreement_counts() -> None:
     print(f"\ncheck vs the real run: {len(CASES)} models, {counts['agree']} agree, "
           f"{counts['not-verified']} not verified, {counts['disagree']} disagree")  # fmt: skip
     assert counts["disagree"] == 0
+
+
+def _healthy_zoos() -> dict[str, Callable[[], Built]]:
+    """The random-config Hugging Face zoo (31 architectures) and the awkward healthy models."""
+    from tests.healthy_zoo import AWKWARD, hf_cases
+
+    cases: dict[str, Callable[[], Built]] = {}
+    for case in hf_cases():
+        cases[f"hf-zoo-{case.name}"] = lambda case=case: ((built := case.build())[0], (),
+                                                           built[1])  # fmt: skip
+    for awkward in AWKWARD:
+        cases[f"awkward-{awkward.name}"] = awkward.build
+    return cases
+
+
+_SAME_CASES: dict[str, tuple[Callable[[], Built], Extra]] = {
+    **CASES,
+    **{name: (build, dict) for name, build in _healthy_zoos().items()},
+}
+
+
+@pytest.mark.parametrize("name", list(_SAME_CASES))
+def test_the_shortcuts_change_nothing_check_reports(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every case checked with the ops answered ahead of the fake mode and without them: the
+    same findings, word for word, and the same calls with the same inputs and outputs."""
+    from inspector.engine.dryrun import check as check_module
+    from inspector.engine.dryrun.fake import FakeRun
+
+    build, extra = _SAME_CASES[name]
+
+    def seen(result: Any) -> tuple[Any, ...]:
+        found = [(f.kind, f.module, f.code, f.summary, tuple(f.fixes)) for f in result]
+        calls = [(c.path, c.status, repr(c.inputs), repr(c.kwargs), repr(c.outputs))
+                 for c in result.calls]  # fmt: skip
+        return found, calls, result.stopped
+
+    model, args, kwargs = build()
+    with_shortcuts = seen(inspector.check(model, *args, **extra(), **kwargs))
+    monkeypatch.setattr(check_module, "FakeRun", functools.partial(FakeRun, shortcuts=False))
+    model, args, kwargs = build()
+    without = seen(inspector.check(model, *args, **extra(), **kwargs))
+    assert with_shortcuts == without
