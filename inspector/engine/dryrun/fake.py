@@ -32,7 +32,7 @@ import torch
 
 from inspector.engine.dryrun.shortcuts import Shortcuts
 
-try:  # private API: keep every use of it in this file
+try:  # private API: keep every use of it in this file (and shortcuts.py)
     from torch._subclasses.fake_tensor import (
         DataDependentOutputException,
         DynamicOutputShapeException,

@@ -17,9 +17,11 @@ exactly, goes on to the fake mode as before:
 
 A rule declines (returns None) wherever a case is not plainly covered: another fake mode's
 tensor, a real tensor, operands that are all constants (the fake mode computes those for
-real, and its result keeps its values), mixed dtypes or devices, non-contiguous operands, keyword
-arguments it does not know, shapes that do not broadcast (the fake mode then raises the error
-torch raises). tests/engine/dryrun/test_shortcuts.py compares every rule with the fake mode.
+real, and its result keeps its values), mixed dtypes or devices, broadcasting over a
+non-contiguous operand, a layout whose order torch would have to guess, keyword arguments it
+does not know, shapes that do not fit (the fake mode then raises the error torch raises).
+tests/engine/dryrun/test_shortcuts.py compares every rule with the fake mode and, where the
+fake mode's Python reference and torch's C++ kernel differ, with the real run.
 
 Like inspector.engine.dryrun.fake, this file uses torch's private fake-tensor API.
 """
