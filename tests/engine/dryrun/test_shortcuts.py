@@ -107,23 +107,23 @@ def _run(call: Callable[..., Any], specs: list[Any], grad: bool, shortcuts: bool
     # autograd with a cuda fake needs a cuda build: without one it aborts the process
     cuda = any(isinstance(s, Spec) and s.layout == "cuda" for s in specs)
     grad = grad and not cuda
-    if shortcuts is None:  # on the CPU: the errors in question are about shapes
-        operands = [s.make(None, grad=not cuda) if isinstance(s, Spec) else s for s in specs]
-        try:
-            with torch.set_grad_enabled(grad):
-                out = call(*operands)
-        except Exception as exc:
-            return ("raised", type(exc).__name__, str(exc).split("\n")[0]), 0
-        return _describe(out, operands), 0
-    with FakeRun(shortcuts=shortcuts) as run:
+
+    def described(run: FakeRun | None) -> Any:
         operands = [s.make(run, grad=not cuda) if isinstance(s, Spec) else s for s in specs]
         try:
             with torch.set_grad_enabled(grad):
                 out = call(*operands)
         except Exception as exc:
-            return ("raised", type(exc).__name__, str(exc).split("\n")[0]), 0
-        answered = run.shortcuts.answered if run.shortcuts is not None else 0
-        return _describe(out, operands), answered
+            return ("raised", type(exc).__name__, str(exc).split("\n")[0])
+        return _describe(out, operands)
+
+    if shortcuts is None:  # on the CPU: the errors in question are about shapes
+        return described(None), 0
+    with FakeRun(shortcuts=shortcuts) as run:
+        result = described(run)
+        if result[0] == "raised":
+            return result, 0
+        return result, run.shortcuts.answered if run.shortcuts is not None else 0
 
 
 def _as_real(description: Any) -> Any:
