@@ -313,7 +313,8 @@ class _Records:
             if holds(getattr(obj, name, None)):
                 _guarded(_put_attr, obj, name, value)
         for scope, name, value in self.names:
-            if holds(scope.get(name)):
+            now = scope.get(name, _MISSING)
+            if now is not value and holds(None if now is _MISSING else now):
                 _guarded(_put_dict_entry, scope, name, value)
         for tensor, version, copy in self.tensors:
             _guarded(_put_values, tensor, version, copy)
