@@ -215,7 +215,8 @@ def _cases(rng: random.Random) -> list[tuple[str, Callable[..., Any], list[Any]]
     for op in ("relu", "gelu", "tanh", "sigmoid", "neg", "exp", "sqrt", "rsqrt", "sin", "cos",
                "abs", "log", "reciprocal", "erf"):  # fmt: skip
         cases.append((op, lambda x, op=op: getattr(aten, op).default(x), [a]))
-        cases.append((f"Tensor.{op}", lambda x, op=op: getattr(x, op)(), [a]))
+        public = getattr(torch.Tensor, op, None) or getattr(torch.nn.functional, op)
+        cases.append((f"Tensor.{op}", lambda x, f=public: f(x), [a]))
     for op in ("add", "sub", "mul", "div"):
         overload = getattr(aten, op).Tensor
         cases.append((op, lambda x, y, f=overload: f(x, y), [a, b]))
