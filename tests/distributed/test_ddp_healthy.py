@@ -23,8 +23,10 @@ def digests(job: Job, rank: int, what: str) -> dict[str, str]:
 
 
 def test_the_job_ends_cleanly_on_both_ranks(job: Job) -> None:
-    job.assert_ended()
-    assert job.returncode == 0, job.describe()
+    # exit 0, or gloo's abort of a rank leaving its group after its last line (Job's note)
+    job.assert_succeeded("seconds attach")
+    for rank in (0, 1):
+        assert len(job.lines(rank, "seconds")) == len(MODES), job.describe()
 
 
 def test_weights_are_bit_identical_with_and_without_the_inspector(job: Job) -> None:

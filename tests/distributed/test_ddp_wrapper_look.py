@@ -18,10 +18,10 @@ def look(mode: str) -> Job:
 
 
 def assert_ranks_stayed_in_step(job: Job) -> None:
-    job.assert_ended()
+    # exit 0, or gloo's abort of a rank leaving its group after its last line (Job's note)
+    job.assert_succeeded("weights")
     for rank in (0, 1):
         assert job.lines(rank, "step") == ["0 done", "1 done"], job.describe()
-    assert job.returncode == 0, job.describe()
     assert job.lines(0, "weights") == job.lines(1, "weights"), job.describe()
 
 
