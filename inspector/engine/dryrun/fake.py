@@ -117,7 +117,7 @@ class FakeRun:
         self._owned: dict[int, torch.Tensor] = {}  # real tensors of the run, by id
         self._direct = True  # stand-ins made without the mode's dispatch (empty_strided)
         self._looked_up: dict[int, torch.Tensor] = {}  # fakes of owned ids, by the ids' id
-        self.shortcuts: Any = None
+        self.shortcuts: Shortcuts | None = None
         if shortcuts:
             self.shortcuts = Shortcuts(self.mode)
 
